@@ -1,0 +1,56 @@
+"""Shared fixtures: paths to the public data beside the repo, tiny arrays, seeds."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data_root() -> Path | None:
+    """``../shared/data`` beside the checkout, or $SEGNETS_DATA, if present."""
+    env = os.environ.get("SEGNETS_DATA")
+    candidates = [Path(env)] if env else []
+    candidates.append(REPO.parent / "shared" / "data")
+    for c in candidates:
+        if c.is_dir():
+            return c
+    return None
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """The public EM datasets; the test is skipped when they are absent."""
+    root = shared_data_root()
+    if root is None:
+        pytest.skip("public EM data not found: ../shared/data is absent (set SEGNETS_DATA to its path)")
+    return root
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
+def _has_display() -> bool:
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def pytest_collection_modifyitems(config, items):
+    skip_gui = pytest.mark.skip(reason="no X display: run the tests under `xvfb-run -a`")
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except Exception:  # torch missing or broken: gpu tests cannot run anyway
+        has_cuda = False
+    skip_gpu = pytest.mark.skip(reason="no CUDA GPU on this machine")
+    for item in items:
+        if "gui" in item.keywords and not _has_display():
+            item.add_marker(skip_gui)
+        if "gpu" in item.keywords and not has_cuda:
+            item.add_marker(skip_gpu)
