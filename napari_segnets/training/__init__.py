@@ -6,7 +6,8 @@ twin. ``finetune`` starts from a parent checkpoint and records it. Torch is impo
 
 from .augment import Augmenter
 from .datasets import CropSampler, SliceDataset
-from .loop import TrainResult, finetune, finetune_iter, train, train_iter
+from .finetune import finetune, finetune_iter
+from .loop import TrainResult, train, train_iter
 from .losses import LOSSES, make_loss
 
 __all__ = [

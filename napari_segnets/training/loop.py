@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import InputError
 from ..progress import Job, Progress, drive
 from . import setup
-from .state import last_path, load_optimizer, save_training_state, sidecar_path
+from .state import last_path, save_training_state
 from .validate import predict_slice, score, score_reconstruction, to_prediction
 
 
@@ -377,34 +377,3 @@ def _epoch_message(entry: dict, epochs: int) -> str:
 def train(model, data, *, callback=None, bar=None, **kwargs) -> TrainResult:
     """Plain twin of :func:`train_iter`: run to the end and return the :class:`TrainResult`."""
     return drive(train_iter(model, data, **kwargs), callback=callback, bar=bar)
-
-
-def finetune_iter(parent, data, *, lr: float = 1e-4, epochs: int = 5, **kwargs) -> Job[TrainResult]:
-    """Fine-tune the model in checkpoint ``parent`` on ``data`` (a lower default learning rate)."""
-    model = kwargs.pop("model", None)
-    kwargs.setdefault("task", _parent_task(parent))
-    return (yield from train_iter(model, data, parent=parent, lr=lr, epochs=epochs, **kwargs))
-
-
-def finetune(parent, data, *, callback=None, bar=None, **kwargs) -> TrainResult:
-    """Plain twin of :func:`finetune_iter`."""
-    return drive(finetune_iter(parent, data, **kwargs), callback=callback, bar=bar)
-
-
-def _parent_task(parent) -> str:
-    from .. import checkpoints
-
-    _, meta = checkpoints.load(parent)
-    return meta.get("task") or "segment"
-
-
-__all__ = [
-    "TrainResult",
-    "train_iter",
-    "train",
-    "finetune_iter",
-    "finetune",
-    "sidecar_path",
-    "last_path",
-    "load_optimizer",
-]
