@@ -145,12 +145,16 @@ class Up(nn.Module):
 
 
 class VGGBlock(nn.Sequential):
-    """``n`` 3x3 conv + ReLU layers (no batch norm, as VGG) followed by 2x2 max pooling."""
+    """``n`` 3x3 conv (+ optional batch norm) + ReLU layers followed by 2x2 max pooling."""
 
-    def __init__(self, cin: int, cout: int, n: int):
+    def __init__(self, cin: int, cout: int, n: int, batch_norm: bool = True):
         layers = []
         for i in range(n):
-            layers += [nn.Conv2d(cin if i == 0 else cout, cout, 3, padding=1), nn.ReLU(inplace=True)]
+            c = cin if i == 0 else cout
+            if batch_norm:
+                layers.append(ConvBNReLU(c, cout))
+            else:
+                layers += [nn.Conv2d(c, cout, 3, padding=1), nn.ReLU(inplace=True)]
         layers.append(nn.MaxPool2d(2))
         super().__init__(*layers)
 
