@@ -177,7 +177,12 @@ class LearnedUpsample(nn.ConvTranspose2d):
 
     def __init__(self, channels: int, factor: int):
         super().__init__(
-            channels, channels, kernel_size=2 * factor, stride=factor, padding=factor // 2, bias=False
+            channels,
+            channels,
+            kernel_size=2 * factor,
+            stride=factor,
+            padding=factor // 2,
+            bias=False,
         )
         with torch.no_grad():
             self.weight.copy_(bilinear_kernel(channels, 2 * factor))

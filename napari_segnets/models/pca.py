@@ -47,7 +47,9 @@ class PatchLinearAE(SegnetModel):
         super().__init__()
         patch, components = int(patch), int(components)
         if patch < 1 or components < 1:
-            raise InputError(f"patch and components must be positive, got {patch} and {components}.")
+            raise InputError(
+                f"patch and components must be positive, got {patch} and {components}."
+            )
         if components > patch * patch * in_channels:
             raise InputError(
                 f"{components} components exceed the {patch * patch * in_channels} values in a "
@@ -92,7 +94,11 @@ class PatchLinearAE(SegnetModel):
 
 def _patches(images, patch: int) -> np.ndarray:
     """All non-overlapping patches (rows of ``patch*patch`` values) from 2D images or a stack."""
-    if isinstance(images, np.ndarray) or hasattr(images, "__array__") and not isinstance(images, list):
+    if (
+        isinstance(images, np.ndarray)
+        or hasattr(images, "__array__")
+        and not isinstance(images, list)
+    ):
         arr = np.asarray(images)
         if arr.ndim == 2:
             slices = [arr]
@@ -114,11 +120,15 @@ def _patches(images, patch: int) -> np.ndarray:
         blocks = s[:h, :w].astype(np.float64).reshape(h // patch, patch, w // patch, patch)
         rows.append(blocks.transpose(0, 2, 1, 3).reshape(-1, patch * patch))
     if not rows:
-        raise InputError(f"The images are smaller than one {patch}x{patch} patch: use a smaller patch.")
+        raise InputError(
+            f"The images are smaller than one {patch}x{patch} patch: use a smaller patch."
+        )
     return np.concatenate(rows)
 
 
-def fit_pca(images, patch: int = 8, components: int = 16, *, max_patches: int = 200_000, seed: int = 0):
+def fit_pca(
+    images, patch: int = 8, components: int = 16, *, max_patches: int = 200_000, seed: int = 0
+):
     """Fit a PCA autoencoder on the non-overlapping patches of ``images``.
 
     Parameters
@@ -146,7 +156,9 @@ def fit_pca(images, patch: int = 8, components: int = 16, *, max_patches: int = 
     model = build("pca", task="autoencode", patch=patch, components=components)
     x = _patches(images, int(patch))
     if not np.isfinite(x).all():
-        raise InputError("The images contain NaN or infinite values: clean or normalise them first.")
+        raise InputError(
+            "The images contain NaN or infinite values: clean or normalise them first."
+        )
     if len(x) > max_patches:
         x = x[np.sort(np.random.default_rng(seed).choice(len(x), max_patches, replace=False))]
     if len(x) < components:

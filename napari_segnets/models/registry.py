@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import math
 
 from ..errors import InputError
 
@@ -15,7 +14,13 @@ DEFAULT_BASE = {"unet": 16, "atrous": 32, "fcn32s": 16, "fcn16s": 16, "fcn8s": 1
 PRESETS: dict[str, dict[str, dict]] = {
     "unet": {
         # Ronneberger et al. 2015: 64 -> 1024 channels, dropout 0.3 after the two deepest blocks.
-        "original": {"base": 64, "depth": 4, "up": "transposed", "dropout": 0.3, "dropout_depth": 2},
+        "original": {
+            "base": 64,
+            "depth": 4,
+            "up": "transposed",
+            "dropout": 0.3,
+            "dropout_depth": 2,
+        },
         "unet32": {"base": 32, "depth": 4},
         "unet16": {"base": 16, "depth": 4},
         "unet8": {"base": 8, "depth": 4},
@@ -193,7 +198,9 @@ def build(
                 "pass patch=... and components=... instead."
             )
         if task != "autoencode":
-            raise InputError(f"{arch!r} is an autoencoder baseline: build it with task='autoencode'.")
+            raise InputError(
+                f"{arch!r} is an autoencoder baseline: build it with task='autoencode'."
+            )
         return BUILDERS[arch](**kwargs)
     if budget is not None:
         if base is not None:
