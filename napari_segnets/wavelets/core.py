@@ -286,12 +286,14 @@ def stack_power_iter(images, wavelet="haar", levels=None):
         raise InputError("No images to analyse: the stack or list is empty.")
     rows = []
     for i, img in enumerate(slices):
-        row = level_power(np.asarray(img), w, levels)
-        if rows and row.shape != rows[0].shape:
+        img = np.asarray(img)
+        if rows and np.ndim(img) == 2 and 0 < max_levels(img.shape, w) < levels:
             raise InputError(
-                f"Image {i} gives {row.size - 1} levels but the first gives {rows[0].size - 1}: "
-                "pass levels= explicitly (at most the smallest image allows) or crop to one size."
+                f"Image {i} {img.shape} allows {max_levels(img.shape, w)} levels but the first "
+                f"gives {levels}: pass levels= explicitly (at most the smallest image allows) "
+                "or crop the images to one size."
             )
+        row = level_power(img, w, levels)
         levels = row.size - 1
         rows.append(row)
         yield Progress("wavelets", i + 1, total, f"slice {i + 1}/{total}", {"power": row})
