@@ -39,6 +39,7 @@ def main(argv=None) -> dict:
     p.add_argument("--margin", type=int, default=16)
     p.add_argument("--wavelet", default="haar")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--crop-seed", type=int, default=None, help="test crops (default: --seed)")
     p.add_argument("--trainer", default="auto", choices=["auto", "project", "minimal"])
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = p.parse_args(argv)
@@ -56,7 +57,7 @@ def main(argv=None) -> dict:
         callback=log, data_root=args.data_root, out_dir=args.out_dir, archs=args.archs,
         baselines=args.baselines, budget=args.budget, steps=args.steps, minutes=args.minutes,
         batch_size=args.batch_size, crop=args.crop, lr=args.lr, n_crops=args.n_crops,
-        test_crop=args.test_crop, margin=args.margin, wavelet=args.wavelet, seed=args.seed, trainer=args.trainer,
+        test_crop=args.test_crop, margin=args.margin, wavelet=args.wavelet, seed=args.seed, crop_seed=args.crop_seed, trainer=args.trainer,
     )  # fmt: skip
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print()

@@ -96,6 +96,7 @@ def run_study_iter(
     margin: int = 16,
     wavelet: str = "haar",
     seed: int = 0,
+    crop_seed: int | None = None,
     device: str = "cpu",
     trainer: str = "auto",
     train_images=None,
@@ -123,8 +124,9 @@ def run_study_iter(
         Test crops of the Lucchi stack; each is reconstructed with ``margin`` pixels
         of context each side that are cut away afterwards (no zero-padding border
         artefacts in the analysed area).
-    wavelet, seed, device, trainer
-        Wavelet for the analysis; seed for crops, weights and batches; torch device;
+    wavelet, seed, crop_seed, device, trainer
+        Wavelet for the analysis; seed for weights and batches (and for the test
+        crops unless ``crop_seed`` is given); torch device;
         ``"auto"``, ``"project"`` (:mod:`napari_segnets.training`) or ``"minimal"``.
     train_images, test_images : array, optional
         ``(Z, Y, X)`` stacks used instead of the public data (raw intensities).
@@ -152,7 +154,9 @@ def run_study_iter(
     train_raw = np.asarray(train_images)
     train = normalise(train_raw)  # for fit_pca; the training loops normalise the raw stack alike
     test = normalise(np.asarray(test_images))
-    big = sample_crops(test, n_crops, test_crop + 2 * margin, seed)
+    big = sample_crops(
+        test, n_crops, test_crop + 2 * margin, seed if crop_seed is None else crop_seed
+    )
     originals = big[:, margin : margin + test_crop, margin : margin + test_crop]
     yield Progress("data", 2, 2, f"{train.shape[0]} training sections, {n_crops} test crops")
 
@@ -201,6 +205,7 @@ def run_study_iter(
         settings = dict(
             budget=budget, steps=steps, minutes=minutes, batch_size=batch_size, crop=crop, lr=lr,
             n_crops=n_crops, test_crop=test_crop, margin=margin, wavelet=wavelet, seed=seed,
+            crop_seed=crop_seed, trainer=trainer,
             train_shape=list(train.shape), test_shape=list(test.shape),
         )  # fmt: skip
         record = {"settings": settings, "models": info, "comparison": table.to_dict()}
