@@ -74,7 +74,13 @@ class SegnetModel(nn.Module):
     receptive_field: float = 0.0
 
     def check_input(self, shape) -> None:
-        """Raise :class:`InputError` unless ``shape`` is ``(N, in_channels, H, W)`` with H, W multiples."""
+        """Raise :class:`InputError` unless ``shape`` is ``(N, in_channels, H, W)`` with H, W multiples.
+
+        Skipped while tracing, exporting or compiling: the shape is symbolic there, and
+        :mod:`napari_segnets.export` states the size constraints in the exported graph.
+        """
+        if torch.jit.is_tracing() or torch.compiler.is_compiling():
+            return
         shape = tuple(int(s) for s in shape)
         if len(shape) != 4:
             raise InputError(
