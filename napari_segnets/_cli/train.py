@@ -31,6 +31,8 @@ def register(sub) -> None:
     size.add_argument("--budget", type=int, default=None, help="number of weights to match (picks the width)")
     p.add_argument("--classes", type=int, default=1, help="output classes for segmentation (1 = binary, sigmoid)")
     p.add_argument("--preset", default=None, help="a named preset of the architecture (see the model zoo)")
+    p.add_argument("--option", metavar="KEY=VALUE", action="append", default=None,
+                   help="an architecture option, e.g. depth=3 or dilations=[1,2,4] (repeatable)")
     _loop_options(p, lr=1e-3)
     p.set_defaults(_required=[("arch", "--arch"), ("out", "--out")])
 
@@ -133,7 +135,9 @@ def run_train(args: argparse.Namespace) -> int:
     if args.arch not in available():
         raise InputError(f"Unknown architecture {args.arch!r}; choose one of {', '.join(available())}.")
     data, val = _datasets(args, args.task)
-    options = {"preset": args.preset} if args.preset else {}
+    options = _model_options(args.option)
+    if args.preset:
+        options["preset"] = args.preset
     model = build(
         args.arch,
         task=args.task,
@@ -143,6 +147,25 @@ def run_train(args: argparse.Namespace) -> int:
         **options,
     )
     return _fit(args, model, data, val, _loop_kwargs(args, args.task), parent=None)
+
+
+def _model_options(items) -> dict:
+    """``["depth=3", "up=bilinear"]`` -> ``{"depth": 3, "up": "bilinear"}`` (values read as YAML)."""
+    import yaml
+
+    out = {}
+    for item in items or []:
+        if isinstance(item, dict):  # from a config file: a mapping is fine too
+            out.update(item)
+            continue
+        key, sep, value = str(item).partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--option {item!r} must be KEY=VALUE, e.g. depth=3.")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise InputError(f"--option {item!r}: the value {value!r} cannot be read.") from None
+    return out
 
 
 def run_finetune(args: argparse.Namespace) -> int:
@@ -205,17 +228,31 @@ def _epoch_printer(args):
         loss = event.payload.get("loss")
         if loss is not None:
             parts.append(f"loss {float(loss):.4f}")
-        parts += [f"val {k} {float(v):.4f}" for k, v in val.items() if isinstance(v, int | float)]
+        parts += [f"val {k} {v:.4f}" for k, v in _flat(val).items()]
         common.info("  ".join(parts))
 
     return callback
 
 
+def _flat(val: dict) -> dict[str, float]:
+    """``{"iou": {1: 0.8}, "dice": {1: 0.9}, "score": 0.8}`` -> ``{"iou": 0.8, "dice": 0.9}``."""
+    out = {}
+    for key, value in val.items():
+        if key == "score":
+            continue
+        if isinstance(value, dict):
+            for cls, v in value.items():
+                out[key if len(value) == 1 else f"{key}[{cls}]"] = float(v)
+        elif isinstance(value, int | float):
+            out[key] = float(value)
+    return out
+
+
 def _best_score(result) -> str:
-    history = getattr(result, "history", None) or []
-    vals = [h.get("val") for h in history if isinstance(h, dict) and h.get("val")]
-    if not vals:
+    """A line about the best validation epoch (the one the checkpoint holds)."""
+    epoch = getattr(result, "best_epoch", None)
+    entry = next((h for h in getattr(result, "history", None) or [] if h.get("epoch") == epoch), None)
+    if not entry or not entry.get("val"):
         return ""
-    key = "iou" if "iou" in vals[0] else next(iter(vals[0]))
-    best = max(vals, key=lambda v: v.get(key, float("-inf")))
-    return "best validation: " + ", ".join(f"{k} {float(v):.4f}" for k, v in best.items() if isinstance(v, int | float))
+    scores = ", ".join(f"{k} {v:.4f}" for k, v in _flat(entry["val"]).items())
+    return f"best validation (epoch {epoch}): {scores}"

@@ -73,7 +73,8 @@ def plan_chunks(
         dtype = "uint8" if out_channels <= 255 else "uint16"
     else:
         dtype = "float32"
-    axes = ("" if two_d else "z") + ("c" if channels else "") + "yx"
+    # The class axis leads, as in inference.predict's own output for the whole volume.
+    axes = ("c" if channels else "") + ("" if two_d else "z") + "yx"
     size = {"z": shape3[0], "c": channels, "y": shape3[1], "x": shape3[2]}
     step = {"z": chunks3[0], "c": channels, "y": chunks3[1], "x": chunks3[2]}
     options = {k: v for k, v in sorted(predict_options.items()) if v is not None}
@@ -153,33 +154,16 @@ def run_chunk(plan: dict, box, index: int, model=None) -> int:
         normalization=plan["normalization"],
         **plan["predict_options"],
     )
-    result = _to_zcyx(np.asarray(result), z1 - z0, plan["channels"])
+    result = np.asarray(result)
+    if not plan["channels"] and result.ndim == 4:  # (1, Z, Y, X): a one-channel reconstruction
+        result = result[0]
     core = result[..., y0 - ry0 : y1 - ry0, x0 - rx0 : x1 - rx0].astype(plan["dtype"], copy=False)
     out = zarr.open_array(store=plan["store"], mode="r+")
-    if plan["two_d"]:
-        out[..., y0:y1, x0:x1] = core[0]
-    elif plan["channels"]:
-        out[z0:z1, :, y0:y1, x0:x1] = core
+    if plan["two_d"]:  # predicted as one slice: drop the z axis again
+        out[..., y0:y1, x0:x1] = core[..., 0, :, :]
     else:
-        out[z0:z1, y0:y1, x0:x1] = core
+        out[..., z0:z1, y0:y1, x0:x1] = core
     return index
-
-
-def _to_zcyx(result, nz: int, channels):
-    """Bring predict's output for a ``(Z, Y, X)`` region to ``(Z, Y, X)`` or ``(Z, C, Y, X)``."""
-    if not channels:
-        if result.ndim == 4 and result.shape[1] == 1:
-            return result[:, 0]
-        if result.ndim == 2:
-            return result[None]
-        return result
-    if result.ndim == 3 and nz == 1:  # (C, Y, X) for a single slice
-        return result[None]
-    if result.shape[0] == nz and result.shape[1] == channels:
-        return result
-    if result.shape[0] == channels and result.shape[1] == nz:
-        return result.transpose(1, 0, 2, 3)
-    raise InputError(f"Unexpected prediction shape {result.shape} for {nz} slice(s) and {channels} channels.")
 
 
 def _set_threads(n) -> None:

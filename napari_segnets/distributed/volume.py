@@ -218,6 +218,7 @@ def _execute(plan, boxes, todo, model, *, workers, scheduler):
                     "and that `dask scheduler` is running."
                 ) from exc
         else:
+            saved_env = dict(os.environ)
             cluster = LocalCluster(
                 n_workers=workers,
                 threads_per_worker=1,
@@ -225,6 +226,10 @@ def _execute(plan, boxes, todo, model, *, workers, scheduler):
                 dashboard_address=None,
                 silence_logs=logging.ERROR,
             )
+            # Dask writes its worker settings (OMP_NUM_THREADS=1, ...) into this process's
+            # environment too; put ours back so later subprocesses are not changed by it.
+            os.environ.clear()
+            os.environ.update(saved_env)
             client = Client(cluster)
         futures = client.map(run_chunk, [plan] * len(todo), [boxes[i] for i in todo], todo, pure=False)
         for fut in as_completed(futures):
@@ -343,6 +348,6 @@ def _zarr_to_tiff(store: Path, out: Path) -> None:
 
     data = np.asarray(zarr.open_array(store=str(store), mode="r")[...])
     with atomic_path(out) as tmp:
-        tifffile.imwrite(tmp, data, compression="zlib")
+        tifffile.imwrite(tmp, data, compression="zlib", photometric="minisblack")
     shutil.rmtree(store, ignore_errors=True)
 
