@@ -95,24 +95,28 @@ def test_chunked_prediction_equals_whole_volume_prediction(sample, tmp_path):
     chunked = _read(tmp_path / "p.zarr")
     assert 0.05 < chunked.std()  # a non-trivial map
     np.testing.assert_allclose(chunked, whole, atol=1e-5)
+    part = predict_volume(sample / "seg.safetensors", sample / "img.tif", tmp_path / "part.zarr",
+                          kind="probabilities", chunks=(1, 80, 72), slices=(1, 3))
+    assert part.shape == (2, 80, 72)
+    np.testing.assert_allclose(_read(tmp_path / "part.zarr"), whole[1:3], atol=1e-5)
 
 
 @pytest.mark.slow
 def test_two_worker_local_cluster_equals_single_process(sample, tmp_path, capsys):
-    common = ["--checkpoint", sample / "seg.safetensors", "--input", sample / "img.tif",
-              "--chunks", "1,40,72", "--no-progress"]
-    for name, extra in (("single", []), ("cluster", ["--workers", "2"])):
-        for kind in ("probabilities", "labels"):
-            argv = ["predict", *common, "--output", tmp_path / f"{name}-{kind}.zarr", "--kind", kind, *extra]
-            assert main([str(a) for a in argv]) == 0, capsys.readouterr().err
-    out = capsys.readouterr().out
-    assert "6/6 chunks computed" in out
-    single, cluster = _read(tmp_path / "single-probabilities.zarr"), _read(tmp_path / "cluster-probabilities.zarr")
-    # Workers run torch with 1 thread, this process with several: float sums may round differently.
-    np.testing.assert_allclose(cluster, single, atol=1e-6)
-    labels_single, labels_cluster = _read(tmp_path / "single-labels.zarr"), _read(tmp_path / "cluster-labels.zarr")
-    assert labels_single.any() and not labels_single.all()
-    np.testing.assert_array_equal(labels_cluster, labels_single)
+    import torch
+
+    # Workers get this process's torch thread count, so float sums round the same way and the
+    # outputs are bit-identical (by default each worker takes cores / workers threads).
+    threads = torch.get_num_threads()
+    common = ["predict", "--checkpoint", sample / "seg.safetensors", "--input", sample / "img.tif",
+              "--chunks", "1,40,72", "--kind", "probabilities", "--no-progress"]
+    assert main([str(a) for a in [*common, "--output", tmp_path / "single.zarr"]]) == 0
+    argv = [*common, "--output", tmp_path / "cluster.zarr", "--workers", 2, "--torch-threads", threads]
+    assert main([str(a) for a in argv]) == 0, capsys.readouterr().err
+    assert "6/6 chunks computed" in capsys.readouterr().out
+    single, cluster = _read(tmp_path / "single.zarr"), _read(tmp_path / "cluster.zarr")
+    assert single.std() > 0.05
+    np.testing.assert_array_equal(cluster, single)
 
 
 @pytest.mark.slow

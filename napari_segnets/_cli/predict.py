@@ -32,6 +32,7 @@ def register(sub) -> None:
         common.add_required(p, "--input", metavar="IN", help="image or stack (TIFF, MRC, Zarr, HDF5, PNG folder)")
         common.add_required(p, "--output", metavar="OUT", help="output .zarr (or .tif/.tiff)")
         p.add_argument("--key", default=None, help="dataset key inside HDF5/Zarr inputs")
+        p.add_argument("--slices", metavar="A:B", default=None, help="only slices A..B-1 (the output holds those)")
         if len(kinds) > 1:
             p.add_argument("--kind", choices=kinds, default=kinds[0], help=f"default: {kinds[0]}")
             p.add_argument("--threshold", type=float, default=0.5, help="for binary labels (default: 0.5)")
@@ -66,6 +67,17 @@ def _chunks(text) -> tuple[int, int, int] | None:
     return values
 
 
+def _slices(args) -> tuple[int, int] | None:
+    """--slices A:B checked against the input's slice count (read lazily: metadata only)."""
+    if args.slices is None:
+        return None
+    image, _ = common.read_array(args.input, "Input", key=args.key, lazy=True)
+    if image.ndim != 3:
+        raise InputError(f"--slices was given but {args.input} is a 2D image, not a stack.")
+    r = common.parse_range(args.slices, image.shape[0], "--slices")
+    return (r.start, r.stop)
+
+
 def run(args: argparse.Namespace) -> int:
     from ..config import write_effective
     from ..distributed import predict_volume_iter
@@ -95,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
         scheduler=args.scheduler,
         device=args.device,
         torch_threads=args.torch_threads,
+        slices=_slices(args),
         overwrite=args.overwrite,
         **options,
     )

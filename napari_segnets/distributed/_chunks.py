@@ -33,9 +33,13 @@ def _round_up(value: int, multiple: int) -> int:
 
 
 def plan_chunks(
-    model, meta, image, *, checkpoint, input, key, kind, chunks, halo, device, predict_options
+    model, meta, image, *, checkpoint, input, key, kind, chunks, halo, device, predict_options, slices=None
 ) -> dict:
-    """Everything a worker needs to predict any chunk, as a JSON-serialisable dict."""
+    """Everything a worker needs to predict any chunk, as a JSON-serialisable dict.
+
+    ``slices`` (``(start, stop)``) predicts only those slices of a stack; intensities are
+    still normalised as for the whole stack, so they match a prediction of everything.
+    """
     from ..io.normalize import fit_normalization, normalization_spec
 
     task = meta.get("task") or getattr(model, "task", "segment")
@@ -53,6 +57,16 @@ def plan_chunks(
         raise InputError(f"The input is empty (shape {tuple(image.shape)}); give an image with pixels in it.")
     two_d = image.ndim == 2
     shape3 = (1, *image.shape) if two_d else tuple(int(s) for s in image.shape)
+    z_offset = 0
+    if slices is not None:
+        start, stop = (int(v) for v in slices)
+        if two_d:
+            raise InputError("A slice range was given but the input is a single 2D image.")
+        if not 0 <= start < stop <= shape3[0]:
+            raise InputError(
+                f"Slices {start}:{stop} do not fit the stack of {shape3[0]}; give 0 <= A < B <= {shape3[0]}."
+            )
+        shape3, z_offset = (stop - start, *shape3[1:]), start
     multiple = max(1, int(getattr(model, "size_multiple", 1) or 1))
     halo = int(getattr(model, "halo", 0) or 0) if halo is None else int(halo)
     if halo < 0:
@@ -86,6 +100,7 @@ def plan_chunks(
         "key": key,
         "two_d": two_d,
         "shape3": list(shape3),
+        "z_offset": z_offset,
         "chunks3": list(chunks3),
         "halo": halo,
         "kind": kind,
@@ -104,7 +119,7 @@ def plan_chunks(
         "key": key,
         "input_shape": list(image.shape),
         "input_dtype": str(image.dtype),
-        **{k: plan[k] for k in ("kind", "halo", "chunks3", "dtype", "out_shape", "normalization", "predict_options")},
+        **{k: plan[k] for k in ("kind", "z_offset", "halo", "chunks3", "dtype", "out_shape", "normalization", "predict_options")},
     }
     return plan
 
@@ -141,7 +156,8 @@ def run_chunk(plan: dict, box, index: int, model=None) -> int:
     nz, ny, nx = plan["shape3"]
     h = plan["halo"]
     ry0, ry1, rx0, rx1 = max(0, y0 - h), min(ny, y1 + h), max(0, x0 - h), min(nx, x1 + h)
-    region = image[ry0:ry1, rx0:rx1][None] if plan["two_d"] else image[z0:z1, ry0:ry1, rx0:rx1]
+    zi0, zi1 = z0 + plan["z_offset"], z1 + plan["z_offset"]
+    region = image[ry0:ry1, rx0:rx1][None] if plan["two_d"] else image[zi0:zi1, ry0:ry1, rx0:rx1]
     if hasattr(region, "compute"):
         # Synchronous: a task must not submit more tasks to the cluster it runs on.
         region = region.compute(scheduler="synchronous")

@@ -70,6 +70,7 @@ def predict_volume_iter(
     scheduler: str | None = None,
     device: str = "auto",
     torch_threads: int | None = None,
+    slices: tuple[int, int] | None = None,
     overwrite: bool = False,
     **predict_options: Any,
 ) -> Generator[Progress, None, VolumeResult]:
@@ -101,6 +102,8 @@ def predict_volume_iter(
         Per worker; ``auto`` gives each worker its own GPU where there are several.
     torch_threads : int, optional
         Threads per worker (default for a LocalCluster: the CPU cores split between workers).
+    slices : (start, stop), optional
+        Predict only these slices of a stack (the output holds ``stop - start`` slices).
     overwrite : bool
         Replace an existing output that was made with other settings (otherwise refused).
     **predict_options
@@ -138,6 +141,7 @@ def predict_volume_iter(
         halo=halo,
         device=device,
         predict_options=predict_options,
+        slices=slices,
     )
     n_workers = workers if workers is not None else 0
     if workers is not None and torch_threads is None:
