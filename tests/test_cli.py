@@ -306,6 +306,8 @@ BAD = {
                            "--output", "{t}/o.h5"], "must end in .zarr"),
     "workers and scheduler": (["predict", "--checkpoint", "{s}/seg.safetensors", "--input", "{s}/img.tif",
                                "--output", "{t}/o.zarr", "--workers", "2", "--scheduler", "tcp://x:1"], "not both"),
+    "autoencoder asked for labels": (["predict", "--checkpoint", "{s}/ae.safetensors", "--input", "{s}/img.tif",
+                                      "--output", "{t}/o.zarr", "--kind", "labels"], "cannot produce 'labels'"),
     "not a checkpoint": (["export", "--checkpoint", "{s}/img.tif", "--out", "{t}/m.pt"], ""),
     "unknown config key": (["evaluate", "--config", "{t}/bad.yaml"], "Unknown option(s) slicez"),
     "missing config": (["evaluate", "--config", "{t}/none.yaml"], "does not exist"),

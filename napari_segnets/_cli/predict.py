@@ -34,9 +34,11 @@ def register(sub) -> None:
         p.add_argument("--key", default=None, help="dataset key inside HDF5/Zarr inputs")
         p.add_argument("--slices", metavar="A:B", default=None, help="only slices A..B-1 (the output holds those)")
         if len(kinds) > 1:
-            p.add_argument("--kind", choices=kinds, default=kinds[0], help=f"default: {kinds[0]}")
+            p.add_argument("--kind", choices=kinds, default=None,
+                           help="default: labels (reconstruction for an autoencoder checkpoint)")
             p.add_argument("--threshold", type=float, default=0.5, help="for binary labels (default: 0.5)")
-        p.set_defaults(kind=kinds[0])
+        else:
+            p.set_defaults(kind=kinds[0])
         p.add_argument("--workers", type=int, default=None, help="run on a local Dask cluster with N worker processes")
         p.add_argument("--scheduler", metavar="ADDR", default=None, help="run on a Dask cluster (e.g. tcp://host:8786)")
         p.add_argument("--torch-threads", type=int, default=None, help="torch threads per worker (default: cores / workers)")
@@ -93,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         "blend": args.blend,
         "tta": args.tta or None,
     }
-    if args.kind == "labels":
+    if args.kind in (None, "labels"):
         options["threshold"] = args.threshold
     job = predict_volume_iter(
         args.checkpoint,
@@ -115,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = write_effective(args.output, args._name, common.options_of(args), path_keys=PATHS)
     note = f", {result.chunks_skipped} resumed" if result.chunks_skipped else ""
     print(
-        f"{result.path}: {args.kind} {tuple(result.shape)} "
+        f"{result.path}: {result.kind} {tuple(result.shape)} "
         f"{result.dtype}; {result.chunks_computed}/{result.chunks_total} chunks computed{note} "
         f"in {result.seconds:.1f} s"
     )

@@ -46,8 +46,9 @@ def plan_chunks(
     allowed = KINDS.get(task, ("labels", "probabilities", "reconstruction"))
     kind = kind or allowed[0]
     if kind not in allowed:
+        what = "an autoencoder" if task == "autoencode" else "a segmentation model"
         raise InputError(
-            f"A {task} model cannot produce {kind!r}; choose {' or '.join(allowed)}."
+            f"The checkpoint holds {what}, which cannot produce {kind!r}; ask for {' or '.join(allowed)}."
         )
     if image.ndim not in (2, 3):
         raise InputError(

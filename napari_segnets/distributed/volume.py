@@ -42,6 +42,7 @@ class VolumeResult:
     """What a volume prediction produced."""
 
     path: Path
+    kind: str  # labels, probabilities or reconstruction
     shape: tuple
     dtype: str
     chunks_total: int
@@ -180,6 +181,7 @@ def predict_volume_iter(
         _zarr_to_tiff(store, out)
     return VolumeResult(
         path=out,
+        kind=plan["kind"],
         shape=tuple(plan["out_shape"]),
         dtype=plan["dtype"],
         chunks_total=total,
@@ -215,7 +217,7 @@ def _execute(plan, boxes, todo, model, *, workers, scheduler):
     try:
         if scheduler is not None:
             try:
-                client = Client(scheduler, timeout="30s")
+                client = Client(scheduler, timeout="10s")
             except (OSError, TimeoutError) as exc:
                 raise InputError(
                     f"Could not reach the Dask scheduler at {scheduler} ({exc}); check the address "
