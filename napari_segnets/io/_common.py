@@ -78,10 +78,27 @@ def slice_chunks(shape, native=None) -> tuple[int, ...]:
     return tuple([1] * (len(shape) - 2) + [int(s) for s in shape[-2:]])
 
 
+class ChunkSource:
+    """Array-like view of a memmap, zarr array or HDF5 dataset that dask can slice.
+
+    dask copies numpy inputs (memmaps included) into its graph chunk by chunk; hiding the
+    memmap behind this class keeps reads lazy: only the chunks asked for are touched.
+    """
+
+    def __init__(self, source):
+        self.source = source
+        self.shape, self.dtype, self.ndim = tuple(source.shape), np.dtype(source.dtype), len(source.shape)
+
+    def __getitem__(self, key):
+        return np.array(self.source[key])  # a real copy: chunks never pin the file mapping
+
+
 def as_dask(source, *, chunks, name: str):
     """Wrap an array-like (memmap, zarr, h5py dataset) in dask without reading or hashing it."""
     import dask.array as da
 
+    if isinstance(source, np.ndarray):
+        source = ChunkSource(source)
     # An explicit name avoids dask hashing the whole array to build a token.
     return da.from_array(source, chunks=chunks, name=name, asarray=True, fancy=False)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -86,37 +88,79 @@ def _axes_for_finalize(axes: str) -> str:
     return re.sub("[QI]", "z", axes.lower())
 
 
+class _LogCollector(logging.Handler):
+    """Collects tifffile's error log lines: it logs (not raises) broken page chains and shapes."""
+
+    def __init__(self):
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def _tifffile_errors():
+    logger = logging.getLogger("tifffile")
+    handler = _LogCollector()
+    logger.addHandler(handler)
+    try:
+        yield handler.messages
+    finally:
+        logger.removeHandler(handler)
+
+
+def _check_structure(path: Path, tif, series, logged: list[str]) -> None:
+    """Refuse files whose page chain broke or whose image data run past the end of the file."""
+    if logged:
+        reason = re.sub(r"^<[^>]*>\s*", "", logged[0])  # drop tifffile's "<TiffPages @8>" prefix
+        raise InputError(f"{path.name} is corrupt or truncated ({reason}); re-export or re-copy the file.")
+    size = path.stat().st_size
+    for page in series.pages:
+        if page is None:
+            continue
+        offsets, counts = page.dataoffsets, page.databytecounts
+        if offsets and max(o + c for o, c in zip(offsets, counts)) > size:
+            raise InputError(f"{path.name} is truncated: its image data run past the end of the file.")
+
+
 def read_tiff(path: Path, *, lazy: bool | None):
     """Read a TIFF; returns (array, meta, axes, rgb) for :func:`finalize`."""
     import tifffile
 
-    try:
-        tif = tifffile.TiffFile(path)
-    except Exception as exc:  # tifffile raises TiffFileError, ValueError, struct errors...
-        raise InputError(f"{path.name} is not a readable TIFF ({exc}); the file may be corrupt or truncated.") from exc
-    try:
-        if not tif.series:
-            raise InputError(f"{path.name} contains no images; the TIFF may be corrupt or truncated.")
-        series = tif.series[0]
-        shape, dtype, axes = tuple(series.shape), series.dtype, series.axes
-        rgb = axes.endswith("S") and shape[-1] in (3, 4)
-        meta = {
-            "format": "bigtiff" if tif.is_bigtiff else "tiff",
-            "voxel_size": _voxel_size(tif, series),
-            "kind": _kind(tif),
-        }
-        if rgb and meta["voxel_size"] is not None:
-            meta["voxel_size"] = meta["voxel_size"][:-1]
-        if want_lazy(lazy, shape, dtype):
-            array = _lazy(path, tif, series)
-        else:
-            array = _eager(path, tif, series)
-    except InputError:
-        tif.close()
-        raise
-    except Exception as exc:
-        tif.close()
-        raise InputError(f"{path.name} could not be decoded ({exc}); the TIFF may be corrupt or truncated.") from exc
+    with _tifffile_errors() as logged:
+        try:
+            tif = tifffile.TiffFile(path)
+        except Exception as exc:  # tifffile raises TiffFileError, ValueError, struct errors...
+            raise InputError(
+                f"{path.name} is not a readable TIFF ({exc}); the file may be corrupt or truncated."
+            ) from exc
+        try:
+            if not tif.series:
+                raise InputError(f"{path.name} contains no images; the TIFF may be corrupt or truncated.")
+            series = tif.series[0]
+            _check_structure(path, tif, series, logged)
+            shape, dtype, axes = tuple(series.shape), series.dtype, series.axes
+            rgb = axes.endswith("S") and shape[-1] in (3, 4)
+            meta = {
+                "format": "bigtiff" if tif.is_bigtiff else "tiff",
+                "voxel_size": _voxel_size(tif, series),
+                "kind": _kind(tif),
+            }
+            if rgb and meta["voxel_size"] is not None:
+                meta["voxel_size"] = meta["voxel_size"][:-1]
+            if want_lazy(lazy, shape, dtype):
+                array = _lazy(path, tif, series)
+            else:
+                array = _eager(path, tif, series)
+        except InputError:
+            tif.close()
+            raise
+        except Exception as exc:
+            tif.close()
+            raise InputError(
+                f"{path.name} could not be decoded ({exc}); the TIFF may be corrupt or truncated."
+            ) from exc
     return array, meta, _axes_for_finalize(axes), rgb
 
 
@@ -161,4 +205,18 @@ def _lazy(path: Path, tif, series):
         z = z["0"]
     native = z.chunks
     chunks = slice_chunks(z.shape) if len(native) >= 2 and native[-2:] == tuple(z.shape[-2:]) else native
-    return as_dask(z, chunks=chunks, name=name)
+    return as_dask(_Guarded(z, path.name), chunks=chunks, name=name)
+
+
+class _Guarded:
+    """Array-like that turns a decode failure during a lazy read into a clear InputError."""
+
+    def __init__(self, source, name: str):
+        self.source, self.name = source, name
+        self.shape, self.dtype, self.ndim = source.shape, source.dtype, source.ndim
+
+    def __getitem__(self, key):
+        try:
+            return self.source[key]
+        except Exception as exc:
+            raise InputError(f"{self.name} could not be decoded ({exc}); the TIFF may be corrupt.") from exc
