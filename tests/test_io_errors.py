@@ -14,8 +14,12 @@ from napari_segnets.io import read
 def tiff_bytes(tmp_path, rng):
     def make(compression=None):
         path = tmp_path / f"src_{compression}.tif"
-        tifffile.imwrite(path, rng.integers(0, 255, (6, 64, 64), dtype=np.uint8), compression=compression,
-                         photometric="minisblack")
+        tifffile.imwrite(
+            path,
+            rng.integers(0, 255, (6, 64, 64), dtype=np.uint8),
+            compression=compression,
+            photometric="minisblack",
+        )
         return path.read_bytes()
 
     return make
@@ -58,21 +62,33 @@ def test_truncated_tiff(tmp_path, tiff_bytes, compression, keep, lazy):
 
 
 def test_more_than_three_dimensions(tmp_path):
-    tifffile.imwrite(tmp_path / "4d.tif", np.zeros((2, 3, 16, 16), np.uint8), imagej=True,
-                     metadata={"axes": "TZYX"})
+    tifffile.imwrite(
+        tmp_path / "4d.tif",
+        np.zeros((2, 3, 16, 16), np.uint8),
+        imagej=True,
+        metadata={"axes": "TZYX"},
+    )
     with pytest.raises(InputError, match=r"4 dimensions \(2, 3, 16, 16\).*only 2D \(Y, X\) or 3D"):
         read(tmp_path / "4d.tif")
 
 
 def test_singleton_axes_do_not_count_as_dimensions(tmp_path):
-    tifffile.imwrite(tmp_path / "4d1.tif", np.zeros((1, 3, 16, 16), np.uint8), imagej=True,
-                     metadata={"axes": "TZYX"})
+    tifffile.imwrite(
+        tmp_path / "4d1.tif",
+        np.zeros((1, 3, 16, 16), np.uint8),
+        imagej=True,
+        metadata={"axes": "TZYX"},
+    )
     assert read(tmp_path / "4d1.tif")[0].shape == (3, 16, 16)
 
 
 def test_several_channels_refused(tmp_path):
-    tifffile.imwrite(tmp_path / "c.tif", np.zeros((1, 2, 16, 16), np.uint8), imagej=True,
-                     metadata={"axes": "ZCYX"})
+    tifffile.imwrite(
+        tmp_path / "c.tif",
+        np.zeros((1, 2, 16, 16), np.uint8),
+        imagej=True,
+        metadata={"axes": "ZCYX"},
+    )
     with pytest.raises(InputError, match="2 channels"):
         read(tmp_path / "c.tif")
 
@@ -92,7 +108,9 @@ def test_hdf5_several_candidates_without_key(tmp_path):
     with h5py.File(tmp_path / "two.h5", "w") as f:
         f.create_dataset("raw", shape=(4, 16, 16), dtype="u1")
         f.create_dataset("pred/membranes", shape=(4, 16, 16), dtype="f4")
-    with pytest.raises(InputError, match=r"several 3D datasets \(pred/membranes .*raw .*\); pass key=") as info:
+    with pytest.raises(
+        InputError, match=r"several 3D datasets \(pred/membranes .*raw .*\); pass key="
+    ) as info:
         read(tmp_path / "two.h5")
     _one_sentence(info.value)
 
@@ -136,7 +154,9 @@ def test_folder_slices_of_different_shapes(tmp_path):
     (tmp_path / "mixed").mkdir()
     Image.fromarray(np.zeros((16, 16), np.uint8)).save(tmp_path / "mixed" / "s1.png")
     Image.fromarray(np.zeros((16, 20), np.uint8)).save(tmp_path / "mixed" / "s2.png")
-    with pytest.raises(InputError, match=r"different shapes.*s1.png is \(16, 16\) but s2.png is \(16, 20\)"):
+    with pytest.raises(
+        InputError, match=r"different shapes.*s1.png is \(16, 16\) but s2.png is \(16, 20\)"
+    ):
         read(tmp_path / "mixed")
 
 

@@ -26,7 +26,9 @@ def _write_all(tmp_path, stack):
     tifffile.imwrite(tmp_path / "zlib.tif", stack, photometric="minisblack", compression="zlib")
     with mrcfile.new(tmp_path / "v.mrc") as mrc:
         mrc.set_data(stack)
-    z = zarr.create_array(str(tmp_path / "a.zarr"), shape=stack.shape, chunks=(1, 40, 36), dtype="u1")
+    z = zarr.create_array(
+        str(tmp_path / "a.zarr"), shape=stack.shape, chunks=(1, 40, 36), dtype="u1"
+    )
     z[:] = stack
     with h5py.File(tmp_path / "v.h5", "w") as f:
         f.create_dataset("raw", data=stack)

@@ -44,16 +44,28 @@ def test_bigtiff(tmp_path, stack):
 
 
 def test_tiff_imagej_voxel_size(tmp_path, stack):
-    tifffile.imwrite(tmp_path / "ij.tif", stack, imagej=True, resolution=(1 / 0.004, 1 / 0.005),
-                     metadata={"spacing": 0.05, "unit": "um", "axes": "ZYX"})
+    tifffile.imwrite(
+        tmp_path / "ij.tif",
+        stack,
+        imagej=True,
+        resolution=(1 / 0.004, 1 / 0.005),
+        metadata={"spacing": 0.05, "unit": "um", "axes": "ZYX"},
+    )
     arr, meta = read(tmp_path / "ij.tif")
     np.testing.assert_array_equal(arr, stack)
     assert meta["voxel_size"] == pytest.approx((50.0, 5.0, 4.0))
 
 
 def test_tiff_ome_voxel_size_and_compression(tmp_path, stack):
-    md = {"axes": "ZYX", "PhysicalSizeX": 4.6, "PhysicalSizeXUnit": "nm", "PhysicalSizeY": 4.6,
-          "PhysicalSizeYUnit": "nm", "PhysicalSizeZ": 0.045, "PhysicalSizeZUnit": "µm"}
+    md = {
+        "axes": "ZYX",
+        "PhysicalSizeX": 4.6,
+        "PhysicalSizeXUnit": "nm",
+        "PhysicalSizeY": 4.6,
+        "PhysicalSizeYUnit": "nm",
+        "PhysicalSizeZ": 0.045,
+        "PhysicalSizeZUnit": "µm",
+    }
     tifffile.imwrite(tmp_path / "o.ome.tif", stack, ome=True, compression="zlib", metadata=md)
     arr, meta = read(tmp_path / "o.ome.tif")
     np.testing.assert_array_equal(arr, stack)
@@ -62,7 +74,9 @@ def test_tiff_ome_voxel_size_and_compression(tmp_path, stack):
 
 def test_tiff_resolution_tags_in_centimetres(tmp_path, stack):
     # 2.5e6 pixels per cm = 4 nm pixels; no z spacing -> a 2D image keeps its calibration
-    tifffile.imwrite(tmp_path / "r.tif", stack[0], resolution=(2.5e6, 2.5e6), resolutionunit="CENTIMETER")
+    tifffile.imwrite(
+        tmp_path / "r.tif", stack[0], resolution=(2.5e6, 2.5e6), resolutionunit="CENTIMETER"
+    )
     _, meta = read(tmp_path / "r.tif")
     assert meta["voxel_size"] == pytest.approx((4.0, 4.0))
 
@@ -110,8 +124,13 @@ def test_mrc_voxel_size_from_header(tmp_path, rng):
 def test_zarr_array_v2_v3(tmp_path, stack, zarr_format):
     import zarr
 
-    z = zarr.create_array(str(tmp_path / "a.zarr"), shape=stack.shape, chunks=(1, 48, 40), dtype="u1",
-                          zarr_format=zarr_format)
+    z = zarr.create_array(
+        str(tmp_path / "a.zarr"),
+        shape=stack.shape,
+        chunks=(1, 48, 40),
+        dtype="u1",
+        zarr_format=zarr_format,
+    )
     z[:] = stack
     z.attrs["resolution"] = [40, 8, 8]
     arr, meta = read(tmp_path / "a.zarr")
@@ -126,12 +145,23 @@ def test_ome_zarr_level0_and_scales(tmp_path, stack, zarr_format):
 
     g = zarr.open_group(str(tmp_path / "img.ome.zarr"), mode="w", zarr_format=zarr_format)
     axes = [{"name": "c", "type": "channel"}] + [
-        {"name": n, "type": "space", "unit": u} for n, u in zip("zyx", ["nanometer", "micrometer", "micrometer"])
+        {"name": n, "type": "space", "unit": u}
+        for n, u in zip("zyx", ["nanometer", "micrometer", "micrometer"])
     ]
-    ms = {"version": "0.4", "axes": axes, "datasets": [
-        {"path": "s0", "coordinateTransformations": [{"type": "scale", "scale": [1, 50, 0.004, 0.004]}]},
-        {"path": "s1", "coordinateTransformations": [{"type": "scale", "scale": [1, 50, 0.008, 0.008]}]},
-    ]}
+    ms = {
+        "version": "0.4",
+        "axes": axes,
+        "datasets": [
+            {
+                "path": "s0",
+                "coordinateTransformations": [{"type": "scale", "scale": [1, 50, 0.004, 0.004]}],
+            },
+            {
+                "path": "s1",
+                "coordinateTransformations": [{"type": "scale", "scale": [1, 50, 0.008, 0.008]}],
+            },
+        ],
+    }
     if zarr_format == 3:
         g.attrs["ome"] = {"version": "0.5", "multiscales": [ms]}
     else:
@@ -167,7 +197,9 @@ def test_hdf5_only_3d_dataset_and_key(tmp_path, stack):
     with h5py.File(tmp_path / "v.h5", "w") as f:
         d = f.create_dataset("volumes/raw", data=stack, chunks=(1, 48, 40))
         d.attrs["element_size_um"] = [0.05, 0.004, 0.004]
-        f.create_dataset("volumes/mean", data=stack.mean(0))  # 2D: not a candidate while a 3D one exists
+        f.create_dataset(
+            "volumes/mean", data=stack.mean(0)
+        )  # 2D: not a candidate while a 3D one exists
         f.create_dataset("ids", data=np.arange(5))
     arr, meta = read(tmp_path / "v.h5")
     np.testing.assert_array_equal(arr, stack)

@@ -13,13 +13,32 @@ from ..errors import InputError
 
 # Length units as they appear in TIFF/OME/ImageJ/OME-Zarr/HDF5 metadata, in nanometres.
 _UNIT_NM = {
-    "nm": 1.0, "nanometer": 1.0, "nanometre": 1.0,
-    "um": 1e3, "µm": 1e3, "\u03bcm": 1e3, "micron": 1e3, "microns": 1e3, "micrometer": 1e3,
-    "micrometre": 1e3, "\\u00b5m": 1e3,
-    "mm": 1e6, "millimeter": 1e6, "millimetre": 1e6,
-    "cm": 1e7, "centimeter": 1e7, "centimetre": 1e7,
-    "m": 1e9, "meter": 1e9, "metre": 1e9,
-    "a": 0.1, "å": 0.1, "angstrom": 0.1, "ångström": 0.1, "pm": 1e-3, "picometer": 1e-3,
+    "nm": 1.0,
+    "nanometer": 1.0,
+    "nanometre": 1.0,
+    "um": 1e3,
+    "µm": 1e3,
+    "\u03bcm": 1e3,
+    "micron": 1e3,
+    "microns": 1e3,
+    "micrometer": 1e3,
+    "micrometre": 1e3,
+    "\\u00b5m": 1e3,
+    "mm": 1e6,
+    "millimeter": 1e6,
+    "millimetre": 1e6,
+    "cm": 1e7,
+    "centimeter": 1e7,
+    "centimetre": 1e7,
+    "m": 1e9,
+    "meter": 1e9,
+    "metre": 1e9,
+    "a": 0.1,
+    "å": 0.1,
+    "angstrom": 0.1,
+    "ångström": 0.1,
+    "pm": 1e-3,
+    "picometer": 1e-3,
 }
 LAZY_ENV = "SEGNETS_LAZY_BYTES"
 
@@ -87,7 +106,11 @@ class ChunkSource:
 
     def __init__(self, source):
         self.source = source
-        self.shape, self.dtype, self.ndim = tuple(source.shape), np.dtype(source.dtype), len(source.shape)
+        self.shape, self.dtype, self.ndim = (
+            tuple(source.shape),
+            np.dtype(source.dtype),
+            len(source.shape),
+        )
 
     def __getitem__(self, key):
         return np.array(self.source[key])  # a real copy: chunks never pin the file mapping
@@ -150,7 +173,9 @@ def finalize(array, meta: dict[str, Any], *, axes: str | None = None, rgb: bool 
     name = Path(meta.get("path", "the file")).name
     shape = tuple(int(s) for s in array.shape)
     if any(s == 0 for s in shape) or len(shape) == 0:
-        raise InputError(f"{name} holds an empty array (shape {shape}); choose a file or dataset with pixels in it.")
+        raise InputError(
+            f"{name} holds an empty array (shape {shape}); choose a file or dataset with pixels in it."
+        )
     axes = (axes or "").lower()
     if len(axes) != len(shape):
         axes = ""
@@ -159,7 +184,9 @@ def finalize(array, meta: dict[str, Any], *, axes: str | None = None, rgb: bool 
         voxel = None
     if rgb:
         if shape[-1] not in (3, 4):
-            raise InputError(f"{name} has {shape[-1]} colour samples per pixel; only grey, RGB or RGBA images can be read.")
+            raise InputError(
+                f"{name} has {shape[-1]} colour samples per pixel; only grey, RGB or RGBA images can be read."
+            )
         kind = "RGBA" if shape[-1] == 4 else "RGB"
         note = f"{kind} image converted to grey (luminance); the colour was dropped."
         meta["notes"].append(note)
@@ -188,7 +215,7 @@ def finalize(array, meta: dict[str, Any], *, axes: str | None = None, rgb: bool 
             f"{name} has {n} channels; only single-channel stacks can be read, so save one channel as its own file."
         )
     if not axes or set(axes) - set("zyx") or len(set(axes)) != len(axes):
-        axes = "zyx"[-len(shape):]
+        axes = "zyx"[-len(shape) :]
     meta.update(
         shape=shape,
         dtype=str(array.dtype),

@@ -114,14 +114,18 @@ def _check_structure(path: Path, tif, series, logged: list[str]) -> None:
     """Refuse files whose page chain broke or whose image data run past the end of the file."""
     if logged:
         reason = re.sub(r"^<[^>]*>\s*", "", logged[0])  # drop tifffile's "<TiffPages @8>" prefix
-        raise InputError(f"{path.name} is corrupt or truncated ({reason}); re-export or re-copy the file.")
+        raise InputError(
+            f"{path.name} is corrupt or truncated ({reason}); re-export or re-copy the file."
+        )
     size = path.stat().st_size
     for page in series.pages:
         if page is None:
             continue
         offsets, counts = page.dataoffsets, page.databytecounts
         if offsets and max(o + c for o, c in zip(offsets, counts)) > size:
-            raise InputError(f"{path.name} is truncated: its image data run past the end of the file.")
+            raise InputError(
+                f"{path.name} is truncated: its image data run past the end of the file."
+            )
 
 
 def read_tiff(path: Path, *, lazy: bool | None):
@@ -137,7 +141,9 @@ def read_tiff(path: Path, *, lazy: bool | None):
             ) from exc
         try:
             if not tif.series:
-                raise InputError(f"{path.name} contains no images; the TIFF may be corrupt or truncated.")
+                raise InputError(
+                    f"{path.name} contains no images; the TIFF may be corrupt or truncated."
+                )
             series = tif.series[0]
             _check_structure(path, tif, series, logged)
             shape, dtype, axes = tuple(series.shape), series.dtype, series.axes
@@ -165,7 +171,7 @@ def read_tiff(path: Path, *, lazy: bool | None):
 
 
 def _kind(tif) -> str | None:
-    """"labels" when the file was written by our label writer (OME Image Name), else None."""
+    """ "labels" when the file was written by our label writer (OME Image Name), else None."""
     if tif.is_ome and tif.ome_metadata and 'Name="napari-segnets labels"' in tif.ome_metadata:
         return "labels"
     return None
@@ -176,10 +182,14 @@ def _eager(path: Path, tif, series) -> np.ndarray:
         with tif:
             data = series.asarray()
     except Exception as exc:
-        raise InputError(f"{path.name} could not be decoded ({exc}); the TIFF may be corrupt or truncated.") from exc
+        raise InputError(
+            f"{path.name} could not be decoded ({exc}); the TIFF may be corrupt or truncated."
+        ) from exc
     expected = int(np.prod(series.shape))
     if data.size != expected:
-        raise InputError(f"{path.name} is truncated: expected {expected} pixels, decoded {data.size}.")
+        raise InputError(
+            f"{path.name} is truncated: expected {expected} pixels, decoded {data.size}."
+        )
     return data
 
 
@@ -193,7 +203,9 @@ def _lazy(path: Path, tif, series):
         try:
             mm = tifffile.memmap(path, series=0, mode="r")
         except ValueError as exc:  # mmap length beyond the end of the file
-            raise InputError(f"{path.name} is truncated: the image data run past the end of the file.") from exc
+            raise InputError(
+                f"{path.name} is truncated: the image data run past the end of the file."
+            ) from exc
         mm = mm.reshape(series.shape)
         return as_dask(mm, chunks=slice_chunks(mm.shape), name=name)
     import zarr
@@ -204,7 +216,9 @@ def _lazy(path: Path, tif, series):
     if isinstance(z, zarr.Group):  # pyramidal TIFF: level 0
         z = z["0"]
     native = z.chunks
-    chunks = slice_chunks(z.shape) if len(native) >= 2 and native[-2:] == tuple(z.shape[-2:]) else native
+    chunks = (
+        slice_chunks(z.shape) if len(native) >= 2 and native[-2:] == tuple(z.shape[-2:]) else native
+    )
     return as_dask(_Guarded(z, path.name), chunks=chunks, name=name)
 
 
@@ -219,4 +233,6 @@ class _Guarded:
         try:
             return self.source[key]
         except Exception as exc:
-            raise InputError(f"{self.name} could not be decoded ({exc}); the TIFF may be corrupt.") from exc
+            raise InputError(
+                f"{self.name} could not be decoded ({exc}); the TIFF may be corrupt."
+            ) from exc
