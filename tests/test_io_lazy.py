@@ -92,7 +92,7 @@ def test_one_slice_of_a_lazy_stack_touches_one_chunk(tmp_path, stack):
 
 
 def test_lazy_tiff_does_not_load_the_stack(tmp_path, rng):
-    big = rng.integers(0, 65535, (16, 512, 512), dtype=np.uint16)  # 8 MiB
+    big = rng.integers(0, 65535, (32, 256, 512), dtype=np.uint16)  # 8 MiB, 256 KiB per slice
     for compression in (None, "zlib"):
         path = tmp_path / f"big_{compression}.tif"
         tifffile.imwrite(path, big, photometric="minisblack", compression=compression)

@@ -19,7 +19,7 @@ def stack(rng):
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
 def test_tiff_multipage_dtypes(tmp_path, rng, dtype):
     data = (rng.random((4, 32, 24)) * 1000).astype(dtype)
-    tifffile.imwrite(tmp_path / "s.tif", data)
+    tifffile.imwrite(tmp_path / "s.tif", data, photometric="minisblack")
     arr, meta = read(tmp_path / "s.tif")
     assert isinstance(arr, np.ndarray)
     np.testing.assert_array_equal(arr, data)
@@ -263,3 +263,38 @@ def test_sniff(tmp_path):
     assert sniff(tmp_path / "a.hdf5") == "hdf5"
     assert sniff(tmp_path / "a.txt") is None
     assert sniff(tmp_path) is None  # an empty folder
+
+
+def test_notes_for_planar_three_page_multi_series_and_time_axis(tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter(
+            "ignore", DeprecationWarning
+        )  # tifffile warns about its planar default
+        tifffile.imwrite(
+            tmp_path / "p3.tif", np.arange(3 * 16 * 16, dtype=np.uint16).reshape(3, 16, 16)
+        )
+    arr, meta = read(tmp_path / "p3.tif")
+    assert arr.shape == (3, 16, 16) and "planar RGB" in meta["notes"][0]
+    with tifffile.TiffWriter(tmp_path / "ms.tif") as tw:
+        tw.write(np.zeros((2, 16, 16), np.uint8), photometric="minisblack")
+        tw.write(np.zeros((8, 8), np.uint8))
+    arr, meta = read(tmp_path / "ms.tif")
+    assert arr.shape == (2, 16, 16) and meta["notes"] == [
+        "The file holds 2 image series; the first was read."
+    ]
+    tifffile.imwrite(
+        tmp_path / "t.tif", np.zeros((5, 16, 16), np.uint8), imagej=True, metadata={"axes": "TYX"}
+    )
+    assert read(tmp_path / "t.tif")[1]["notes"] == [
+        "Axis T (size 5) is read as the stack (z) axis."
+    ]
+
+
+def test_lazy_strip_tiff_has_one_chunk_per_page(tmp_path, rng):
+    data = rng.integers(0, 255, (3, 256, 200), dtype=np.uint8)
+    tifffile.imwrite(
+        tmp_path / "strips.tif", data, compression="zlib", rowsperstrip=16, photometric="minisblack"
+    )
+    arr, _ = read(tmp_path / "strips.tif", lazy=True)
+    assert arr.chunksize == (1, 256, 200)
+    np.testing.assert_array_equal(arr.compute(), data)

@@ -214,6 +214,11 @@ def finalize(array, meta: dict[str, Any], *, axes: str | None = None, rgb: bool 
         raise InputError(
             f"{name} has {n} channels; only single-channel stacks can be read, so save one channel as its own file."
         )
+    if len(shape) == 3 and axes and axes[0] not in "zqis" and axes[1:] == "yx":
+        # q/i/s: tifffile's unknown, sequence and planar-sample axes, which are stacks anyway
+        meta["notes"].append(
+            f"Axis {axes[0].upper()} (size {shape[0]}) is read as the stack (z) axis."
+        )
     if not axes or set(axes) - set("zyx") or len(set(axes)) != len(axes):
         axes = "zyx"[-len(shape) :]
     meta.update(

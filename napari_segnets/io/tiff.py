@@ -14,6 +14,7 @@ from ..errors import InputError
 from ._common import as_dask, slice_chunks, token, unit_to_nm, want_lazy
 
 _DEFAULT_DPI = {72.0, 96.0, 150.0, 300.0, 600.0}  # screen/print defaults, never an EM pixel size
+_PAGE_CHUNK_LIMIT = 256 * 1024**2  # bytes; larger pages are read tile by tile
 _MAX_PIXEL_NM = 1e5  # a "pixel" larger than 0.1 mm is a placeholder, not a calibration
 
 
@@ -83,9 +84,9 @@ def _voxel_size(tif, series) -> list[float | None] | None:
     return out
 
 
-def _axes_for_finalize(axes: str) -> str:
-    """tifffile's axis letters -> ours: Q (unknown) and I (image sequence) are z-like stack axes."""
-    return re.sub("[QI]", "z", axes.lower())
+def _axes_for_finalize(axes: str, rgb: bool) -> str:
+    """tifffile's axis letters, lower case; Q (unknown), I (sequence) and planar S act as z."""
+    return axes.lower()
 
 
 class _LogCollector(logging.Handler):
@@ -153,6 +154,15 @@ def read_tiff(path: Path, *, lazy: bool | None):
                 "voxel_size": _voxel_size(tif, series),
                 "kind": _kind(tif),
             }
+            if "S" in axes and not rgb:
+                meta.setdefault("notes", []).append(
+                    f"The file is stored as planar RGB (tifffile's default for {shape[0]} planes); "
+                    "its planes are read as z slices."
+                )
+            if len(tif.series) > 1:
+                meta.setdefault("notes", []).append(
+                    f"The file holds {len(tif.series)} image series; the first was read."
+                )
             if rgb and meta["voxel_size"] is not None:
                 meta["voxel_size"] = meta["voxel_size"][:-1]
             if want_lazy(lazy, shape, dtype):
@@ -167,7 +177,7 @@ def read_tiff(path: Path, *, lazy: bool | None):
             raise InputError(
                 f"{path.name} could not be decoded ({exc}); the TIFF may be corrupt or truncated."
             ) from exc
-    return array, meta, _axes_for_finalize(axes), rgb
+    return array, meta, _axes_for_finalize(axes, rgb), rgb
 
 
 def _kind(tif) -> str | None:
@@ -208,18 +218,18 @@ def _lazy(path: Path, tif, series):
             ) from exc
         mm = mm.reshape(series.shape)
         return as_dask(mm, chunks=slice_chunks(mm.shape), name=name)
+    import tifffile
     import zarr
 
+    # One chunk per page (a slice) unless a page is huge: then the file's own tiles/strips.
+    page_bytes = int(np.prod(series.shape[-2:])) * series.dtype.itemsize
+    mode = tifffile.CHUNKMODE.PAGE if page_bytes <= _PAGE_CHUNK_LIMIT else None
     # The store keeps the TiffFile open for as long as the dask array lives.
-    store = series.aszarr()
+    store = series.aszarr(chunkmode=mode)
     z = zarr.open(store, mode="r")
     if isinstance(z, zarr.Group):  # pyramidal TIFF: level 0
         z = z["0"]
-    native = z.chunks
-    chunks = (
-        slice_chunks(z.shape) if len(native) >= 2 and native[-2:] == tuple(z.shape[-2:]) else native
-    )
-    return as_dask(_Guarded(z, path.name), chunks=chunks, name=name)
+    return as_dask(_Guarded(z, path.name), chunks=z.chunks, name=name)
 
 
 class _Guarded:
