@@ -145,7 +145,7 @@ def test_contrast_limits_for_uint16_and_float(tmp_path, rng):
     assert -4 < lo < -2 and 2 < hi < 4
 
 
-def test_lazy_stack_reaches_napari_as_dask(tmp_path, rng, monkeypatch):
+def test_lazy_stack_reaches_napari_as_dask(pm, tmp_path, rng, monkeypatch):
     import dask.array as da
 
     tifffile.imwrite(
@@ -245,6 +245,30 @@ def test_public_sample_contributions(pm, shared_data, monkeypatch):
         assert image.shape == labels.shape == shape and kind == "labels"
         assert labels.mean() == pytest.approx(fraction, abs=0.005)
         assert ikw["scale"] == lkw["scale"]
+
+
+@pytest.mark.gui
+def test_viewer_shows_a_lazy_stack_without_loading_it(make_napari_viewer, tmp_path, rng, monkeypatch):
+    import dask.array as da
+
+    from napari_segnets.io import slices
+
+    viewer = make_napari_viewer()
+    data = rng.integers(0, 255, (12, 32, 32), dtype=np.uint8)
+    (tmp_path / "pngs").mkdir()
+    from PIL import Image
+
+    for i, plane in enumerate(data):
+        Image.fromarray(plane).save(tmp_path / "pngs" / f"slice_{i}.png")
+    calls = []
+    original = slices.read_slice
+    monkeypatch.setattr(slices, "read_slice", lambda p: calls.append(p.name) or original(p))
+    monkeypatch.setenv("SEGNETS_LAZY_BYTES", "1000")  # anything bigger than 1 kB is "huge"
+    layer = viewer.open(str(tmp_path / "pngs"), plugin=PLUGIN)[0]
+    assert isinstance(layer.data, da.Array)
+    viewer.dims.set_current_step(0, 7)
+    assert "slice_7.png" in calls  # napari fetched the slice it shows...
+    assert len(set(calls)) < len(data)  # ...and not the whole stack
 
 
 @pytest.mark.gui
