@@ -123,7 +123,9 @@ def as_dask(source, *, chunks, name: str):
     if isinstance(source, np.ndarray):
         source = ChunkSource(source)
     # An explicit name avoids dask hashing the whole array to build a token.
-    return da.from_array(source, chunks=chunks, name=name, asarray=True, fancy=False)
+    # An explicit meta stops dask probing the source with an empty read.
+    meta = np.empty((0,) * len(source.shape), dtype=source.dtype)
+    return da.from_array(source, chunks=chunks, name=name, asarray=True, fancy=False, meta=meta)
 
 
 def token(path: Path, *extra) -> str:
