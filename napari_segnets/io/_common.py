@@ -12,34 +12,16 @@ import numpy as np
 from ..errors import InputError
 
 # Length units as they appear in TIFF/OME/ImageJ/OME-Zarr/HDF5 metadata, in nanometres.
-_UNIT_NM = {
-    "nm": 1.0,
-    "nanometer": 1.0,
-    "nanometre": 1.0,
-    "um": 1e3,
-    "µm": 1e3,
-    "\u03bcm": 1e3,
-    "micron": 1e3,
-    "microns": 1e3,
-    "micrometer": 1e3,
-    "micrometre": 1e3,
-    "\\u00b5m": 1e3,
-    "mm": 1e6,
-    "millimeter": 1e6,
-    "millimetre": 1e6,
-    "cm": 1e7,
-    "centimeter": 1e7,
-    "centimetre": 1e7,
-    "m": 1e9,
-    "meter": 1e9,
-    "metre": 1e9,
-    "a": 0.1,
-    "å": 0.1,
-    "angstrom": 0.1,
-    "ångström": 0.1,
-    "pm": 1e-3,
-    "picometer": 1e-3,
+_UNIT_GROUPS = {
+    1.0: ("nm", "nanometer", "nanometre"),
+    1e3: ("um", "µm", "\u03bcm", "\\u00b5m", "micron", "microns", "micrometer", "micrometre"),
+    1e6: ("mm", "millimeter", "millimetre"),
+    1e7: ("cm", "centimeter", "centimetre"),
+    1e9: ("m", "meter", "metre"),
+    0.1: ("a", "å", "angstrom", "ångström"),
+    1e-3: ("pm", "picometer", "picometre"),
 }
+_UNIT_NM = {name: factor for factor, names in _UNIT_GROUPS.items() for name in names}
 LAZY_ENV = "SEGNETS_LAZY_BYTES"
 
 

@@ -16,6 +16,8 @@ from ._common import as_dask, slice_chunks, token, unit_to_nm, want_lazy
 _DEFAULT_DPI = {72.0, 96.0, 150.0, 300.0, 600.0}  # screen/print defaults, never an EM pixel size
 _PAGE_CHUNK_LIMIT = 256 * 1024**2  # bytes; larger pages are read tile by tile
 _MAX_PIXEL_NM = 1e5  # a "pixel" larger than 0.1 mm is a placeholder, not a calibration
+# tifffile logs (rather than raises) these; they mean pages are missing or the shape is wrong.
+_FATAL = re.compile(r"page offset|offset to first page|failed to reshape|truncat|corrupt", re.I)
 
 
 def _ome_voxel(xml: str | None, axes: str) -> list[float | None] | None:
@@ -84,11 +86,6 @@ def _voxel_size(tif, series) -> list[float | None] | None:
     return out
 
 
-def _axes_for_finalize(axes: str, rgb: bool) -> str:
-    """tifffile's axis letters, lower case; Q (unknown), I (sequence) and planar S act as z."""
-    return axes.lower()
-
-
 class _LogCollector(logging.Handler):
     """Collects tifffile's error log lines: it logs (not raises) broken page chains and shapes."""
 
@@ -111,13 +108,19 @@ def _tifffile_errors():
         logger.removeHandler(handler)
 
 
-def _check_structure(path: Path, tif, series, logged: list[str]) -> None:
-    """Refuse files whose page chain broke or whose image data run past the end of the file."""
-    if logged:
-        reason = re.sub(r"^<[^>]*>\s*", "", logged[0])  # drop tifffile's "<TiffPages @8>" prefix
+def _check_logged(path: Path, logged: list[str]) -> None:
+    """Refuse a file when tifffile logged that pages are missing or the shape is wrong."""
+    fatal = [m for m in logged if _FATAL.search(m)]
+    if fatal:
+        reason = re.sub(r"^<[^>]*>\s*", "", fatal[0])  # drop tifffile's "<TiffPages @8>" prefix
         raise InputError(
             f"{path.name} is corrupt or truncated ({reason}); re-export or re-copy the file."
         )
+
+
+def _check_structure(path: Path, series, logged: list[str]) -> None:
+    """Refuse files whose page chain broke or whose image data run past the end of the file."""
+    _check_logged(path, logged)
     size = path.stat().st_size
     for page in series.pages:
         if page is None:
@@ -146,7 +149,7 @@ def read_tiff(path: Path, *, lazy: bool | None):
                     f"{path.name} contains no images; the TIFF may be corrupt or truncated."
                 )
             series = tif.series[0]
-            _check_structure(path, tif, series, logged)
+            _check_structure(path, series, logged)
             shape, dtype, axes = tuple(series.shape), series.dtype, series.axes
             rgb = axes.endswith("S") and shape[-1] in (3, 4)
             meta = {
@@ -169,6 +172,8 @@ def read_tiff(path: Path, *, lazy: bool | None):
                 array = _lazy(path, tif, series)
             else:
                 array = _eager(path, tif, series)
+                _check_logged(path, logged)  # errors logged while decoding
+            meta.setdefault("notes", []).extend(f"tifffile: {m}" for m in dict.fromkeys(logged))
         except InputError:
             tif.close()
             raise
@@ -177,7 +182,7 @@ def read_tiff(path: Path, *, lazy: bool | None):
             raise InputError(
                 f"{path.name} could not be decoded ({exc}); the TIFF may be corrupt or truncated."
             ) from exc
-    return array, meta, _axes_for_finalize(axes, rgb), rgb
+    return array, meta, axes.lower(), rgb
 
 
 def _kind(tif) -> str | None:
