@@ -180,3 +180,15 @@ def test_empty_zarr_folder(tmp_path):
     (tmp_path / "x.zarr").mkdir()
     with pytest.raises(InputError, match="not a readable Zarr store"):
         read(tmp_path / "x.zarr")
+
+
+def test_zarr_with_a_corrupt_chunk(tmp_path):
+    import zarr
+
+    z = zarr.create_array(
+        str(tmp_path / "c.zarr"), shape=(4, 16, 16), chunks=(1, 16, 16), dtype="u1", zarr_format=2
+    )
+    z[:] = 7
+    (tmp_path / "c.zarr" / "1.0.0").write_bytes(b"garbage")
+    with pytest.raises(InputError, match="could not be read .*the store may be corrupt"):
+        read(tmp_path / "c.zarr")

@@ -117,8 +117,12 @@ def read_zarr(path: Path, *, key: str | None, lazy: bool | None):
         ms = _multiscales(node.attrs)
         if ms is not None:
             node, axes, voxel, scale = _ome_level0(node, ms[0], path.name)
+            level0 = ms[0]["datasets"][0]["path"]
             meta.update(
-                format="ome-zarr", voxel_size=voxel, scale=scale, key=ms[0]["datasets"][0]["path"]
+                format="ome-zarr",
+                voxel_size=voxel,
+                scale=scale,
+                key=f"{key.strip('/')}/{level0}" if key else level0,
             )
         else:
             arrays = {
@@ -138,7 +142,12 @@ def read_zarr(path: Path, *, key: str | None, lazy: bool | None):
     if want_lazy(lazy, node.shape, node.dtype):
         array = as_dask(node, chunks=node.chunks, name=token(path, "zarr", meta["key"]))
     else:
-        array = np.asarray(node[...])
+        try:
+            array = np.asarray(node[...])
+        except Exception as exc:  # a missing or undecodable chunk file
+            raise InputError(
+                f"{path.name}: the array could not be read ({exc}); the store may be corrupt."
+            ) from exc
     return array, meta, axes, False
 
 
