@@ -103,3 +103,13 @@ def test_lazy_tiff_does_not_load_the_stack(tmp_path, rng):
         tracemalloc.stop()
         np.testing.assert_array_equal(plane, big[7])
         assert peak < big.nbytes / 4, (compression, peak)
+
+
+def test_single_png_lazy_when_forced(tmp_path, stack):
+    import dask.array as da
+    from PIL import Image
+
+    Image.fromarray(stack[0]).save(tmp_path / "one.png")
+    arr, meta = read(tmp_path / "one.png", lazy=True)
+    assert isinstance(arr, da.Array) and meta["lazy"] is True and arr.shape == (40, 36)
+    np.testing.assert_array_equal(arr.compute(), stack[0])

@@ -176,17 +176,13 @@ def test_writer_through_npe2_round_trips(pm, tmp_path, rng, suffix):
     assert kwargs["scale"] == pytest.approx((50.0, 4.0, 4.0))
 
 
-def test_writer_prefers_the_voxel_size_our_reader_stored():
-    meta = {"voxel_size": (30.0, 2.0, 2.0)}
-    attrs = {"scale": (1.0, 1.0, 1.0), "metadata": {"segnets": meta}}
-    import tempfile
+def test_writer_prefers_the_voxel_size_our_reader_stored(tmp_path):
+    from napari_segnets.io import read
 
-    with tempfile.TemporaryDirectory() as tmp:
-        path = str(Path(tmp) / "m.tif")
-        _napari.write_labels(path, np.ones((2, 8, 8), np.uint8), attrs)
-        from napari_segnets.io import read
-
-        assert read(path)[1]["voxel_size"] == pytest.approx((30.0, 2.0, 2.0))
+    attrs = {"scale": (1.0, 1.0, 1.0), "metadata": {"segnets": {"voxel_size": (30.0, 2.0, 2.0)}}}
+    path = str(tmp_path / "m.tif")
+    assert _napari.write_labels(path, np.ones((2, 8, 8), np.uint8), attrs) == [path]
+    assert read(path)[1]["voxel_size"] == pytest.approx((30.0, 2.0, 2.0))
 
 
 def test_sample_synthetic(pm):
@@ -248,7 +244,9 @@ def test_public_sample_contributions(pm, shared_data, monkeypatch):
 
 
 @pytest.mark.gui
-def test_viewer_shows_a_lazy_stack_without_loading_it(make_napari_viewer, tmp_path, rng, monkeypatch):
+def test_viewer_shows_a_lazy_stack_without_loading_it(
+    make_napari_viewer, tmp_path, rng, monkeypatch
+):
     import dask.array as da
 
     from napari_segnets.io import slices

@@ -168,10 +168,16 @@ def read_folder(folder: Path, *, lazy: bool | None):
 
 
 def read_png(path: Path, *, lazy: bool | None):
-    """Read one PNG image (2D)."""
+    """Read one PNG image (2D); PNG cannot be read in parts, so lazy means "decoded on demand"."""
     try:
         shape, dtype, rgb = _header(path)
-        array = read_slice(path)
+        if want_lazy(lazy, shape, dtype):
+            # A one-file stack: the decode happens when dask asks for the pixels.
+            array = as_dask(
+                SliceStack([path], shape, dtype), chunks=(1, *shape), name=token(path, "png")
+            )[0]
+        else:
+            array = read_slice(path)
     except Exception as exc:
         raise InputError(
             f"{path.name} is not a readable PNG ({exc}); it may be corrupt or truncated."
