@@ -99,8 +99,8 @@ class SegnetModel(nn.Module):
         if h % m or w % m:
             ph, pw = -(-h // m) * m, -(-w // m) * m
             raise InputError(
-                f"input {h}x{w} is not a multiple of {m} as {self.arch} needs: "
-                f"pad or crop to {ph}x{pw} (or {max(m, h // m * m)}x{max(m, w // m * m)})."
+                f"input {h}x{w} is not a multiple of {m}: pad or crop to {ph}x{pw} "
+                f"(the {self.arch} model needs height and width divisible by {m})."
             )
 
     def extra_repr(self) -> str:
