@@ -198,7 +198,9 @@ class Store:
             for rel, data in ((record["image"], image_bytes), (record["mask"], mask_bytes)):
                 target = self.root / rel
                 target.parent.mkdir(exist_ok=True)
-                atomic_write_bytes(target, data, overwrite=False)
+                # The name carries a fresh random id, so nothing existing can be replaced; plain
+                # rename (not the hard link of overwrite=False) also works on network/FAT drives.
+                atomic_write_bytes(target, data)
                 written.append(target)
                 crash_point(f"after_{rel.split('/')[0][:-1]}")  # after_image, after_mask
             fsync_dir(self.root)
