@@ -231,18 +231,24 @@ def rand_error(pred, truth, *, membrane: bool = False, ignore=None, connectivity
         share of same-segment pixel pairs in the prediction that are also together in the truth (low
         precision = false merges) and recall the reverse (low recall = false splits).
     """
+    p, t = _segmentations(pred, truth, ignore, membrane, connectivity)
+    r = _rand_parts(p, t)
+    return r if details else r["error"]
+
+
+def _rand_parts(p: np.ndarray, t: np.ndarray) -> dict[str, float]:
+    """Adapted Rand error, precision and recall of segmentations ``p`` against ``t`` (0 in t = left out)."""
     from skimage.metrics import adapted_rand_error, contingency_table
 
-    p, t = _segmentations(pred, truth, ignore, membrane, connectivity)
     if not np.any(t):
         raise InputError("The ground truth has no labelled segment (all 0 or ignored); nothing to score.")
     table = contingency_table(t, p, ignore_labels=(0,), normalize=False, sparse_type="array")
     error, _, _ = adapted_rand_error(table=table)
-    if not details:
-        return float(error)
+    # scikit-image returns precision and recall in swapped roles (scikit-image issue #6485), so compute
+    # them from their definitions: ordered pairs of distinct pixels together in both / together in one.
     counts = table.data.astype(np.float64)
     n = counts.sum()
-    together = counts @ counts - n  # ordered pairs of distinct pixels together in both
+    together = counts @ counts - n
     rows = np.asarray(table.sum(axis=1)).ravel().astype(np.float64)  # truth segment sizes
     cols = np.asarray(table.sum(axis=0)).ravel().astype(np.float64)  # prediction segment sizes
     pairs_t = rows @ rows - n
@@ -265,9 +271,13 @@ def variation_of_information(pred, truth, *, membrane: bool = False, ignore=None
         ``{"vi": split + merge, "split": H(pred | truth), "merge": H(truth | pred)}``: ``split`` grows when
         the prediction cuts true segments apart, ``merge`` when it joins them.
     """
+    p, t = _segmentations(pred, truth, ignore, membrane, connectivity)
+    return _vi_parts(p, t)
+
+
+def _vi_parts(p: np.ndarray, t: np.ndarray) -> dict[str, float]:
     from skimage.metrics import variation_of_information as _vi
 
-    p, t = _segmentations(pred, truth, ignore, membrane, connectivity)
     if not np.any(t):
         raise InputError("The ground truth has no labelled segment (all 0 or ignored); nothing to score.")
     split, merge = _vi(t, p, ignore_labels=(0,))
@@ -339,11 +349,9 @@ def score_stack(pred, truth, *, kind: str = "binary", classes: int | Sequence[in
         total += cm
         entry.update(_scores_from_confusion(cm, labels, kind))
         if kind == "membrane":
-            r = rand_error(p_all[z], t_z, membrane=True, ignore=ignore, connectivity=connectivity,
-                           details=True) if np.any(t_z == 0) else None
-            if r is not None:
-                v = variation_of_information(p_all[z], t_z, membrane=True, ignore=ignore,
-                                             connectivity=connectivity)
+            if np.any(t_z == 0):  # some cell interior to score (segmented once for Rand and VI)
+                p_cells, t_cells = _segmentations(p_all[z], t_z, ignore, True, connectivity)
+                r, v = _rand_parts(p_cells, t_cells), _vi_parts(p_cells, t_cells)
                 entry.update(rand_error=r["error"], rand_precision=r["precision"],
                              rand_recall=r["recall"], vi=v["vi"], vi_split=v["split"], vi_merge=v["merge"])
                 rand.append(r["error"])
