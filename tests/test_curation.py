@@ -166,6 +166,14 @@ def test_torn_last_line_is_skipped_then_repaired(store, rng):
     rep = store.verify()
     assert rep["bad_lines"] == [3] and not rep["ok"]
     assert len(store.samples()) == 3
+    # hand-edited records that lack fields or point outside the store are refused, not followed
+    evil = dict(a, id="e1", image="../../etc/passwd")
+    with open(store.manifest_path, "a") as fh:
+        fh.write(json.dumps(evil) + "\n")
+        fh.write(json.dumps({"kind": "sample", "id": "e2"}) + "\n")
+    assert store.verify()["bad_lines"] == [3, 5, 6]
+    with pytest.raises(StoreError, match="No sample"):
+        store.load("e1")
 
 
 @pytest.mark.parametrize(

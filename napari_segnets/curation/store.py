@@ -111,7 +111,7 @@ class Store:
         if not (root / README).is_file():
             try:
                 atomic_write_text(root / README, README_TEXT, overwrite=False)
-            except FileExistsError:
+            except OSError:  # exists meanwhile, or a read-only store opened for reading: not needed
                 pass
         self.root = root
         self.manifest_path = manifest
