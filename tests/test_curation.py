@@ -109,6 +109,8 @@ def test_tombstones_keep_files(store, rng):
     store.remove(v1["id"], all_versions=True)
     assert store.samples() == [keep]
     assert store.counts()["removed"] == 2
+    assert [(r["version"], r["removed"]) for r in store.versions(keep["id"])] == [(1, False)]
+    assert [(r["version"], r["removed"]) for r in store.versions(v1["id"])] == [(1, True), (2, True)]
     # files stay and stay loadable; the history records everything
     assert (store.root / v2["mask"]).is_file()
     assert store.load(v2["id"])[0].shape == image.shape

@@ -236,7 +236,7 @@ class Store:
             samples = {r["id"]: r for r in records if r["kind"] == "sample"}
             removed = _removed_ids(records)
             if sample_id not in samples:
-                raise StoreError(f"No sample with id {sample_id!r} in {self.root}; check the id in samples().")
+                raise StoreError(f"No sample with id {sample_id!r} in {self.root}; list the store's samples to find the right id.")
             if all_versions:
                 key = _key(samples[sample_id])
                 targets = [i for i, r in samples.items() if _key(r) == key and i not in removed]
@@ -288,12 +288,23 @@ class Store:
             image, mask = self.load(rec["id"])
             yield image, mask, rec
 
+    def versions(self, sample_id: str) -> list[dict]:
+        """Every version of the slice/region that ``sample_id`` belongs to, oldest first.
+
+        Each record gets ``removed`` (bool): whether a tombstone names it.
+        """
+        key = _key(self.record(sample_id))
+        records = self._read().records
+        removed = _removed_ids(records)
+        return [dict(r, removed=r["id"] in removed) for r in records
+                if r["kind"] == "sample" and _key(r) == key]
+
     def record(self, sample_id: str) -> dict:
         """The manifest record of any sample version, live or removed."""
         for r in self._read().records:
             if r["kind"] == "sample" and r["id"] == sample_id:
                 return r
-        raise StoreError(f"No sample with id {sample_id!r} in {self.root}; check the id in samples().")
+        raise StoreError(f"No sample with id {sample_id!r} in {self.root}; list the store's samples to find the right id.")
 
     def load(self, sample_id: str) -> tuple[np.ndarray, np.ndarray]:
         """Read a sample's (image, mask), checking both files against their manifest hashes."""
