@@ -131,7 +131,7 @@ def _describe_non_safetensors(head: bytes) -> str:
             "it is a Python pickle / torch.save file, which napari-segnets never loads because "
             "unpickling can run arbitrary code; re-save the weights as a napari-segnets checkpoint"
         )
-    return "it is not a safetensors file"
+    return "it is not a complete safetensors file (truncated, or another format)"
 
 
 def _read_header(path: Path) -> tuple[dict, int]:

@@ -251,7 +251,7 @@ def match_budget(arch: str, budget: int, **kwargs) -> float:
         lo, hi = hi, hi * 2
         if hi > 1e5:
             raise InputError(f"A budget of {int(budget):,} weights is too large for {arch!r}.")
-    while hi - lo > 1e-7 * hi:
+    while hi - lo > 1e-4 * hi:  # finer than any two distinct width settings in practice
         mid = (lo + hi) / 2
         if count(mid) < budget:
             lo = mid
