@@ -34,6 +34,7 @@ import numpy as np
 
 SHAPE = [512, 2048, 2048]  # 2 GiB of uint8; --shape changes it for a quick smoke run
 CHUNKS = (1, 1024, 1024)
+KIND = "probabilities"  # float32: runs are compared by their largest difference, not by labels
 
 
 def make_volume(path: Path) -> float:
@@ -121,7 +122,7 @@ def run_cluster(n: int, ckpt: Path, volume: Path, out: Path, slices: int) -> dic
         start_rss = client.run(_peak_rss_mib)
         t = time.perf_counter()
         result = predict_volume(ckpt, volume, out, scheduler=cluster.scheduler_address, torch_threads=threads,
-                                slices=(0, slices), chunks=CHUNKS, overwrite=True)
+                                slices=(0, slices), chunks=CHUNKS, kind=KIND, overwrite=True)
         seconds = time.perf_counter() - t
         peaks = client.run(_peak_rss_mib)
     finally:
@@ -139,7 +140,7 @@ def run_inprocess(ckpt: Path, volume: Path, out: Path, slices: int) -> dict:
     sampler = RssSampler()
     sampler.start()
     t = time.perf_counter()
-    result = predict_volume(ckpt, volume, out, slices=(0, slices), chunks=CHUNKS, overwrite=True)
+    result = predict_volume(ckpt, volume, out, slices=(0, slices), chunks=CHUNKS, kind=KIND, overwrite=True)
     seconds = time.perf_counter() - t
     sampler.stop.set()
     sampler.join()
@@ -173,7 +174,8 @@ def main(argv=None) -> int:
     mpx = args.slices * SHAPE[1] * SHAPE[2] / 1e6
     print(f"volume: {tuple(SHAPE)} uint8 = {np.prod(SHAPE) / 2**30:.1f} GiB Zarr, chunks {CHUNKS}, written in {gen:.0f} s "
           f"(0 = reused); predicting slices 0:{args.slices} = {mpx:.1f} MP")
-    print(f"model: U-Net base 4, depth 1 ({n_params} weights), labels output, 1024x1024 chunks + halo")
+    print(f"model: U-Net base 4, depth 1 ({n_params} weights), {KIND} output (float32), "
+          "1024x1024 chunks + halo")
     rows = []
     if not args.no_inprocess:
         rows.append(run_inprocess(ckpt, volume, work / "out-inprocess.zarr", args.slices))
@@ -181,7 +183,7 @@ def main(argv=None) -> int:
         rows.append(run_cluster(n, ckpt, volume, work / f"out-{n}.zarr", args.slices))
     outputs = [zarr.open_array(str(work / name), mode="r")[...] for name in
                (["out-inprocess.zarr"] if not args.no_inprocess else []) + [f"out-{n}.zarr" for n in args.workers]]
-    equal = all(np.array_equal(outputs[0], o) for o in outputs[1:])
+    diff = max((float(np.abs(outputs[0] - o).max()) for o in outputs[1:]), default=0.0)
     base = next((r for r in rows if r["workers"] == 1), rows[0])
     print()
     print("| run | torch threads/worker | seconds | MP/s | vs 1 worker | peak RSS per worker (MiB) | RSS at start (MiB) | whole 2 GiB volume (h, extrapolated) |")
@@ -192,13 +194,14 @@ def main(argv=None) -> int:
         print(f"| {r['mode']} | {r['threads']} | {r['seconds']:.1f} | {rate:.2f} | "
               f"{base['seconds'] / r['seconds']:.2f}x | {r['peak']:.0f} | {r['start']:.0f} | {whole_h:.1f} |")
     print()
-    print(f"outputs identical across runs: {'yes' if equal else 'NO'}")
+    print(f"largest difference between the runs' probabilities: {diff:.2g} "
+          "(float rounding: workers with 1 torch thread sum in another order)")
     load_after = os.getloadavg()
     print(f"load average (1, 5, 15 min) before: {load_before[0]:.2f}, {load_before[1]:.2f}, {load_before[2]:.2f}; "
           f"after: {load_after[0]:.2f}, {load_after[1]:.2f}, {load_after[2]:.2f}")
     if not args.keep and args.workdir is None:
         shutil.rmtree(work, ignore_errors=True)
-    return 0 if equal else 1
+    return 0 if diff < 1e-4 else 1
 
 
 if __name__ == "__main__":
