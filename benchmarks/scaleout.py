@@ -11,7 +11,8 @@ slices with a small U-Net (base 4, depth 1, random weights: speed does not depen
 them) through :func:`napari_segnets.distributed.predict_volume` on a fresh LocalCluster
 (threads_per_worker=1; torch threads = cores / workers, as ``--workers N`` does), after
 the workers have imported torch. Peak memory per worker is each worker process's
-``ru_maxrss``; the in-process row reports this process's RSS growth, sampled.
+``ru_maxrss`` (which includes importing torch), beside its RSS just before the run; the
+in-process row samples this process's RSS.
 Everything in one run, so the ratios compare like with like.
 """
 
@@ -88,6 +89,12 @@ def _peak_rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
+def _rss_mib():
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
+
+
 class RssSampler(threading.Thread):
     """The largest RSS of this process while the in-process run goes."""
 
@@ -119,7 +126,7 @@ def run_cluster(n: int, ckpt: Path, volume: Path, out: Path, slices: int) -> dic
     client = Client(cluster)
     try:
         _warm(client)
-        start_rss = client.run(_peak_rss_mib)
+        start_rss = client.run(_rss_mib)
         t = time.perf_counter()
         result = predict_volume(ckpt, volume, out, scheduler=cluster.scheduler_address, torch_threads=threads,
                                 slices=(0, slices), chunks=CHUNKS, kind=KIND, overwrite=True)
@@ -186,7 +193,7 @@ def main(argv=None) -> int:
     diff = max((float(np.abs(outputs[0] - o).max()) for o in outputs[1:]), default=0.0)
     base = next((r for r in rows if r["workers"] == 1), rows[0])
     print()
-    print("| run | torch threads/worker | seconds | MP/s | vs 1 worker | peak RSS per worker (MiB) | RSS at start (MiB) | whole 2 GiB volume (h, extrapolated) |")
+    print("| run | torch threads/worker | seconds | MP/s | vs 1 worker | peak RSS per worker (MiB) | RSS before the run (MiB) | whole 2 GiB volume (h, extrapolated) |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         rate = mpx / r["seconds"]
