@@ -1,0 +1,6 @@
+"""The curated training set (:class:`Store`) and what to correct next (:func:`rank_uncertainty`)."""
+
+from napari_segnets.curation.store import Store
+from napari_segnets.curation.uncertainty import rank_uncertainty, uncertainty_map
+
+__all__ = ["Store", "rank_uncertainty", "uncertainty_map"]
