@@ -1,9 +1,8 @@
 """Helpers for the interactive correct-and-retrain loop, shared by the GUI and scripts.
 
 Small pieces the widgets need that are not GUI code: where a user's edits are,
-how to mark the pixels they did not review, which slices got worse between two
-scorings, and a lazy (Zarr-backed) output array for stacks that do not fit in
-memory.
+how to mark the pixels they did not review, and which slices got worse between
+two scorings.
 """
 
 from __future__ import annotations
@@ -15,9 +14,7 @@ from .errors import InputError
 __all__ = [
     "changed_region",
     "edited_sample",
-    "lazy_output",
     "mark_unreviewed",
-    "probabilities_to_labels",
     "regressions",
 ]
 
@@ -135,47 +132,3 @@ def regressions(before: list[dict], after: list[dict], *, key: str = "iou",
         if (delta < -tolerance) if higher_is_better else (delta > tolerance):
             worse.append(idx)
     return worse
-
-
-def lazy_output(shape, dtype, *, root=None, chunks=None, fill_value=0):
-    """A Zarr array on disk to receive a prediction of a stack larger than memory.
-
-    Parameters
-    ----------
-    shape, dtype : tuple, dtype
-        Of the output.
-    root : path, optional
-        Where to put the store; default a fresh temporary directory.
-    chunks : tuple, optional
-        Default: one chunk per slice.
-    """
-    import tempfile
-
-    import zarr
-
-    if root is None:
-        root = tempfile.mkdtemp(prefix="segnets-out-") + "/out.zarr"
-    if chunks is None:
-        chunks = (1,) * (len(shape) - 2) + tuple(shape[-2:])
-    return zarr.open_array(str(root), mode="w", shape=tuple(shape), dtype=dtype, chunks=chunks,
-                           fill_value=fill_value)
-
-
-def probabilities_to_labels(probabilities, *, threshold: float = 0.5, channel_axis: int | None = None):
-    """Labels from probabilities: ``p >= threshold`` for one channel, else the arg-max class.
-
-    Parameters
-    ----------
-    probabilities : array
-        One foreground probability per pixel, or classes along ``channel_axis``.
-    threshold : float
-        Used when there is a single foreground channel.
-    channel_axis : int, optional
-        Axis of the classes (None: the array holds one foreground channel).
-    """
-    prob = np.asarray(probabilities)
-    if channel_axis is None or prob.shape[channel_axis] == 1:
-        if channel_axis is not None:
-            prob = np.take(prob, 0, axis=channel_axis)
-        return (prob >= threshold).astype(np.uint8)
-    return np.argmax(prob, axis=channel_axis).astype(np.uint8)

@@ -34,16 +34,17 @@ def source_name(layer) -> str:
     return str(path) if path else layer.name
 
 
-def uncertainty_job(checkpoint, image, normalization_from_checkpoint=True):
+def uncertainty_job(checkpoint, image):
     """Probabilities of the whole stack for ranking (a progress generator; worker thread)."""
     from .. import checkpoints, inference
+    from .segment import temporary_store
 
     model, meta = checkpoints.load(checkpoint, device="cpu")
     out = None
     if is_lazy(image):
-        from ..session import lazy_output
-
-        out = lazy_output((image.shape[0], model.out_channels, *image.shape[1:]), np.float32)
+        # float32 on disk: the ranking wants probabilities in [0, 1], not the x255 uint8 default
+        out = inference.create_output(temporary_store(), image.shape, model.out_channels, "probabilities",
+                                      dtype=np.float32)
     prob = yield from inference.predict_iter(
         model, image, output="probabilities", normalization=meta.get("normalization"), out=out,
     )
@@ -207,7 +208,10 @@ class CurateWidget(Container):
         except Exception:
             covered = []
         done = {c if isinstance(c, int) else c[0] for c in covered}
-        ranking = rank_uncertainty(prob, method="entropy")
+        if np.ndim(prob) == 4:
+            # inference puts classes first (C, Z, Y, X); the ranking wants (Z, C, Y, X)
+            prob = np.moveaxis(np.asarray(prob), 0, 1)
+        ranking = rank_uncertainty(prob, method="entropy", exclude=sorted(done))
         for item in ranking:
             z = _slice_of(item)
             if z not in done:

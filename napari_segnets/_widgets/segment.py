@@ -22,14 +22,29 @@ CURRENT, STACK = "current slice", "whole stack"
 TASKS = {"segment": "labels", "autoencode": "reconstruction"}
 
 
-def predict_job(entry, image, *, output, tile, device, threshold):
-    """Load the checkpoint and predict (a progress generator; runs in the worker thread)."""
+def temporary_store(prefix: str = "segnets-") -> str:
+    """A fresh folder path for a Zarr result of a stack larger than memory."""
+    import tempfile
+    from pathlib import Path
+
+    return str(Path(tempfile.mkdtemp(prefix=prefix)) / "result.zarr")
+
+
+def predict_job(entry, image, *, output, tile, device, threshold, lazy_out=False):
+    """Load the checkpoint and predict (a progress generator; runs in the worker thread).
+
+    With ``lazy_out`` the result goes into a Zarr array on disk, so a stack larger
+    than memory stays lazy end to end.
+    """
     from .. import checkpoints, inference
 
     model, meta = checkpoints.load(entry.path, device="cpu")
+    out = None
+    if lazy_out:
+        out = inference.create_output(temporary_store(), image.shape, model.out_channels, output)
     result = yield from inference.predict_iter(
         model, image, tile=tile, device=device, output=output, threshold=threshold,
-        normalization=meta.get("normalization"),
+        normalization=meta.get("normalization"), out=out,
     )
     return result, meta
 
@@ -117,22 +132,13 @@ class SegmentWidget(Container):
         name = f"{entry.name} {'labels' if kind == 'labels' else 'reconstruction'}"
         job_kwargs = {"output": output, "tile": self.tile.value or None, "device": self.device.value,
                       "threshold": float(self.threshold.value)}
-        if z is None and data.ndim == 3 and lazy:
-            from ..session import lazy_output
-
-            job_kwargs["out"] = lazy_output(data.shape, np.uint8 if kind == "labels" else np.float32)
+        job_kwargs["lazy_out"] = z is None and data.ndim == 3 and lazy
 
         def done(result):
             array, meta = result
             self.last_layer = self._show(layer, entry, kind, name, array, z)
 
-        def job():
-            out = job_kwargs.pop("out", None)
-            if out is None:
-                return predict_job(entry, source, **job_kwargs)
-            return _predict_into(entry, source, out, **job_kwargs)
-
-        return self.runner.start(job, title=f"{task} with {entry.name}", on_done=done)
+        return self.runner.start(lambda: predict_job(entry, source, **job_kwargs), title=f"{task} with {entry.name}", on_done=done)
 
     def _show(self, layer, entry, kind, name, array, z):
         """Put the result in a layer: the slice into a full-size layer, or the whole stack."""
@@ -144,9 +150,11 @@ class SegmentWidget(Container):
             if existing is not None and existing.data.shape == data.shape:
                 target = existing.data
             elif is_lazy(data):
-                from ..session import lazy_output
+                import zarr
 
-                target = lazy_output(data.shape, dtype)
+                # a full-size output on disk: slices predicted one at a time fill it
+                target = zarr.open_array(temporary_store(), mode="w", shape=data.shape, dtype=dtype,
+                                         chunks=(1, *data.shape[1:]), fill_value=0)
             else:
                 target = np.zeros(data.shape, dtype)
             target[z] = np.asarray(array, dtype=dtype)
@@ -176,12 +184,3 @@ class SegmentWidget(Container):
         elif full.ndim == 3:
             predicted = set(range(full.shape[0]))
         info["predicted"] = sorted(predicted)
-
-
-def _predict_into(entry, image, out, **kwargs):
-    from .. import checkpoints, inference
-
-    model, meta = checkpoints.load(entry.path, device="cpu")
-    result = yield from inference.predict_iter(model, image, out=out, normalization=meta.get("normalization"),
-                                               **kwargs)
-    return result, meta

@@ -19,7 +19,7 @@ from magicgui.widgets import (
 from napari.layers import Image, Labels
 
 from ..errors import InputError
-from ._common import CheckpointChoice, LayerChoice, PlotCanvas, current_index, geometry, read_slice
+from ._common import CheckpointChoice, LayerChoice, PlotCanvas, current_index, geometry
 from ._runner import JobRunner, report_exception
 from ._session import REGISTRY
 
@@ -31,15 +31,13 @@ def default_checkpoint_dir() -> Path:
     return Path.home() / "napari-segnets" / "checkpoints"
 
 
-def train_job(*, build, data, val, parent, preview, **kwargs):
-    """Build (or load) the model, then train (a progress generator; worker thread)."""
-    from .. import checkpoints, models
+def train_job(*, build, data, val, parent, **kwargs):
+    """Build the model (or fine-tune ``parent``), then train (a progress generator; worker thread)."""
+    from .. import models
     from ..training import train_iter
 
-    if parent is not None:
-        model, _meta = checkpoints.load(parent.path, device="cpu")
-    else:
-        model = models.build(**build)
+    # With a parent the loop loads its weights and normalisation and records it as parent.
+    model = None if parent is not None else models.build(**build)
     result = yield from train_iter(model, data, val=val, parent=str(parent.path) if parent else None,
                                    **kwargs)
     return result
@@ -100,7 +98,10 @@ class TrainWidget(Container):
         self.task.changed.connect(self._task_changed)
         self.history: list[dict] = []
         self.result = None
-        self._draw([])
+        self._ax2 = self.plot.axes.twinx()
+        self._draw_scheduled = False
+        self._pending_history: list[dict] = []
+        self._redraw()
 
     def _task_changed(self, task) -> None:
         self.loss.choices = self._losses[task]
@@ -134,12 +135,15 @@ class TrainWidget(Container):
                     f"'{image.name}' has {tuple(img.shape)}; pick layers of the same stack."
                 )
         data = SliceDataset(img, mask, name=image.name)
-        n_val = self.val_slices.value if len(data) > 1 else 0
-        n_val = min(n_val, len(data) - 1)
-        if n_val:
-            idx = list(range(len(data)))
-            return data.subset(idx[:-n_val]), data.subset(idx[-n_val:]), image
-        return data, None, image
+        n = len(data)
+        n_val = min(self.val_slices.value, n - 1)
+        if n_val <= 0:
+            return data, None, image
+        # Validate on the slice in view (and the next ones): the preview then shows it.
+        z = current_index(self.viewer, image) or 0
+        val_idx = [(z + k) % n for k in range(n_val)]
+        train_idx = [i for i in range(n) if i not in val_idx]
+        return data.subset(train_idx), data.subset(val_idx), image
 
     def _checkpoint_path(self) -> Path:
         out = self.output.value
@@ -168,12 +172,7 @@ class TrainWidget(Container):
         build = {"arch": self.arch.value, "task": self.task.value, "classes": classes,
                  "base": self.base.value}
         checkpoint = self._checkpoint_path()
-        preview = None
-        self._preview_geo = None
-        if image_layer is not None:
-            z = current_index(self.viewer, image_layer)
-            preview = read_slice(image_layer, z)
-            self._preview_geo = geometry(image_layer, 2)
+        self._preview_geo = geometry(image_layer, 2) if image_layer is not None else None
         kwargs = {
             "task": self.task.value, "epochs": self.epochs.value, "steps_per_epoch": self.steps.value or None,
             "batch_size": self.batch_size.value, "crop": self.crop.value, "lr": float(self.lr.value),
@@ -186,21 +185,24 @@ class TrainWidget(Container):
         title = f"{'fine-tune' if parent else 'train'} {self.arch.value}"
 
         def job():
-            return train_job(build=build, data=data, val=val, parent=parent, preview=preview, **kwargs)
+            return train_job(build=build, data=data, val=val, parent=parent, **kwargs)
 
         def on_event(event):
             payload = event.payload or {}
-            if "loss" in payload or "val" in payload:
-                row = {k: v for k, v in payload.items() if k != "preview"}
-                row["step"] = event.done
-                self.history.append(row)
+            if event.stage == "train" and "loss" in payload:
+                self.history.append({"step": payload.get("step", event.done), "loss": payload["loss"]})
                 self._draw(self.history)
-            if payload.get("preview") is not None:
-                self._show_preview(payload["preview"])
+            elif event.stage == "epoch":
+                last = self.history[-1]["step"] if self.history else 0
+                self.history.append({"step": last, "epoch": payload.get("epoch"),
+                                     "epoch_loss": payload.get("loss"), "val": payload.get("val")})
+                self._draw(self.history)
+                if payload.get("preview") is not None:
+                    self._show_preview(payload["preview"])
 
         def done(result):
             self.result = result
-            path = getattr(result, "checkpoint", None) or getattr(result, "best", None) or checkpoint
+            path = result.checkpoint or checkpoint
             entry = REGISTRY.add(path, task=self.task.value, arch=self.arch.value,
                                  parent=str(parent.path) if parent else None, trained_here=True)
             self.status.value = f"saved {entry.name} ({path})"
@@ -213,35 +215,59 @@ class TrainWidget(Container):
         while preview.ndim > 2:
             preview = preview[0]
         name = "training preview"
+        kind = "labels" if preview.dtype.kind in "iub" else "image"
+        if name in self.viewer.layers:
+            layer = self.viewer.layers[name]
+            same = layer.data.shape == preview.shape and isinstance(layer, Labels) == (kind == "labels")
+            if same:
+                layer.data = preview
+                return
+            self.viewer.layers.remove(name)
         geo = self._preview_geo or {}
-        if name in self.viewer.layers and self.viewer.layers[name].data.shape == preview.shape:
-            self.viewer.layers[name].data = preview
+        if kind == "labels":
+            self.viewer.add_labels(preview, name=name, opacity=0.5, **geo)
         else:
-            if name in self.viewer.layers:
-                self.viewer.layers.remove(name)
             self.viewer.add_image(preview, name=name, colormap="magma", opacity=0.5,
                                   blending="additive", **geo)
 
     def _draw(self, history) -> None:
-        ax = self.plot.axes
+        """Ask for a redraw; at most a few per second so the GUI thread stays free."""
+        self._pending_history = history
+        if not self._draw_scheduled:
+            from qtpy.QtCore import QTimer
+
+            self._draw_scheduled = True
+            QTimer.singleShot(250, self._redraw)
+
+    def _redraw(self) -> None:
+        self._draw_scheduled = False
+        history = self._pending_history
+        ax, ax2 = self.plot.axes, self._ax2
         ax.clear()
-        steps = [h["step"] for h in history if "loss" in h]
-        if steps:
-            ax.plot(steps, [h["loss"] for h in history if "loss" in h], label="loss", lw=1)
-        vals = [(h["step"], h["val"]) for h in history if isinstance(h.get("val"), dict)]
-        if vals:
-            ax2 = ax.twinx() if not hasattr(self, "_ax2") else self._ax2
-            self._ax2 = ax2
-            ax2.clear()
-            for key in ("iou", "dice"):
-                pts = [(s, v[key]) for s, v in vals if v.get(key) is not None]
-                if pts:
-                    ax2.plot(*zip(*pts), "o-", ms=3, label=f"val {key}")
-            ax2.set_ylim(0, 1)
+        ax2.clear()
+        pts = [(h["step"], h["loss"]) for h in history if "loss" in h]
+        if pts:
+            ax.plot(*zip(*pts), lw=1, color="tab:blue", label="loss")
+            ax.legend(loc="upper left", fontsize=7)
+        curves: dict[str, list] = {}
+        for h in history:
+            val = h.get("val")
+            if not isinstance(val, dict):
+                continue
+            for key, value in val.items():
+                if key == "score":
+                    continue
+                if isinstance(value, dict):  # per class: show the foreground mean
+                    fg = [v for c, v in value.items() if str(c) != "0" and v is not None]
+                    value = float(np.mean(fg)) if fg else None
+                if value is not None:
+                    curves.setdefault(f"val {key}", []).append((h["step"], float(value)))
+        for label, series in curves.items():
+            ax2.plot(*zip(*series), "o-", ms=3, lw=1, label=label)
+        if curves:
             ax2.legend(loc="upper right", fontsize=7)
         ax.set_xlabel("step", fontsize=8)
         ax.set_ylabel("loss", fontsize=8)
         ax.tick_params(labelsize=7)
-        if steps:
-            ax.legend(loc="upper left", fontsize=7)
+        ax2.tick_params(labelsize=7)
         self.plot.draw()
