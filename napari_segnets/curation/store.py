@@ -123,7 +123,7 @@ class Store:
 
     # ---------------------------------------------------------------- writing
     def add(self, image, mask, *, source, index, region=None, checkpoint=None, changed_pixels=None,
-            split="train", note="", ignore_value=255) -> dict:
+            split="train", note="", ignore_value=255, classes=None) -> dict:
         """Add a corrected slice or region and return its manifest record.
 
         Parameters
@@ -145,6 +145,9 @@ class Store:
         split : {"train", "val"}
         note : str
         ignore_value : int or None
+        classes : int, optional
+            The number of classes the model predicts; labels outside 0..classes-1 (other than
+            ``ignore_value``) are refused.
 
         Returns
         -------
@@ -153,7 +156,7 @@ class Store:
         """
         ignore_value = v.check_ignore(ignore_value)
         img = v.check_image(image)
-        msk = v.check_mask(mask, img.shape, ignore_value)
+        msk = v.check_mask(mask, img.shape, ignore_value, classes)
         source = v.check_source(source)
         index = v.check_index(index)
         region = v.check_region(region, img.shape)
@@ -199,18 +202,20 @@ class Store:
                 written.append(target)
                 crash_point(f"after_{rel.split('/')[0][:-1]}")  # after_image, after_mask
             fsync_dir(self.root)
-            with exclusive_lock(self._lock):
-                # The version is decided under the lock so concurrent writers never share one.
-                earlier = [r for r in self._read().records if r["kind"] == "sample" and _key(r) == _key(record)]
-                record["version"] = 1 + max((r.get("version", 0) for r in earlier), default=0)
-                record["supersedes"] = earlier[-1]["id"] if earlier else None
-                record["time"] = _now()
-                append_record(self.manifest_path, record)
         except BaseException:
             # Files of a sample that never reached the manifest are useless: take them back.
             for path in written:
                 path.unlink(missing_ok=True)
             raise
+        # From here on the files stay even if the append fails: once its line may be on disk, deleting
+        # them could break a committed record, while an orphan is harmless (verify() reports it).
+        with exclusive_lock(self._lock):
+            # The version is decided under the lock so concurrent writers never share one.
+            earlier = [r for r in self._read().records if r["kind"] == "sample" and _key(r) == _key(record)]
+            record["version"] = 1 + max((r.get("version", 0) for r in earlier), default=0)
+            record["supersedes"] = earlier[-1]["id"] if earlier else None
+            record["time"] = _now()
+            append_record(self.manifest_path, record)
         crash_point("after_manifest")
         return dict(record)
 
@@ -272,6 +277,12 @@ class Store:
         out = [r for r in latest.values() if split in (None, r["split"]) and source in (None, r["source"])]
         order = {r["id"]: i for i, r in enumerate(records)}
         return sorted(out, key=lambda r: order[r["id"]])
+
+    def pairs(self, split: str | None = None, source: str | None = None):
+        """Yield ``(image, mask, record)`` for every live sample (see :meth:`samples`), hashes checked."""
+        for rec in self.samples(split=split, source=source):
+            image, mask = self.load(rec["id"])
+            yield image, mask, rec
 
     def record(self, sample_id: str) -> dict:
         """The manifest record of any sample version, live or removed."""

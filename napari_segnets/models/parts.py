@@ -74,7 +74,13 @@ class SegnetModel(nn.Module):
     receptive_field: float = 0.0
 
     def check_input(self, shape) -> None:
-        """Raise :class:`InputError` unless ``shape`` is ``(N, in_channels, H, W)`` with H, W multiples."""
+        """Raise :class:`InputError` unless ``shape`` is ``(N, in_channels, H, W)`` with H, W multiples.
+
+        Skipped while tracing, exporting or compiling: the shape is symbolic there, and
+        :mod:`napari_segnets.export` states the size constraints in the exported graph.
+        """
+        if torch.jit.is_tracing() or torch.compiler.is_compiling():
+            return
         shape = tuple(int(s) for s in shape)
         if len(shape) != 4:
             raise InputError(
@@ -145,12 +151,16 @@ class Up(nn.Module):
 
 
 class VGGBlock(nn.Sequential):
-    """``n`` 3x3 conv + ReLU layers (no batch norm, as VGG) followed by 2x2 max pooling."""
+    """``n`` 3x3 conv (+ optional batch norm) + ReLU layers followed by 2x2 max pooling."""
 
-    def __init__(self, cin: int, cout: int, n: int):
+    def __init__(self, cin: int, cout: int, n: int, batch_norm: bool = True):
         layers = []
         for i in range(n):
-            layers += [nn.Conv2d(cin if i == 0 else cout, cout, 3, padding=1), nn.ReLU(inplace=True)]
+            c = cin if i == 0 else cout
+            if batch_norm:
+                layers.append(ConvBNReLU(c, cout))
+            else:
+                layers += [nn.Conv2d(c, cout, 3, padding=1), nn.ReLU(inplace=True)]
         layers.append(nn.MaxPool2d(2))
         super().__init__(*layers)
 
@@ -173,7 +183,12 @@ class LearnedUpsample(nn.ConvTranspose2d):
 
     def __init__(self, channels: int, factor: int):
         super().__init__(
-            channels, channels, kernel_size=2 * factor, stride=factor, padding=factor // 2, bias=False
+            channels,
+            channels,
+            kernel_size=2 * factor,
+            stride=factor,
+            padding=factor // 2,
+            bias=False,
         )
         with torch.no_grad():
             self.weight.copy_(bilinear_kernel(channels, 2 * factor))

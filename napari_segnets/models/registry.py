@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import math
 
 from ..errors import InputError
 
@@ -15,7 +14,13 @@ DEFAULT_BASE = {"unet": 16, "atrous": 32, "fcn32s": 16, "fcn16s": 16, "fcn8s": 1
 PRESETS: dict[str, dict[str, dict]] = {
     "unet": {
         # Ronneberger et al. 2015: 64 -> 1024 channels, dropout 0.3 after the two deepest blocks.
-        "original": {"base": 64, "depth": 4, "up": "transposed", "dropout": 0.3, "dropout_depth": 2},
+        "original": {
+            "base": 64,
+            "depth": 4,
+            "up": "transposed",
+            "dropout": 0.3,
+            "dropout_depth": 2,
+        },
         "unet32": {"base": 32, "depth": 4},
         "unet16": {"base": 16, "depth": 4},
         "unet8": {"base": 8, "depth": 4},
@@ -193,7 +198,9 @@ def build(
                 "pass patch=... and components=... instead."
             )
         if task != "autoencode":
-            raise InputError(f"{arch!r} is an autoencoder baseline: build it with task='autoencode'.")
+            raise InputError(
+                f"{arch!r} is an autoencoder baseline: build it with task='autoencode'."
+            )
         return BUILDERS[arch](**kwargs)
     if budget is not None:
         if base is not None:
@@ -211,47 +218,50 @@ def count_parameters(model) -> int:
     return int(sum(p.numel() for p in model.parameters() if p.requires_grad))
 
 
-def _count_meta(arch: str, base: float, kwargs: dict) -> int:
+def _meta_model(arch: str, base: float, kwargs: dict):
     import torch
 
     with torch.device("meta"):
-        return count_parameters(BUILDERS[arch](base=base, **kwargs))
+        return BUILDERS[arch](base=base, **kwargs)
 
 
 def match_budget(arch: str, budget: int, **kwargs) -> float:
     """The ``base`` width whose model has the parameter count closest to ``budget``.
 
     Widths are ``round(base * multiplier)`` per stage, so a fractional ``base`` lets
-    the stages round at different points: the count moves in small steps and can
-    land close to any budget. Counting happens on the meta device (no memory).
+    the stages round at different points and the count moves in small steps. Every
+    width is non-decreasing in ``base``, so the count is too and bisection finds the
+    two width settings either side of the budget. Models are built on the meta
+    device (no memory, no initialisation).
     """
     if isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget <= 0:
         raise InputError(f"budget must be a positive number of weights, got {budget!r}.")
-    lo, hi = 0.25, 1.0
-    smallest = _count_meta(arch, lo, kwargs)
+
+    def count(b):
+        return count_parameters(_meta_model(arch, b, kwargs))
+
+    lo, hi = 0.5, 1.0
+    smallest = count(lo)
     if budget < smallest:
         raise InputError(
             f"A budget of {int(budget):,} weights is below the smallest {arch!r} "
             f"({smallest:,} weights with these options): raise the budget."
         )
-    while _count_meta(arch, hi, kwargs) < budget:
-        hi *= 2
+    while count(hi) < budget:
+        lo, hi = hi, hi * 2
         if hi > 1e5:
             raise InputError(f"A budget of {int(budget):,} weights is too large for {arch!r}.")
-    for _ in range(40):
-        mid = math.sqrt(lo * hi)
-        if _count_meta(arch, mid, kwargs) < budget:
+    while hi - lo > 1e-7 * hi:
+        mid = (lo + hi) / 2
+        if count(mid) < budget:
             lo = mid
         else:
             hi = mid
-    # The count is a step function of base: scan the steps around the crossing point.
-    best, best_err = hi, abs(_count_meta(arch, hi, kwargs) - budget)
-    step = hi * 0.004
-    for k in range(-15, 16):
-        b = hi + k * step
-        if b <= 0:
-            continue
-        err = abs(_count_meta(arch, b, kwargs) - budget)
-        if err < best_err:
-            best, best_err = b, err
-    return float(round(best, 6))
+    best = lo if abs(count(lo) - budget) < abs(count(hi) - budget) else hi
+    # The shortest decimal inside the same width setting: a readable, stable config value.
+    channels = _meta_model(arch, best, kwargs).channels
+    for digits in range(1, 8):
+        nice = round(best, digits)
+        if nice > 0 and _meta_model(arch, nice, kwargs).channels == channels:
+            return float(nice)
+    return float(best)
