@@ -31,10 +31,12 @@ def set_slice(viewer, layer, z):
 
 
 def train_tiny(qtbot, widget, *, image, labels=None, out, task="segment", epochs=1, steps=2,
-               parent=None, source=None):
+               parent=None, source=None, store=None):
     """Drive the Train widget: a base-8 net, a few steps; returns the registry entry name."""
     if source is not None:
         widget.source.value = source
+    if store is not None:
+        widget.store.value = store
     widget.image.value = image
     if labels is not None:
         widget.labels_layer.value = labels

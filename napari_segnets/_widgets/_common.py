@@ -117,7 +117,7 @@ class PlotCanvas(Container):
         from matplotlib.figure import Figure
 
         super().__init__(labels=False)
-        self.figure = Figure(figsize=(3.6, height), dpi=90, layout="constrained")
+        self.figure = Figure(figsize=(3.6, height), dpi=80, layout="constrained")
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setMinimumHeight(int(height * 80))
         self.title = Label(value=label)

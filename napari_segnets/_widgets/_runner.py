@@ -39,21 +39,27 @@ def notify_info(message: str) -> None:
     show_info(message)
 
 
-def report_exception(exc: BaseException) -> None:
+def report_exception(exc: BaseException, label=None) -> str:
     """Show ``exc`` to the user: the core's sentence, or a short generic one.
 
     SegnetsError messages are written for people and shown as they are. Anything
     else is a bug or an environment problem: the user gets one sentence and the
-    traceback goes to the log, not into a dialog.
+    traceback goes to the log, not into a dialog. ``label`` (a widget's status
+    line) also shows the sentence. Returns the sentence.
     """
     if isinstance(exc, SegnetsError):
-        notify_error(str(exc))
-        return
-    log.error("napari-segnets: unexpected error", exc_info=(type(exc), exc, exc.__traceback__))
-    notify_error(
-        f"Unexpected {type(exc).__name__}: {exc}. Check the inputs and try again; "
-        "if it persists, report it with the log."
-    )
+        message = str(exc)
+    else:
+        log.error("napari-segnets: unexpected error", exc_info=(type(exc), exc, exc.__traceback__))
+        message = (f"Unexpected {type(exc).__name__}: {exc}. Check the inputs and try again; "
+                   "if it persists, report it with the log.")
+    notify_error(message)
+    if label is not None:
+        try:
+            label.value = message
+        except RuntimeError:  # the widget is gone
+            pass
+    return message
 
 
 class _ClosingWorker(GeneratorWorker):
@@ -80,14 +86,39 @@ class _ClosingWorker(GeneratorWorker):
             self._gen.close()
 
 
-def _passthrough(job_factory: Callable[[], Generator]) -> Generator:
+def _leave_a_core_for_the_gui():
+    """Run torch on all cores but one in this (worker) thread; returns a restore function.
+
+    On a 2-core machine torch's intra-op threads otherwise spin on both cores and
+    the GUI thread waits for a time slice: measured stalls of seconds (see
+    benchmarks/gui_stall.py). OpenMP thread counts are per calling thread, so
+    this leaves scripts and other threads alone.
+    """
+    import os
+
+    import torch
+
+    before = torch.get_num_threads()
+    wanted = max(1, min(before, (os.cpu_count() or 1) - 1))
+    if wanted == before:
+        return lambda: None
+    torch.set_num_threads(wanted)
+    return lambda: torch.set_num_threads(before)
+
+
+def _passthrough(job_factory: Callable[[], Generator], reserve_core: bool) -> Generator:
     # Build the job inside the worker thread: argument checks that a core
     # function does up front (file loading, shape checks) stay off the GUI thread.
-    job = job_factory()
+    restore = _leave_a_core_for_the_gui() if reserve_core else None
+    job = None
     try:
+        job = job_factory()
         result = yield from job
     finally:
-        job.close()
+        if job is not None:
+            job.close()
+        if restore is not None:
+            restore()
     return result
 
 
@@ -129,11 +160,13 @@ class JobRunner:
         on_event: Callable[[Any], None] | None = None,
         on_done: Callable[[Any], None] | None = None,
         on_finish: Callable[[], None] | None = None,
+        torch_job: bool = True,
     ) -> GeneratorWorker | None:
         """Start ``job_factory()`` in a worker thread.
 
         ``on_event`` gets every Progress event, ``on_done`` the job's return value
         (not called after a cancel or an error), ``on_finish`` is always called.
+        ``torch_job``: the job runs torch, which then leaves one core to the GUI.
         Returns the worker, or None when a job is already running.
         """
         if self.worker is not None:
@@ -141,7 +174,7 @@ class JobRunner:
             return None
         self.cancelled = False
         worker = create_worker(
-            _passthrough, job_factory, _worker_class=_ClosingWorker, _ignore_errors=True
+            _passthrough, job_factory, torch_job, _worker_class=_ClosingWorker, _ignore_errors=True
         )
         self.worker = worker
         self._set_busy(True)
@@ -165,7 +198,7 @@ class JobRunner:
 
         def _errored(exc):
             self._status(f"{title}: failed")
-            report_exception(exc)
+            report_exception(exc, self.label)
 
         def _finished():
             self._close_bars()

@@ -125,7 +125,7 @@ class CurateWidget(Container):
         try:
             return self._add()
         except Exception as exc:
-            report_exception(exc)
+            report_exception(exc, self.status)
             return None
 
     def _add(self):
@@ -174,7 +174,7 @@ class CurateWidget(Container):
         try:
             return self._next()
         except Exception as exc:
-            report_exception(exc)
+            report_exception(exc, self.status)
             return None
 
     def _next(self):
@@ -203,6 +203,7 @@ class CurateWidget(Container):
         from ..curation import rank_uncertainty
 
         labels, image = self.labels_layer.value, self.image.value
+        self.suggested = None
         try:
             covered = self._open_store(create=False).covered(source=source_name(image))
         except Exception:

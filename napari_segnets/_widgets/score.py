@@ -67,7 +67,7 @@ class ScoreWidget(Container):
         try:
             return self._start()
         except Exception as exc:
-            report_exception(exc)
+            report_exception(exc, self.status)
             return None
 
     def _start(self):
@@ -98,7 +98,7 @@ class ScoreWidget(Container):
             result, before = out
             self._show(truth.name, result, before)
 
-        return self.runner.start(job, title=f"score {pred.name}", on_done=done)
+        return self.runner.start(job, title=f"score {pred.name}", on_done=done, torch_job=False)
 
     def _show(self, key, result, before) -> None:
         from ..session import regressions

@@ -104,7 +104,7 @@ class SegmentWidget(Container):
         try:
             return self._start()
         except Exception as exc:
-            report_exception(exc)
+            report_exception(exc, self.status)
             return None
 
     def _start(self):

@@ -22,6 +22,7 @@ from ..errors import InputError
 from ._common import CheckpointChoice, LayerChoice, PlotCanvas, current_index, geometry
 from ._runner import JobRunner, report_exception
 from ._session import REGISTRY
+from .curate import default_store
 
 LAYERS, STORE = "image + labels layers", "curated store"
 
@@ -62,8 +63,10 @@ class TrainWidget(Container):
         self.source = RadioButtons(label="train on", choices=[LAYERS, STORE], value=LAYERS)
         self.image = LayerChoice(viewer, Image, label="image")
         self.labels_layer = LayerChoice(viewer, Labels, label="labels", nullable=True)
-        self.store = FileEdit(label="store", mode="d")
-        self.arch = ComboBox(label="architecture", choices=models.available(), value="unet")
+        self.store = FileEdit(label="store", mode="d", value=default_store())
+        # PCA autoencoders are fitted in closed form (models.fit_pca), not trained by steps
+        self.arch = ComboBox(label="architecture", value="unet",
+                             choices=[a for a in models.available() if a != "pca"])
         self.task = ComboBox(label="task", choices=["segment", "autoencode"], value="segment")
         self.base = SpinBox(label="base channels", min=4, max=128, value=16)
         self.parent_checkpoint = CheckpointChoice(label="fine-tune from", nullable=True)
@@ -101,7 +104,7 @@ class TrainWidget(Container):
         self._ax2 = self.plot.axes.twinx()
         self._draw_scheduled = False
         self._pending_history: list[dict] = []
-        self._redraw()
+        self._render([])
 
     def _task_changed(self, task) -> None:
         self.loss.choices = self._losses[task]
@@ -159,7 +162,7 @@ class TrainWidget(Container):
         try:
             return self._start()
         except Exception as exc:
-            report_exception(exc)
+            report_exception(exc, self.status)
             return None
 
     def _start(self):
@@ -169,8 +172,9 @@ class TrainWidget(Container):
         if self.task.value == "segment" and data.has_masks:
             top = max(int(np.max(m[m != data.ignore_index], initial=0)) for m in data.labels())
             classes = 1 if top <= 1 else top + 1
-        build = {"arch": self.arch.value, "task": self.task.value, "classes": classes,
-                 "base": self.base.value}
+        build = {"arch": self.arch.value, "task": self.task.value, "classes": classes}
+        if self.arch.value != "linear":  # the linear autoencoder is sized by patch, not width
+            build["base"] = self.base.value
         checkpoint = self._checkpoint_path()
         self._preview_geo = geometry(image_layer, 2) if image_layer is not None else None
         kwargs = {
@@ -231,17 +235,22 @@ class TrainWidget(Container):
                                   blending="additive", **geo)
 
     def _draw(self, history) -> None:
-        """Ask for a redraw; at most a few per second so the GUI thread stays free."""
+        """Ask for a redraw; at most one a second so the GUI thread stays free."""
         self._pending_history = history
         if not self._draw_scheduled:
             from qtpy.QtCore import QTimer
 
             self._draw_scheduled = True
-            QTimer.singleShot(250, self._redraw)
+            QTimer.singleShot(1000, self._redraw)
 
     def _redraw(self) -> None:
         self._draw_scheduled = False
-        history = self._pending_history
+        try:
+            self._render(self._pending_history)
+        except RuntimeError:  # the widget was closed while a redraw was queued
+            pass
+
+    def _render(self, history) -> None:
         ax, ax2 = self.plot.axes, self._ax2
         ax.clear()
         ax2.clear()
@@ -262,8 +271,8 @@ class TrainWidget(Container):
                     value = float(np.mean(fg)) if fg else None
                 if value is not None:
                     curves.setdefault(f"val {key}", []).append((h["step"], float(value)))
-        for label, series in curves.items():
-            ax2.plot(*zip(*series), "o-", ms=3, lw=1, label=label)
+        for (label, series), color in zip(curves.items(), ("tab:orange", "tab:green", "tab:red")):
+            ax2.plot(*zip(*series), "o-", ms=3, lw=1, color=color, label=label)
         if curves:
             ax2.legend(loc="upper right", fontsize=7)
         ax.set_xlabel("step", fontsize=8)

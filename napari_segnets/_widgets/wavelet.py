@@ -153,7 +153,7 @@ class WaveletWidget(Container):
         try:
             return self._show()
         except Exception as exc:
-            report_exception(exc)
+            report_exception(exc, self.status)
             return None
 
     def _show(self):
@@ -181,7 +181,7 @@ class WaveletWidget(Container):
                 self.show_mosaics()
 
         return self.runner.start(lambda: mosaic_job(slices, wavelet, level), title="wavelet mosaics",
-                                 on_done=done, on_finish=finish)
+                                 on_done=done, on_finish=finish, torch_job=False)
 
     def _lay_out(self, chosen, out, geos, level) -> None:
         self.mosaic_layers = []
@@ -261,7 +261,7 @@ class WaveletWidget(Container):
         try:
             return self._compare()
         except Exception as exc:
-            report_exception(exc)
+            report_exception(exc, self.status)
             return None
 
     def _compare(self):
