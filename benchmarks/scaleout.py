@@ -78,7 +78,10 @@ def make_checkpoint(path: Path) -> int:
 
 def _warm(client) -> None:
     def load():
-        import napari_segnets.inference  # noqa: F401  (imports torch)
+        import torch  # noqa: F401  (napari_segnets imports it lazily: do it before the clock starts)
+
+        import napari_segnets.checkpoints  # noqa: F401
+        import napari_segnets.inference.predict  # noqa: F401
 
         return True
 
@@ -113,14 +116,14 @@ class RssSampler(threading.Thread):
             time.sleep(0.05)
 
 
-def run_cluster(n: int, ckpt: Path, volume: Path, out: Path, slices: int) -> dict:
+def run_cluster(n: int, ckpt: Path, volume: Path, out: Path, slices: int, threads: int | None = None) -> dict:
     import logging
 
     from distributed import Client, LocalCluster
 
     from napari_segnets.distributed import predict_volume
 
-    threads = max(1, (os.cpu_count() or 1) // n)
+    threads = threads or max(1, (os.cpu_count() or 1) // n)  # as `--workers n` does by default
     cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
                            silence_logs=logging.ERROR)
     client = Client(cluster)
@@ -186,10 +189,15 @@ def main(argv=None) -> int:
     rows = []
     if not args.no_inprocess:
         rows.append(run_inprocess(ckpt, volume, work / "out-inprocess.zarr", args.slices))
+    names = ["out-inprocess.zarr"] if not args.no_inprocess else []
     for n in args.workers:
         rows.append(run_cluster(n, ckpt, volume, work / f"out-{n}.zarr", args.slices))
-    outputs = [zarr.open_array(str(work / name), mode="r")[...] for name in
-               (["out-inprocess.zarr"] if not args.no_inprocess else []) + [f"out-{n}.zarr" for n in args.workers]]
+        names.append(f"out-{n}.zarr")
+    if 1 in args.workers and (os.cpu_count() or 1) > 1:
+        # One worker with one thread too: separates process scale-out from torch's own threading.
+        rows.append(run_cluster(1, ckpt, volume, work / "out-1t.zarr", args.slices, threads=1))
+        names.append("out-1t.zarr")
+    outputs = [zarr.open_array(str(work / name), mode="r")[...] for name in names]
     diff = max((float(np.abs(outputs[0] - o).max()) for o in outputs[1:]), default=0.0)
     base = next((r for r in rows if r["workers"] == 1), rows[0])
     print()
