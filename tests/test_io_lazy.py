@@ -113,3 +113,14 @@ def test_single_png_lazy_when_forced(tmp_path, stack):
     arr, meta = read(tmp_path / "one.png", lazy=True)
     assert isinstance(arr, da.Array) and meta["lazy"] is True and arr.shape == (40, 36)
     np.testing.assert_array_equal(arr.compute(), stack[0])
+
+
+def test_lazy_rgb_stack_keeps_whole_planes(tmp_path, rng):
+    rgb = rng.integers(0, 255, (3, 20, 30, 3), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "rgb.tif", rgb, photometric="rgb")
+    with pytest.warns(UserWarning, match="RGB"):
+        arr, _ = read(tmp_path / "rgb.tif", lazy=True)
+    with pytest.warns(UserWarning, match="RGB"):
+        eager, _ = read(tmp_path / "rgb.tif", lazy=False)
+    assert arr.chunksize == (1, 20, 30)
+    np.testing.assert_array_equal(arr.compute(), eager)

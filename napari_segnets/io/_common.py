@@ -72,11 +72,12 @@ def want_lazy(lazy: bool | None, shape, dtype) -> bool:
     return nbytes > lazy_threshold()
 
 
-def slice_chunks(shape, native=None) -> tuple[int, ...]:
-    """Tile-friendly chunks: one (Y, X) plane per chunk, or the storage chunks when given."""
+def slice_chunks(shape, native=None, *, rgb: bool = False) -> tuple[int, ...]:
+    """Tile-friendly chunks: one (Y, X) plane (with its colour samples) per chunk, or ``native``."""
     if native is not None:
         return tuple(int(c) for c in native)
-    return tuple([1] * (len(shape) - 2) + [int(s) for s in shape[-2:]])
+    plane = 3 if rgb else 2
+    return tuple([1] * (len(shape) - plane) + [int(s) for s in shape[-plane:]])
 
 
 class ChunkSource:

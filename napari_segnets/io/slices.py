@@ -181,7 +181,7 @@ def read_folder(folder: Path, *, lazy: bool | None):
     if want_lazy(lazy, stack.shape, dtype):
         array = as_dask(
             stack,
-            chunks=slice_chunks(stack.shape[:3]) + stack.shape[3:],
+            chunks=slice_chunks(stack.shape, rgb=rgb),
             name=token(folder, "folder", len(files), files[-1].name),
         )
     else:

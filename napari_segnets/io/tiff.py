@@ -222,7 +222,8 @@ def _lazy(path: Path, tif, series):
                 f"{path.name} is truncated: the image data run past the end of the file."
             ) from exc
         mm = mm.reshape(series.shape)
-        return as_dask(mm, chunks=slice_chunks(mm.shape), name=name)
+        rgb = series.axes.endswith("S") and series.shape[-1] in (3, 4)
+        return as_dask(mm, chunks=slice_chunks(mm.shape, rgb=rgb), name=name)
     import tifffile
     import zarr
 
