@@ -32,7 +32,12 @@ def read_mrc(path: Path, *, lazy: bool | None):
     meta = {"format": "mrc", "voxel_size": voxel, "notes": notes}
     if want_lazy(lazy, data.shape, data.dtype):
         # The memmap keeps the file open for as long as the dask array lives.
-        array = as_dask(data, chunks=slice_chunks(data.shape), name=token(path, "mrc"))
+        from ._sources import memmap_recipe, open_memmap, reopenable
+
+        source = reopenable(
+            open_memmap, memmap_recipe(data), data, label=path.name, what="MRC file"
+        )
+        array = as_dask(source, chunks=slice_chunks(data.shape), name=token(path, "mrc"))
     else:
         array = np.array(data)
         mrc.close()
