@@ -186,7 +186,7 @@ def read_tiff(path: Path, *, lazy: bool | None):
 
 
 def _kind(tif) -> str | None:
-    """ "labels" when the file was written by our label writer (OME Image Name), else None."""
+    """Return "labels" when our label writer made the file (OME Image Name), else None."""
     if tif.is_ome and tif.ome_metadata and 'Name="napari-segnets labels"' in tif.ome_metadata:
         return "labels"
     return None
