@@ -103,7 +103,9 @@ def run_strategy(strategy, parent, image, labels, args, workdir: Path) -> list[d
         assert meta["parent"]["path"] == str(Path(current).resolve())  # the lineage is recorded
         current = child
         te = time.perf_counter()
-        iou = heldout_iou(model, image[20:30], labels[20:30])
+        iou = heldout_iou(
+            model, window(image[20:30], args.eval_window), window(labels[20:30], args.eval_window)
+        )
         rows.append(
             {
                 "round": rnd,
@@ -112,7 +114,7 @@ def run_strategy(strategy, parent, image, labels, args, workdir: Path) -> list[d
                 "labelled": len(labelled),
                 "IoU": iou,
                 "rank (s)": t_rank,
-                "round (s)": seconds,
+                "round (s)": f"{seconds:.1f}",
                 "eval (s)": time.perf_counter() - te,
                 "ckpt": child,
             }
@@ -166,7 +168,11 @@ def main(argv=None) -> None:
             channels_last=True,
         )
         init_s = time.perf_counter() - t0
-        iou0 = heldout_iou(start.model, image[20:30], labels[20:30])
+        iou0 = heldout_iou(
+            start.model,
+            window(image[20:30], args.eval_window),
+            window(labels[20:30], args.eval_window),
+        )
         print(
             f"start model: slices {START}, {args.init_steps} steps in {init_s:.0f} s, held-out IoU {iou0:.3f}"
         )
@@ -185,7 +191,7 @@ def main(argv=None) -> None:
         f"U-Net base 16; start: {args.init_steps} steps on slices {START}; per round: {args.steps} fine-tuning "
         f"steps (batch {args.batch}, crop {args.crop}, lr {args.ft_lr}, cosine) on all stored slices; "
         f"ranking on the centred {args.rank_window or 'whole'} px window of each unlabelled slice (entropy); "
-        f"held-out slices 20-29, pooled foreground IoU; predictor: {predictor_name('slice')}"
+        f"held-out slices 20-29 ({args.eval_window or 'whole'} px centred window), pooled foreground IoU; predictor: {predictor_name('slice')}"
     )
     cols = [
         "round",
