@@ -35,7 +35,6 @@ def run_events(gen, stop_after=None):
             return events, None
 
 
-@pytest.mark.slow
 def test_validation_scores_preview_and_best_checkpoint(tmp_path):
     from napari_segnets import checkpoints
 
@@ -76,7 +75,6 @@ def test_cancel_mid_epoch_leaves_a_loadable_checkpoint(tmp_path):
     assert model(x).shape == (1, 1, 32, 32)
 
 
-@pytest.mark.slow
 def test_resume_continues_exactly_where_it_stopped(tmp_path):
     from napari_segnets import checkpoints
 
