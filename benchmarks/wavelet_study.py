@@ -5,7 +5,7 @@ number of weights and the same training steps, plus the PCA and linear baselines
 reconstructs crops of the EPFL/Lucchi stack and compares them level by level.
 Writes docs/study/{study.md, study.json, power.png, mosaics.png} and prints the tables.
 
-Run: ``PYTHONPATH=. python benchmarks/wavelet_study.py [--steps 300] [--budget 150000]``
+Run: ``PYTHONPATH=. python benchmarks/wavelet_study.py [--steps 200] [--budget 100000]``
 (``--help`` lists every setting; the defaults are the ones in benchmarks/RESULTS.md).
 """
 
@@ -28,14 +28,15 @@ def main(argv=None) -> dict:
     p.add_argument("--out-dir", default="docs/study")
     p.add_argument("--archs", nargs="*", default=list(DEFAULT_ARCHS))
     p.add_argument("--baselines", nargs="*", default=list(DEFAULT_BASELINES))
-    p.add_argument("--budget", type=int, default=150_000)
-    p.add_argument("--steps", type=int, default=300)
-    p.add_argument("--minutes", type=float, default=None, help="optional cap per model")
+    p.add_argument("--budget", type=int, default=100_000)
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--minutes", type=float, default=12.0, help="cap per model")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--crop", type=int, default=128)
+    p.add_argument("--crop", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--n-crops", type=int, default=100)
     p.add_argument("--test-crop", type=int, default=256)
+    p.add_argument("--margin", type=int, default=16)
     p.add_argument("--wavelet", default="haar")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--trainer", default="auto", choices=["auto", "project", "minimal"])
@@ -55,7 +56,7 @@ def main(argv=None) -> dict:
         callback=log, data_root=args.data_root, out_dir=args.out_dir, archs=args.archs,
         baselines=args.baselines, budget=args.budget, steps=args.steps, minutes=args.minutes,
         batch_size=args.batch_size, crop=args.crop, lr=args.lr, n_crops=args.n_crops,
-        test_crop=args.test_crop, wavelet=args.wavelet, seed=args.seed, trainer=args.trainer,
+        test_crop=args.test_crop, margin=args.margin, wavelet=args.wavelet, seed=args.seed, trainer=args.trainer,
     )  # fmt: skip
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print()

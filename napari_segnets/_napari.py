@@ -74,7 +74,11 @@ def write_labels(path: str, data: Any, attributes: dict) -> list[str]:
     voxel = meta.get("voxel_size")
     scale = attributes.get("scale")
     ndim = getattr(data, "ndim", None)
-    if (voxel is None or len(voxel) != ndim) and scale is not None and any(float(s) != 1.0 for s in scale):
+    if (
+        (voxel is None or len(voxel) != ndim)
+        and scale is not None
+        and any(float(s) != 1.0 for s in scale)
+    ):
         voxel = tuple(float(s) for s in scale)  # the layer's scale, which our reader sets in nm
     return _write(path, data, {"voxel_size": voxel})
 

@@ -25,9 +25,9 @@ import numpy as np
 from .errors import InputError
 from .io.atomic import atomic_write_text
 from .progress import Progress, drive
-from .study_train import reconstruct, train_autoencoder
+from .study_train import normalise, reconstruct, train_autoencoder
 
-DEFAULT_ARCHS = ("fcn32s", "atrous", "unet")
+DEFAULT_ARCHS = ("fcn32s", "fcn8s", "atrous", "unet")
 DEFAULT_BASELINES = ("pca", "linear")
 ISBI = ("isbi2012_em_segmentation", "train-volume.tif")
 LUCCHI = ("epfl_lucchi_mitochondria", "training_slices000-029.tif")
@@ -51,12 +51,6 @@ def _read_stack(root: Path, parts: tuple[str, str]) -> np.ndarray:
             f"{path} is missing: point data_root (or $SEGNETS_DATA) at the shared data folder."
         )
     return tifffile.imread(path)
-
-
-def _normalise(stack: np.ndarray) -> np.ndarray:
-    from .io.normalize import apply_normalization, fit_normalization, normalization_spec
-
-    return apply_normalization(stack, fit_normalization(stack, normalization_spec("percentile")))
 
 
 def sample_crops(stack: np.ndarray, n: int, size: int, seed: int = 0) -> np.ndarray:
@@ -91,15 +85,15 @@ def run_study_iter(
     out_dir="docs/study",
     archs=DEFAULT_ARCHS,
     baselines=DEFAULT_BASELINES,
-    budget: int = 150_000,
-    steps: int = 600,
-    minutes: float | None = None,
+    budget: int = 100_000,
+    steps: int = 200,
+    minutes: float | None = 12.0,
     batch_size: int = 8,
-    crop: int = 128,
+    crop: int = 64,
     lr: float = 1e-3,
     n_crops: int = 100,
     test_crop: int = 256,
-    margin: int = 32,
+    margin: int = 16,
     wavelet: str = "haar",
     seed: int = 0,
     device: str = "cpu",
@@ -155,8 +149,9 @@ def run_study_iter(
             )
         train_images = _read_stack(root, ISBI) if train_images is None else train_images
         test_images = _read_stack(root, LUCCHI) if test_images is None else test_images
-    train = _normalise(np.asarray(train_images))
-    test = _normalise(np.asarray(test_images))
+    train_raw = np.asarray(train_images)
+    train = normalise(train_raw)  # for fit_pca; the training loops normalise the raw stack alike
+    test = normalise(np.asarray(test_images))
     big = sample_crops(test, n_crops, test_crop + 2 * margin, seed)
     originals = big[:, margin : margin + test_crop, margin : margin + test_crop]
     yield Progress("data", 2, 2, f"{train.shape[0]} training sections, {n_crops} test crops")
@@ -169,11 +164,11 @@ def run_study_iter(
             from .models import fit_pca
 
             opts = {k: model.config[k] for k in ("patch", "components") if k in model.config}
-            model = fit_pca(list(train), **opts)
+            model = fit_pca(train, **opts, seed=seed)
             used, history = "fit_pca", {}
         else:
             used, history = yield from train_autoencoder(
-                model, train, steps=steps, minutes=minutes, batch_size=batch_size, crop=crop,
+                model, train_raw, steps=steps, minutes=minutes, batch_size=batch_size, crop=crop,
                 lr=lr, seed=seed, device=device, trainer=trainer, stage=f"train {arch}",
             )  # fmt: skip
         seconds = time.perf_counter() - t0

@@ -35,7 +35,13 @@ def train_autoencoder(
     model, images, *, steps, minutes=None, batch_size=8, crop=128, lr=1e-3, seed=0,
     device="cpu", trainer="auto", stage="train",
 ):  # fmt: skip
-    """Train ``model`` to reconstruct crops of ``images`` (Z, Y, X, normalised float32).
+    """Train ``model`` to reconstruct crops of ``images`` (Z, Y, X raw intensities).
+
+    Both loops normalise with percentiles 1-99.8 fitted on the stack, draw seeded
+    random crops with flips and 90-degree rotations only (no elastic, intensity or
+    noise augmentation: the study compares architectures, not augmentations) and
+    minimise the MSE with Adam. The project's loop adds its cosine learning-rate
+    schedule; the minimal loop keeps ``lr`` constant.
 
     Yields
     ------
@@ -53,42 +59,51 @@ def train_autoencoder(
         raise InputError(
             "napari_segnets.training cannot train autoencoders here: use trainer='minimal'."
         )
+    args = (model, images, steps, minutes, batch_size, crop, lr, seed, device, stage)
     if project is not None:
-        history = yield from _train_project(
-            project, model, images, steps, minutes, batch_size, crop, lr, seed, device, stage
-        )
+        history = yield from _train_project(project, *args)
         return "project", history
-    history = yield from _train_minimal(
-        model, images, steps, minutes, batch_size, crop, lr, seed, device, stage
-    )
+    history = yield from _train_minimal(*args)
     return "minimal", history
 
 
 def _train_project(
     project, model, images, steps, minutes, batch_size, crop, lr, seed, device, stage
 ):
+    from .io.normalize import normalization_spec
+
     train_iter, SliceDataset = project
-    data = SliceDataset(images)
     job = train_iter(
-        model, data, task="autoencode", epochs=1, steps_per_epoch=steps, minutes=minutes,
-        batch_size=batch_size, crop=crop, lr=lr, loss="mse", schedule=None, device=device,
-        seed=seed, checkpoint=None,
+        model, SliceDataset(images, name="study"), task="autoencode", epochs=1,
+        steps_per_epoch=steps, minutes=minutes, batch_size=batch_size, crop=crop, lr=lr,
+        loss="mse", optimizer="adam", schedule="cosine", device=device, seed=seed,
+        checkpoint=None, normalization=normalization_spec("percentile"),
+        augment={"flips": True, "elastic_p": 0.0, "intensity_p": 0.0, "noise_p": 0.0},
     )  # fmt: skip
     losses = []
     try:
         while True:
             try:
                 event = next(job)
-            except StopIteration:
+            except StopIteration as stop:
+                result = stop.value
                 break
-            if "loss" in event.payload:
-                losses.append(float(event.payload["loss"]))
-            yield Progress(stage, event.done, event.total, event.message, event.payload)
+            if event.stage != "train":  # the loop's per-epoch summaries repeat the loss
+                continue
+            losses.append(float(event.payload.get("loss", np.nan)))
+            if event.done == 1 or event.done % _EVENT_EVERY == 0 or event.done == event.total:
+                msg = (
+                    f"step {event.done}/{event.total} loss {np.nanmean(losses[-_EVENT_EVERY:]):.5f}"
+                )
+                yield Progress(stage, event.done, event.total, msg, dict(event.payload))
     finally:
         job.close()
+    if getattr(result, "model", None) is not None and result.model is not model:
+        model.load_state_dict(result.model.state_dict())
+    model.eval()
     return {
-        "steps": steps,
-        "final_loss": float(np.mean(losses[-20:])) if losses else None,
+        "steps": int(result.steps),
+        "final_loss": float(np.mean(losses[-20:])),
         "losses": losses,
     }
 
@@ -104,8 +119,17 @@ def _batch(rng, images, batch_size, crop):
     return out
 
 
+def normalise(stack: np.ndarray) -> np.ndarray:
+    """Percentile 1-99.8 normalisation fitted on the whole stack (the project's default)."""
+    from .io.normalize import apply_normalization, fit_normalization, normalization_spec
+
+    return apply_normalization(stack, fit_normalization(stack, normalization_spec("percentile")))
+
+
 def _train_minimal(model, images, steps, minutes, batch_size, crop, lr, seed, device, stage):
     import torch
+
+    images = normalise(np.asarray(images))
 
     if crop > min(images.shape[1:]):
         raise InputError(
@@ -125,7 +149,7 @@ def _train_minimal(model, images, steps, minutes, batch_size, crop, lr, seed, de
         opt.step()
         losses.append(float(loss.detach()))
         done = step
-        if step % _EVENT_EVERY == 0 or step == steps:
+        if step == 1 or step % _EVENT_EVERY == 0 or step == steps:
             msg = f"step {step}/{steps} loss {np.mean(losses[-_EVENT_EVERY:]):.5f}"
             yield Progress(stage, step, steps, msg, {"loss": losses[-1], "step": step})
         if minutes is not None and time.perf_counter() - start > 60 * minutes:

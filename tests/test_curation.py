@@ -109,6 +109,8 @@ def test_tombstones_keep_files(store, rng):
     store.remove(v1["id"], all_versions=True)
     assert store.samples() == [keep]
     assert store.counts()["removed"] == 2
+    assert [(r["version"], r["removed"]) for r in store.versions(keep["id"])] == [(1, False)]
+    assert [(r["version"], r["removed"]) for r in store.versions(v1["id"])] == [(1, True), (2, True)]
     # files stay and stay loadable; the history records everything
     assert (store.root / v2["mask"]).is_file()
     assert store.load(v2["id"])[0].shape == image.shape
@@ -143,6 +145,7 @@ def test_verify_catches_corrupt_missing_and_orphans(store, rng):
         store.load(a["id"])
     with pytest.raises(StoreError, match="missing"):
         store.load(b["id"])
+    assert store.tidy() == []  # young: could be a write in progress elsewhere
     assert store.tidy(older_than=0) == ["masks/.x.tif.abc.tmp"]
 
 
@@ -165,6 +168,14 @@ def test_torn_last_line_is_skipped_then_repaired(store, rng):
     rep = store.verify()
     assert rep["bad_lines"] == [3] and not rep["ok"]
     assert len(store.samples()) == 3
+    # hand-edited records that lack fields or point outside the store are refused, not followed
+    evil = dict(a, id="e1", image="../../etc/passwd")
+    with open(store.manifest_path, "a") as fh:
+        fh.write(json.dumps(evil) + "\n")
+        fh.write(json.dumps({"kind": "sample", "id": "e2"}) + "\n")
+    assert store.verify()["bad_lines"] == [3, 5, 6]
+    with pytest.raises(StoreError, match="No sample"):
+        store.load("e1")
 
 
 @pytest.mark.parametrize(
@@ -223,6 +234,14 @@ def test_bad_remove_and_roots_leave_disk_intact(store, rng, tmp_path):
     with pytest.raises(StoreError, match="not a training-set store"):
         Store(tmp_path / "missing", create=False)
     assert not (tmp_path / "missing").exists()
+
+
+def test_store_whose_creation_was_interrupted_opens(tmp_path):
+    root = tmp_path / "half"
+    root.mkdir()
+    (root / ".manifest.jsonl.k3j2.tmp").write_bytes(b"")  # killed while creating the manifest
+    store = Store(root)
+    assert store.samples() == [] and store.verify()["temp_files"] == [".manifest.jsonl.k3j2.tmp"]
 
 
 def test_empty_store(store):

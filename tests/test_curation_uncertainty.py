@@ -109,7 +109,7 @@ def test_flip_disagreement_from_a_function(rng):
     ranking = rank_uncertainty(p, method="flip_disagreement",
                                flips=lambda s: calls.append(len(s)) or biased(s), image=image, exclude=[2])
     assert ranking[0][0] == 1 and ranking[0][1] > 0.3
-    assert calls == [2, 2, 2]  # one call per flip, excluded slices not predicted
+    assert calls == [1] * 6  # per kept slice, one call per flip; the excluded slice is not predicted
 
 
 @pytest.mark.parametrize(
@@ -137,3 +137,23 @@ def test_bad_inputs(probs, kwargs, match):
 
 def test_single_2d_map():
     assert rank_uncertainty(np.full((4, 4), 0.5)) == [(0, pytest.approx(1.0))]
+
+
+def test_iter_reports_progress_and_matches_plain():
+    from napari_segnets.curation import rank_uncertainty_iter
+
+    p = _confident_stack()
+    p[1] = 0.5
+    job = rank_uncertainty_iter(p, exclude=[3])
+    events = []
+    try:
+        while True:
+            events.append(next(job))
+    except StopIteration as stop:
+        result = stop.value
+    assert [(e.stage, e.done, e.total) for e in events] == [("rank", 1, 3), ("rank", 2, 3), ("rank", 3, 3)]
+    assert result == rank_uncertainty(p, exclude=[3])
+    # closing the generator early (cancel) just stops it
+    job = rank_uncertainty_iter(p)
+    next(job)
+    job.close()

@@ -165,6 +165,18 @@ def test_multilevel_mosaic_splits_the_approximation(em_like):
     np.testing.assert_array_equal(W.mosaic(dec, level=None), W.mosaic(em_like, level=None))
 
 
+def test_mosaic_with_reference_scaling(em_like):
+    weak = em_like * 0.25
+    # Own scaling hides the loss of contrast; the original's scaling shows it.
+    np.testing.assert_allclose(W.mosaic(weak, level=2), W.mosaic(em_like, level=2), atol=1e-6)
+    scaled = W.mosaic(weak, level=2, reference=em_like)
+    own = W.mosaic(em_like, level=2, reference=W.decompose(em_like))
+    np.testing.assert_array_equal(own, W.mosaic(em_like, level=2))
+    assert scaled[32:, 32:].mean() < 0.5 * own[32:, 32:].mean()
+    with pytest.raises(InputError, match="same shape"):
+        W.mosaic(em_like, reference=em_like[:32])
+
+
 def test_mosaic_of_constant_image():
     m = W.mosaic(np.full((16, 16), 3.0), level=2)
     assert np.all(m[:4, :4] == 0.5)
@@ -191,7 +203,9 @@ def test_mean_level_power_over_stack(rng):
 
 
 def test_mean_level_power_refuses_mixed_levels(rng):
-    with pytest.raises(InputError, match="levels"):
+    with pytest.raises(
+        InputError, match=r"Image 1 \(16, 16\) allows 4 levels but the first gives 6"
+    ):
         W.mean_level_power([rng.random((64, 64)), rng.random((16, 16))])
     mean, _ = W.mean_level_power([rng.random((64, 64)), rng.random((16, 16))], levels=3)
     assert mean.shape == (4,)

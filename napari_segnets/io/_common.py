@@ -12,15 +12,16 @@ import numpy as np
 from ..errors import InputError
 
 # Length units as they appear in TIFF/OME/ImageJ/OME-Zarr/HDF5 metadata, in nanometres.
-_UNIT_NM = {
-    "nm": 1.0, "nanometer": 1.0, "nanometre": 1.0,
-    "um": 1e3, "µm": 1e3, "\u03bcm": 1e3, "micron": 1e3, "microns": 1e3, "micrometer": 1e3,
-    "micrometre": 1e3, "\\u00b5m": 1e3,
-    "mm": 1e6, "millimeter": 1e6, "millimetre": 1e6,
-    "cm": 1e7, "centimeter": 1e7, "centimetre": 1e7,
-    "m": 1e9, "meter": 1e9, "metre": 1e9,
-    "a": 0.1, "å": 0.1, "angstrom": 0.1, "ångström": 0.1, "pm": 1e-3, "picometer": 1e-3,
+_UNIT_GROUPS = {
+    1.0: ("nm", "nanometer", "nanometre"),
+    1e3: ("um", "µm", "\u03bcm", "\\u00b5m", "micron", "microns", "micrometer", "micrometre"),
+    1e6: ("mm", "millimeter", "millimetre"),
+    1e7: ("cm", "centimeter", "centimetre"),
+    1e9: ("m", "meter", "metre"),
+    0.1: ("a", "å", "angstrom", "ångström"),
+    1e-3: ("pm", "picometer", "picometre"),
 }
+_UNIT_NM = {name: factor for factor, names in _UNIT_GROUPS.items() for name in names}
 LAZY_ENV = "SEGNETS_LAZY_BYTES"
 
 
@@ -71,19 +72,25 @@ def want_lazy(lazy: bool | None, shape, dtype) -> bool:
     return nbytes > lazy_threshold()
 
 
-def slice_chunks(shape, native=None) -> tuple[int, ...]:
-    """Tile-friendly chunks: one (Y, X) plane per chunk, or the storage chunks when given."""
+def slice_chunks(shape, native=None, *, rgb: bool = False) -> tuple[int, ...]:
+    """Tile-friendly chunks: one (Y, X) plane (with its colour samples) per chunk, or ``native``."""
     if native is not None:
         return tuple(int(c) for c in native)
-    return tuple([1] * (len(shape) - 2) + [int(s) for s in shape[-2:]])
+    plane = 3 if rgb else 2
+    return tuple([1] * (len(shape) - plane) + [int(s) for s in shape[-plane:]])
 
 
 def as_dask(source, *, chunks, name: str):
-    """Wrap an array-like (memmap, zarr, h5py dataset) in dask without reading or hashing it."""
+    """Wrap an array-like source (see ``_sources``) in dask without reading or hashing it.
+
+    Never pass a numpy memmap directly: dask would copy it into the graph chunk by chunk.
+    """
     import dask.array as da
 
     # An explicit name avoids dask hashing the whole array to build a token.
-    return da.from_array(source, chunks=chunks, name=name, asarray=True, fancy=False)
+    # An explicit meta stops dask probing the source with an empty read.
+    meta = np.empty((0,) * len(source.shape), dtype=source.dtype)
+    return da.from_array(source, chunks=chunks, name=name, asarray=True, fancy=False, meta=meta)
 
 
 def token(path: Path, *extra) -> str:
@@ -133,7 +140,9 @@ def finalize(array, meta: dict[str, Any], *, axes: str | None = None, rgb: bool 
     name = Path(meta.get("path", "the file")).name
     shape = tuple(int(s) for s in array.shape)
     if any(s == 0 for s in shape) or len(shape) == 0:
-        raise InputError(f"{name} holds an empty array (shape {shape}); choose a file or dataset with pixels in it.")
+        raise InputError(
+            f"{name} holds an empty array (shape {shape}); choose a file or dataset with pixels in it."
+        )
     axes = (axes or "").lower()
     if len(axes) != len(shape):
         axes = ""
@@ -142,7 +151,9 @@ def finalize(array, meta: dict[str, Any], *, axes: str | None = None, rgb: bool 
         voxel = None
     if rgb:
         if shape[-1] not in (3, 4):
-            raise InputError(f"{name} has {shape[-1]} colour samples per pixel; only grey, RGB or RGBA images can be read.")
+            raise InputError(
+                f"{name} has {shape[-1]} colour samples per pixel; only grey, RGB or RGBA images can be read."
+            )
         kind = "RGBA" if shape[-1] == 4 else "RGB"
         note = f"{kind} image converted to grey (luminance); the colour was dropped."
         meta["notes"].append(note)
@@ -170,8 +181,13 @@ def finalize(array, meta: dict[str, Any], *, axes: str | None = None, rgb: bool 
         raise InputError(
             f"{name} has {n} channels; only single-channel stacks can be read, so save one channel as its own file."
         )
+    if len(shape) == 3 and axes and axes[0] not in "zqis" and axes[1:] == "yx":
+        # q/i/s: tifffile's unknown, sequence and planar-sample axes, which are stacks anyway
+        meta["notes"].append(
+            f"Axis {axes[0].upper()} (size {shape[0]}) is read as the stack (z) axis."
+        )
     if not axes or set(axes) - set("zyx") or len(set(axes)) != len(axes):
-        axes = "zyx"[-len(shape):]
+        axes = "zyx"[-len(shape) :]
     meta.update(
         shape=shape,
         dtype=str(array.dtype),

@@ -43,7 +43,9 @@ def _pick(name: str, candidates: dict[str, tuple], what: str) -> str:
             return found[0]
         if len(found) > 1:
             listing = ", ".join(f"{k} {candidates[k]}" for k in sorted(found))
-            raise InputError(f"{name} holds several {ndim}D {what}s ({listing}); pass key= to choose one.")
+            raise InputError(
+                f"{name} holds several {ndim}D {what}s ({listing}); pass key= to choose one."
+            )
     if not candidates:
         raise InputError(f"{name} holds no {what}s; choose a file that contains an image stack.")
     listing = ", ".join(f"{k} {v}" for k, v in sorted(candidates.items()))
@@ -62,7 +64,9 @@ def _ome_level0(group, ms: dict, name: str):
     """Level 0 of an OME-Zarr multiscale image with its axes and voxel size (nm)."""
     datasets = ms.get("datasets") or []
     if not datasets:
-        raise InputError(f"{name} has OME-Zarr multiscales metadata without datasets; the store is incomplete.")
+        raise InputError(
+            f"{name} has OME-Zarr multiscales metadata without datasets; the store is incomplete."
+        )
     arr = group[datasets[0]["path"]]
     axes_meta = ms.get("axes")
     if axes_meta and isinstance(axes_meta[0], dict):
@@ -71,9 +75,12 @@ def _ome_level0(group, ms: dict, name: str):
     elif axes_meta:
         axes, units = "".join(str(a)[0] for a in axes_meta), [None] * len(axes_meta)
     else:  # OME-Zarr 0.1/0.2: always t, c, z, y, x
-        axes, units = "tczyx"[-arr.ndim:], [None] * arr.ndim
+        axes, units = "tczyx"[-arr.ndim :], [None] * arr.ndim
     scale = np.ones(arr.ndim)
-    for transforms in (datasets[0].get("coordinateTransformations"), ms.get("coordinateTransformations")):
+    for transforms in (
+        datasets[0].get("coordinateTransformations"),
+        ms.get("coordinateTransformations"),
+    ):
         for t in transforms or []:
             if t.get("type") == "scale" and len(t.get("scale", [])) == arr.ndim:
                 scale = scale * np.asarray(t["scale"], dtype=float)
@@ -101,15 +108,28 @@ def read_zarr(path: Path, *, key: str | None, lazy: bool | None):
             node = None
         if node is None:
             raise InputError(f"{path.name} has no array {key!r}; {_zarr_listing(path)}.")
-    if isinstance(node, zarr.Group) and node.attrs.get("napari-segnets", {}).get("layer_type") == "labels":
+    if (
+        isinstance(node, zarr.Group)
+        and node.attrs.get("napari-segnets", {}).get("layer_type") == "labels"
+    ):
         meta["kind"] = "labels"
     if isinstance(node, zarr.Group):
         ms = _multiscales(node.attrs)
         if ms is not None:
             node, axes, voxel, scale = _ome_level0(node, ms[0], path.name)
-            meta.update(format="ome-zarr", voxel_size=voxel, scale=scale, key=ms[0]["datasets"][0]["path"])
+            level0 = ms[0]["datasets"][0]["path"]
+            meta.update(
+                format="ome-zarr",
+                voxel_size=voxel,
+                scale=scale,
+                key=f"{key.strip('/')}/{level0}" if key else level0,
+            )
         else:
-            arrays = {p: tuple(a.shape) for p, a in node.members(max_depth=None) if isinstance(a, zarr.Array)}
+            arrays = {
+                p: tuple(a.shape)
+                for p, a in node.members(max_depth=None)
+                if isinstance(a, zarr.Array)
+            }
             meta["key"] = _pick(path.name, arrays, "array")
             node = node[meta["key"]]
     if isinstance(node, zarr.Group):  # a key that names a group
@@ -120,9 +140,19 @@ def read_zarr(path: Path, *, key: str | None, lazy: bool | None):
     if node.attrs.get("napari-segnets", {}).get("layer_type") == "labels":
         meta["kind"] = "labels"
     if want_lazy(lazy, node.shape, node.dtype):
-        array = as_dask(node, chunks=node.chunks, name=token(path, "zarr", meta["key"]))
+        from ._sources import open_zarr, reopenable
+
+        source = reopenable(
+            open_zarr, (str(path), meta["key"]), node, label=path.name, what="store"
+        )
+        array = as_dask(source, chunks=node.chunks, name=token(path, "zarr", meta["key"]))
     else:
-        array = np.asarray(node[...])
+        try:
+            array = np.asarray(node[...])
+        except Exception as exc:  # a missing or undecodable chunk file
+            raise InputError(
+                f"{path.name}: the array could not be read ({exc}); the store may be corrupt."
+            ) from exc
     return array, meta, axes, False
 
 
@@ -145,22 +175,35 @@ def read_hdf5(path: Path, *, key: str | None, lazy: bool | None):
     try:
         fh = h5py.File(path, "r")
     except Exception as exc:
-        raise InputError(f"{path.name} is not a readable HDF5 file ({exc}); it may be corrupt or truncated.") from exc
+        raise InputError(
+            f"{path.name} is not a readable HDF5 file ({exc}); it may be corrupt or truncated."
+        ) from exc
     try:
         datasets: dict[str, tuple] = {}
-        fh.visititems(lambda n, o: datasets.__setitem__(n, o.shape) if isinstance(o, h5py.Dataset) else None)
+        fh.visititems(
+            lambda n, o: datasets.__setitem__(n, o.shape) if isinstance(o, h5py.Dataset) else None
+        )
         if key is None:
             key = _pick(path.name, datasets, "dataset")
         elif key.strip("/") not in datasets:
             listing = ", ".join(sorted(datasets)) or "none"
             raise InputError(f"{path.name} has no dataset {key!r}; its datasets are: {listing}.")
         ds = fh[key]
-        meta = {"format": "hdf5", "key": key.strip("/"), "voxel_size": attrs_voxel_size(ds.attrs, ds.ndim)}
+        meta = {
+            "format": "hdf5",
+            "key": key.strip("/"),
+            "voxel_size": attrs_voxel_size(ds.attrs, ds.ndim),
+        }
         if want_lazy(lazy, ds.shape, ds.dtype):
             # The dataset keeps the file open for as long as the dask array lives.
             native = ds.chunks if ds.chunks else None
-            chunks = slice_chunks(ds.shape, native if native and native[-2:] != ds.shape[-2:] else None)
-            array = as_dask(ds, chunks=chunks, name=token(path, "hdf5", key))
+            chunks = slice_chunks(
+                ds.shape, native if native and native[-2:] != ds.shape[-2:] else None
+            )
+            from ._sources import open_hdf5, reopenable
+
+            source = reopenable(open_hdf5, (str(path), ds.name), ds, label=path.name)
+            array = as_dask(source, chunks=chunks, name=token(path, "hdf5", key))
         else:
             array = ds[()]
             fh.close()
@@ -169,5 +212,7 @@ def read_hdf5(path: Path, *, key: str | None, lazy: bool | None):
         raise
     except Exception as exc:
         fh.close()
-        raise InputError(f"{path.name}: the dataset could not be read ({exc}); the file may be corrupt.") from exc
+        raise InputError(
+            f"{path.name}: the dataset could not be read ({exc}); the file may be corrupt."
+        ) from exc
     return array, meta, None, False

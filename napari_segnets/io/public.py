@@ -63,7 +63,11 @@ DATASETS: dict[str, dict] = {
 
 def registry() -> dict[str, str]:
     """The pooch registry: ``"<folder>/<file>" -> "sha256:<hash>"`` for every public file."""
-    return {f"{d['folder']}/{f}": f"sha256:{h}" for d in DATASETS.values() for f, h in d["files"].items()}
+    return {
+        f"{d['folder']}/{f}": f"sha256:{h}"
+        for d in DATASETS.values()
+        for f, h in d["files"].items()
+    }
 
 
 def _spec(name: str) -> dict:
@@ -73,15 +77,31 @@ def _spec(name: str) -> dict:
 
 
 def data_roots(root: str | os.PathLike | None = None) -> list[Path]:
-    """Where the public data are looked for, in order: ``root``, $SEGNETS_DATA, ``../shared/data``."""
+    """Where the public data are looked for.
+
+    ``root`` alone when given; otherwise $SEGNETS_DATA, ``../shared/data`` beside the repository,
+    then the download cache that :func:`fetch_public` fills by default.
+    """
     if root is not None:
         return [Path(root).expanduser()]
     roots = []
     if os.environ.get(DATA_ENV):
         roots.append(Path(os.environ[DATA_ENV]).expanduser())
-    repo = Path(__file__).resolve().parents[2]
-    roots.append(repo.parent / "shared" / "data")
+    roots.append(beside_repo())
+    roots.append(download_cache())
     return roots
+
+
+def download_cache() -> Path:
+    """The per-user cache that :func:`fetch_public` fills when no destination is given."""
+    import pooch
+
+    return Path(pooch.os_cache("napari-segnets"))
+
+
+def beside_repo() -> Path:
+    """``../shared/data`` next to the repository checkout (the project's shared data layout)."""
+    return Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
 def find_dataset(name: str, root: str | os.PathLike | None = None) -> Path:
@@ -154,8 +174,13 @@ def _copy_local(url: str, output_file, pooch_obj=None) -> None:
             shutil.copyfileobj(fh, output_file)
 
 
-def fetch_public(name: str, dest: str | os.PathLike | None = None, *, base_url: str | None = None,
-                 files: list[str] | None = None) -> Path:
+def fetch_public(
+    name: str,
+    dest: str | os.PathLike | None = None,
+    *,
+    base_url: str | None = None,
+    files: list[str] | None = None,
+) -> Path:
     """Download dataset ``name`` into ``dest/<folder>/`` and check every file's sha256.
 
     Parameters
@@ -190,11 +215,13 @@ def fetch_public(name: str, dest: str | os.PathLike | None = None, *, base_url: 
             f"{spec['folder']}/<file> (the files' sha256 hashes are checked)."
         )
     if dest is None:
-        dest = os.environ.get(DATA_ENV) or pooch.os_cache("napari-segnets")
+        dest = os.environ.get(DATA_ENV) or download_cache()
     wanted = files or list(spec["files"])
     unknown = sorted(set(wanted) - set(spec["files"]))
     if unknown:
-        raise InputError(f"{name} has no file(s) {', '.join(unknown)}; its files are {', '.join(spec['files'])}.")
+        raise InputError(
+            f"{name} has no file(s) {', '.join(unknown)}; its files are {', '.join(spec['files'])}."
+        )
     store = pooch.create(path=Path(dest), base_url=base_url.rstrip("/") + "/", registry=registry())
     downloader = _copy_local if base_url.startswith("file:") else None
     for fname in wanted:
@@ -202,7 +229,9 @@ def fetch_public(name: str, dest: str | os.PathLike | None = None, *, base_url: 
         try:
             store.fetch(key, downloader=downloader)
         except ValueError as exc:  # pooch: hash mismatch (the bad file is not kept)
-            raise InputError(f"{fname} from {base_url} failed its sha256 check and was discarded ({exc}).") from exc
+            raise InputError(
+                f"{fname} from {base_url} failed its sha256 check and was discarded ({exc})."
+            ) from exc
         except Exception as exc:
             raise InputError(f"Could not download {key} from {base_url} ({exc}).") from exc
     return Path(dest) / spec["folder"]

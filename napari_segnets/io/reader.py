@@ -45,7 +45,9 @@ def sniff(path: str | os.PathLike) -> str | None:
     return None
 
 
-def read(path: str | os.PathLike, *, key: str | None = None, lazy: bool | None = None) -> tuple[Any, dict]:
+def read(
+    path: str | os.PathLike, *, key: str | None = None, lazy: bool | None = None
+) -> tuple[Any, dict]:
     """Read an EM stack as a 2D ``(Y, X)`` or 3D ``(Z, Y, X)`` single-channel array.
 
     Parameters
@@ -91,7 +93,9 @@ def read(path: str | os.PathLike, *, key: str | None = None, lazy: bool | None =
             "Zarr/OME-Zarr, HDF5, PNG and folders of PNG/TIFF slices."
         )
     if key is not None and fmt not in ("hdf5", "zarr"):
-        raise InputError(f"key={key!r} only applies to HDF5 files and Zarr groups, not to {fmt} {p.name}.")
+        raise InputError(
+            f"key={key!r} only applies to HDF5 files and Zarr groups, not to {fmt} {p.name}."
+        )
     if fmt == "tiff":
         from .tiff import read_tiff
 

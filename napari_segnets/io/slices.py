@@ -18,24 +18,58 @@ def read_mrc(path: Path, *, lazy: bool | None):
     """Read an MRC/REC/ST/MAP volume; voxel size from the header (Å -> nm)."""
     import mrcfile
 
+    notes = []
     try:
         mrc = mrcfile.mmap(path, mode="r")
     except Exception as exc:  # mrcfile raises ValueError for bad headers and short data blocks
-        raise InputError(f"{path.name} is not a readable MRC file ({exc}); it may be corrupt or truncated.") from exc
+        mrc = _permissive(path, exc, notes)
     data = mrc.data
     if data is None:
         mrc.close()
         raise InputError(f"{path.name} has an MRC header but no data; the file is incomplete.")
     vs = mrc.voxel_size
-    voxel = [float(vs.z) / 10.0, float(vs.y) / 10.0, float(vs.x) / 10.0][-data.ndim:]
-    meta = {"format": "mrc", "voxel_size": voxel}
+    voxel = [float(vs.z) / 10.0, float(vs.y) / 10.0, float(vs.x) / 10.0][-data.ndim :]
+    meta = {"format": "mrc", "voxel_size": voxel, "notes": notes}
     if want_lazy(lazy, data.shape, data.dtype):
         # The memmap keeps the file open for as long as the dask array lives.
-        array = as_dask(data, chunks=slice_chunks(data.shape), name=token(path, "mrc"))
+        from ._sources import memmap_recipe, open_memmap, reopenable
+
+        source = reopenable(
+            open_memmap, memmap_recipe(data), data, label=path.name, what="MRC file"
+        )
+        array = as_dask(source, chunks=slice_chunks(data.shape), name=token(path, "mrc"))
     else:
         array = np.array(data)
         mrc.close()
-    return array, meta, "zyx"[-data.ndim:], False
+    return array, meta, "zyx"[-data.ndim :], False
+
+
+def _permissive(path: Path, exc: Exception, notes: list[str]):
+    """Old MRC writers omit the 'MAP ' stamp: read those leniently, refuse anything else."""
+    import warnings
+
+    import mrcfile
+
+    if "Map ID string" not in str(exc):
+        raise InputError(
+            f"{path.name} is not a readable MRC file ({exc}); it may be corrupt or truncated."
+        ) from exc
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mrc = mrcfile.mmap(path, mode="r", permissive=True)
+    except Exception:  # garbage header: not an MRC file
+        mrc = None
+    if mrc is None or mrc.data is None:  # dimensions that do not match the file: not an MRC
+        if mrc is not None:
+            mrc.close()
+        raise InputError(
+            f"{path.name} is not a readable MRC file ({exc}); it may be corrupt or truncated."
+        ) from exc
+    notes.append(
+        "The MRC header lacks the 'MAP ' stamp (an old writer); the data were read anyway."
+    )
+    return mrc
 
 
 # --------------------------------------------------------------------------------------- slices
@@ -53,8 +87,15 @@ def _header(path: Path) -> tuple[tuple[int, ...], str, bool]:
             mode, (w, h) = im.mode, im.size
         if mode in ("RGB", "RGBA", "P", "PA", "CMYK", "YCbCr"):
             return (h, w, 4 if mode in ("RGBA", "PA") else 3), "uint8", True
-        dtype = {"1": "uint8", "L": "uint8", "LA": "uint8", "I;16": "uint16", "I;16B": "uint16",
-                 "I": "int32", "F": "float32"}.get(mode, "uint8")
+        dtype = {
+            "1": "uint8",
+            "L": "uint8",
+            "LA": "uint8",
+            "I;16": "uint16",
+            "I;16B": "uint16",
+            "I": "int32",
+            "F": "float32",
+        }.get(mode, "uint8")
         return (h, w), dtype, False
     import tifffile
 
@@ -102,8 +143,11 @@ class SliceStack:
 
 def list_slices(folder: Path) -> list[Path]:
     """Image files (PNG/TIFF) in ``folder``, sorted naturally."""
-    files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SLICE_SUFFIXES
-             and not p.name.startswith(".")]
+    files = [
+        p
+        for p in folder.iterdir()
+        if p.is_file() and p.suffix.lower() in SLICE_SUFFIXES and not p.name.startswith(".")
+    ]
     return sorted(files, key=lambda p: natural_key(p.name))
 
 
@@ -119,10 +163,14 @@ def read_folder(folder: Path, *, lazy: bool | None):
         try:
             headers.append(_header(f))
         except Exception as exc:
-            raise InputError(f"Slice {f.name} in {folder.name} cannot be read ({exc}); it may be corrupt.") from exc
+            raise InputError(
+                f"Slice {f.name} in {folder.name} cannot be read ({exc}); it may be corrupt."
+            ) from exc
     shape, dtype, rgb = headers[0]
     if len(shape) > (3 if rgb else 2):
-        raise InputError(f"Slice {files[0].name} in {folder.name} is itself a stack {shape}; a folder must hold 2D slices.")
+        raise InputError(
+            f"Slice {files[0].name} in {folder.name} is itself a stack {shape}; a folder must hold 2D slices."
+        )
     for f, (s, d, _) in zip(files[1:], headers[1:]):
         if s != shape:
             raise InputError(
@@ -136,21 +184,34 @@ def read_folder(folder: Path, *, lazy: bool | None):
     stack = SliceStack(files, shape, dtype)
     meta = {"format": "folder", "files": [f.name for f in files], "voxel_size": None}
     if want_lazy(lazy, stack.shape, dtype):
-        array = as_dask(stack, chunks=slice_chunks(stack.shape[:3]) + stack.shape[3:],
-                        name=token(folder, "folder", len(files), files[-1].name))
+        array = as_dask(
+            stack,
+            chunks=slice_chunks(stack.shape, rgb=rgb),
+            name=token(folder, "folder", len(files), files[-1].name),
+        )
     else:
         try:
             array = stack[:]
         except Exception as exc:
-            raise InputError(f"A slice in {folder.name} could not be decoded ({exc}); it may be corrupt.") from exc
+            raise InputError(
+                f"A slice in {folder.name} could not be decoded ({exc}); it may be corrupt."
+            ) from exc
     return array, meta, "zyxc" if rgb else "zyx", rgb
 
 
 def read_png(path: Path, *, lazy: bool | None):
-    """Read one PNG image (2D)."""
+    """Read one PNG image (2D); PNG cannot be read in parts, so lazy means "decoded on demand"."""
     try:
         shape, dtype, rgb = _header(path)
-        array = read_slice(path)
+        if want_lazy(lazy, shape, dtype):
+            # A one-file stack: the decode happens when dask asks for the pixels.
+            array = as_dask(
+                SliceStack([path], shape, dtype), chunks=(1, *shape), name=token(path, "png")
+            )[0]
+        else:
+            array = read_slice(path)
     except Exception as exc:
-        raise InputError(f"{path.name} is not a readable PNG ({exc}); it may be corrupt or truncated.") from exc
+        raise InputError(
+            f"{path.name} is not a readable PNG ({exc}); it may be corrupt or truncated."
+        ) from exc
     return array, {"format": "png", "voxel_size": None}, "yxc" if rgb else "yx", rgb

@@ -21,16 +21,22 @@ def _label_dtype(data) -> np.dtype:
     if dtype.kind == "b":
         return np.dtype(np.uint8)
     if not np.issubdtype(dtype, np.integer):
-        raise InputError(f"Labels must be integers (got {dtype}); round or threshold them before saving.")
+        raise InputError(
+            f"Labels must be integers (got {dtype}); round or threshold them before saving."
+        )
     if dtype.itemsize == 1 and dtype.kind == "u":
         return dtype
     lo, hi = (int(v) for v in _minmax(data))
     if lo < 0:
-        raise InputError(f"Labels must not be negative (found {lo}); relabel them from 0 upward before saving.")
+        raise InputError(
+            f"Labels must not be negative (found {lo}); relabel them from 0 upward before saving."
+        )
     for candidate in (np.uint8, np.uint16, np.uint32):
         if hi <= np.iinfo(candidate).max:
             return np.dtype(candidate)
-    raise InputError(f"Label value {hi} is too large to save (the limit is {np.iinfo(np.uint32).max}).")
+    raise InputError(
+        f"Label value {hi} is too large to save (the limit is {np.iinfo(np.uint32).max})."
+    )
 
 
 def _minmax(data):
@@ -79,7 +85,9 @@ def write_labels(path: str | os.PathLike, data, meta: dict | None = None) -> lis
     if not hasattr(data, "shape") or not hasattr(data, "dtype"):
         data = np.asarray(data)
     if data.ndim not in (2, 3):
-        raise InputError(f"Labels must be 2D (Y, X) or 3D (Z, Y, X), got shape {tuple(data.shape)}.")
+        raise InputError(
+            f"Labels must be 2D (Y, X) or 3D (Z, Y, X), got shape {tuple(data.shape)}."
+        )
     if 0 in data.shape:
         raise InputError(f"The labels are empty (shape {tuple(data.shape)}); nothing to save.")
     dtype = _label_dtype(data)
@@ -96,30 +104,39 @@ def write_labels(path: str | os.PathLike, data, meta: dict | None = None) -> lis
 def _write_tiff(path: Path, data, dtype, voxel) -> None:
     import tifffile
 
-    axes = "ZYX"[-data.ndim:]
+    axes = "ZYX"[-data.ndim :]
     metadata = {"axes": axes, "Name": LABELS_NAME}
     for ax, size in zip(axes, voxel or ()):
         metadata[f"PhysicalSize{ax}"] = float(size)
         metadata[f"PhysicalSize{ax}Unit"] = "nm"
     with atomic_path(path) as tmp:
         with tifffile.TiffWriter(tmp, bigtiff=data.size * dtype.itemsize > 2**31, ome=True) as tw:
-            tw.write(_planes(data, dtype), shape=tuple(data.shape), dtype=dtype, compression="zlib",
-                     metadata=metadata)
+            tw.write(
+                _planes(data, dtype),
+                shape=tuple(data.shape),
+                dtype=dtype,
+                compression="zlib",
+                metadata=metadata,
+            )
 
 
 def _write_zarr(path: Path, data, dtype, voxel) -> None:
     import zarr
 
-    names = "zyx"[-data.ndim:]
+    names = "zyx"[-data.ndim :]
     axes = [{"name": n, "type": "space", **({"unit": "nanometer"} if voxel else {})} for n in names]
     scale = list(voxel) if voxel else [1.0] * data.ndim
     attrs = {
-        "multiscales": [{
-            "version": "0.4",
-            "name": LABELS_NAME,
-            "axes": axes,
-            "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scale}]}],
-        }],
+        "multiscales": [
+            {
+                "version": "0.4",
+                "name": LABELS_NAME,
+                "axes": axes,
+                "datasets": [
+                    {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scale}]}
+                ],
+            }
+        ],
         "napari-segnets": {"layer_type": "labels", "voxel_size_nm": list(voxel) if voxel else None},
     }
     chunks = tuple([1] * (data.ndim - 2) + [min(s, 1024) for s in data.shape[-2:]])

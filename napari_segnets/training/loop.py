@@ -134,6 +134,7 @@ def train_iter(
     import torch
 
     t0 = time.perf_counter()
+    schedule = "none" if schedule is None else schedule
     run = setup.prepare_run(
         model,
         data,
@@ -178,8 +179,6 @@ def train_iter(
     stopped = "epochs"
     deterministic = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True, warn_only=True)
-    torch.manual_seed(seed + start_epoch)
-    rng = np.random.default_rng([seed, start_epoch])
     budget = None if minutes is None else float(minutes) * 60.0
     scaler = torch.amp.GradScaler("cuda") if run.amp and run.amp_dtype == torch.float16 else None
     meta_base = {
@@ -202,6 +201,9 @@ def train_iter(
         epoch = start_epoch
         while epoch < epochs and stopped == "epochs":
             model.train()
+            # Seeds per epoch: a resumed run draws the same crops (and dropout) as an uninterrupted one.
+            torch.manual_seed(seed * 100_003 + epoch)
+            rng = np.random.default_rng([seed, epoch])
             t_epoch, losses = time.perf_counter(), []
             for _ in range(steps_per_epoch):
                 current_lr = lr_at(step)
@@ -234,11 +236,8 @@ def train_iter(
                 entry["val"], preview = _validate(run, task)
                 current = entry["val"]["score"]
                 improved = best_score is None or (np.isfinite(current) and current > best_score)
-            else:
-                current, improved = (
-                    None,
-                    True,
-                )  # without validation the latest weights are the best known
+            else:  # without validation the latest weights are the best known
+                current, improved = None, True
             history.append(entry)
             if improved:
                 best_score, best_epoch = current, epoch + 1

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..io.atomic import atomic_path
-from .core import _as_image, _wavelet, level_labels, level_power, max_levels, mosaic
+from .core import _as_image, _wavelet, decompose, level_labels, level_power, max_levels, mosaic
 
 ORIGINAL = "original"
 
@@ -222,9 +222,19 @@ def _figure_path(path) -> tuple[Path, str]:
     return path, fmt
 
 
-def _save(fig, path: Path, fmt: str, dpi: int) -> Path:
+def _save(fig, path: Path, fmt: str, dpi: int, grey: bool = False) -> Path:
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight")
+        if grey and fmt == "png":
+            # Greyscale figures as 8-bit grey PNGs: a third of the size of matplotlib's RGBA.
+            import io
+
+            from PIL import Image
+
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+            Image.open(buf).convert("L").save(tmp, format="PNG", optimize=True)
+        else:
+            fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight")
     return path
 
 
@@ -264,20 +274,23 @@ def plot_power(table: Comparison, path, *, title: str | None = None, dpi: int = 
     ax_r.set_ylabel("power / original's power")
     for ax in (ax_p, ax_r):
         ax.set_xticks(x, ticks)
-        ax.set_xlabel("wavelet level (A = approximation; spatial frequency rises →)")
+        ax.set_xlabel("level (A = final approximation); finer →")
         ax.grid(alpha=0.3)
     ax_p.legend(fontsize=8)
     fig.suptitle(title or f"Normalised power per level ({table.wavelet}, {table.n_images} images)")
     return _save(fig, path, fmt, dpi)
 
 
-def plot_mosaics(images: dict, path, wavelet="haar", level=1, *, dpi: int = 80) -> Path:
+def plot_mosaics(images: dict, path, wavelet="haar", level=1, *, dpi: int = 100) -> Path:
     """Save the wavelet mosaics of several images side by side (e.g. original + models).
+
+    The first image is the reference: every mosaic (and image) uses its band ranges,
+    so a reconstruction's weaker details look weaker (see ``mosaic(reference=...)``).
 
     Parameters
     ----------
     images : dict
-        Name -> 2D image (all the same shape), shown left to right.
+        Name -> 2D image (all the same shape), shown left to right, the reference first.
     path : path-like
         ``.png`` or ``.svg``.
     wavelet, level
@@ -289,13 +302,29 @@ def plot_mosaics(images: dict, path, wavelet="haar", level=1, *, dpi: int = 80) 
     if not images:
         raise InputError("No images to show: pass a dict of name -> 2D image.")
     n = len(images)
-    fig = Figure(figsize=(2.2 * n, 4.6))
+    # Panels at about one screen pixel per image pixel: fine detail must not alias away.
+    h, w = np.shape(next(iter(images.values())))
+    pw, ph = max(1.5, w / dpi), max(1.5, h / dpi)
+    fig = Figure(figsize=(pw * n * 1.04, ph * 2 * 1.1 + 0.4))
     axes = fig.subplots(2, n, squeeze=False)
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.9, wspace=0.04, hspace=0.08)
+    first = np.asarray(next(iter(images.values())), dtype=np.float64)
+    ref = decompose(first, wavelet, level)
+    vmin, vmax = np.percentile(first, [0.5, 99.5])
     for col, (name, img) in enumerate(images.items()):
-        axes[0, col].imshow(np.asarray(img), cmap="gray")
-        axes[1, col].imshow(mosaic(img, wavelet, level), cmap="gray", vmin=0, vmax=1)
+        img = np.asarray(img, dtype=np.float64)
+        if img.shape != first.shape:
+            raise InputError(
+                f"{name!r} has shape {img.shape}, the first image {first.shape}: they must match."
+            )
+        axes[0, col].imshow(img, cmap="gray", vmin=vmin, vmax=vmax)
+        shown = mosaic(img, wavelet, level, reference=ref)
+        axes[1, col].imshow(shown, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
         axes[0, col].set_title(name, fontsize=9)
         for ax in axes[:, col]:
             ax.set_axis_off()
-    fig.suptitle(f"Images (top) and level-{level} {wavelet} mosaics (bottom)", fontsize=9)
-    return _save(fig, path, fmt, dpi)
+    fig.suptitle(
+        f"Images (top) and level-{level} {wavelet} mosaics (bottom), all scaled like {next(iter(images))!r}",
+        fontsize=9,
+    )
+    return _save(fig, path, fmt, dpi, grey=True)

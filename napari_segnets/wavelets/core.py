@@ -286,12 +286,14 @@ def stack_power_iter(images, wavelet="haar", levels=None):
         raise InputError("No images to analyse: the stack or list is empty.")
     rows = []
     for i, img in enumerate(slices):
-        row = level_power(np.asarray(img), w, levels)
-        if rows and row.shape != rows[0].shape:
+        img = np.asarray(img)
+        if rows and np.ndim(img) == 2 and 0 < max_levels(img.shape, w) < levels:
             raise InputError(
-                f"Image {i} gives {row.size - 1} levels but the first gives {rows[0].size - 1}: "
-                "pass levels= explicitly (at most the smallest image allows) or crop to one size."
+                f"Image {i} {img.shape} allows {max_levels(img.shape, w)} levels but the first "
+                f"gives {levels}: pass levels= explicitly (at most the smallest image allows) "
+                "or crop the images to one size."
             )
+        row = level_power(img, w, levels)
         levels = row.size - 1
         rows.append(row)
         yield Progress("wavelets", i + 1, total, f"slice {i + 1}/{total}", {"power": row})
@@ -316,20 +318,24 @@ def _subsample(values: np.ndarray) -> np.ndarray:
     return flat[::step]
 
 
-def _scale_detail(band: np.ndarray) -> np.ndarray:
+def _detail_range(band: np.ndarray) -> float:
     mag = np.abs(band)
     top = float(np.percentile(_subsample(mag), _DETAIL_PERCENTILE))
-    if top <= 0:
-        top = float(mag.max())
+    return top if top > 0 else float(mag.max())
+
+
+def _approx_range(band: np.ndarray) -> tuple[float, float]:
+    lo, hi = (float(v) for v in np.percentile(_subsample(band), _APPROX_PERCENTILES))
+    return (lo, hi) if hi > lo else (float(band.min()), float(band.max()))
+
+
+def _scale_detail(band: np.ndarray, top: float) -> np.ndarray:
     if top <= 0:
         return np.zeros(band.shape, np.float32)
-    return np.clip(mag / top, 0.0, 1.0).astype(np.float32)
+    return np.clip(np.abs(band) / top, 0.0, 1.0).astype(np.float32)
 
 
-def _scale_approx(band: np.ndarray) -> np.ndarray:
-    lo, hi = np.percentile(_subsample(band), _APPROX_PERCENTILES)
-    if hi <= lo:
-        lo, hi = float(band.min()), float(band.max())
+def _scale_approx(band: np.ndarray, lo: float, hi: float) -> np.ndarray:
     if hi <= lo:
         return np.full(band.shape, 0.5, np.float32)
     return np.clip((band - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
@@ -341,7 +347,7 @@ def _place(canvas: np.ndarray, band: np.ndarray, y: int, x: int) -> None:
     canvas[y : y + h, x : x + w] = band[:h, :w]
 
 
-def mosaic(image, wavelet="haar", level=1) -> np.ndarray:
+def mosaic(image, wavelet="haar", level=1, *, reference=None) -> np.ndarray:
     """The wavelet mosaic of an image, for viewing; same shape as the input.
 
     Layout (pywt's ``coeffs_to_array`` layout): the approximation top-left, vertical
@@ -354,7 +360,9 @@ def mosaic(image, wavelet="haar", level=1) -> np.ndarray:
     ``|coefficient|`` divided by the band's 99.5th percentile; the approximation is
     stretched between its 0.5th and 99.5th percentiles; all clipped to [0, 1]
     (percentiles from a strided subsample of at most 65,536 values). A band with no
-    signal is 0 (a constant approximation is 0.5).
+    signal is 0 (a constant approximation is 0.5). With ``reference``, every band is
+    scaled with the reference's band ranges instead, so the mosaics of reconstructions
+    show what they lost next to the original's (values still clipped to [0, 1]).
 
     Odd sizes: every level rounds band sizes up, so the bands can overhang the
     canvas by a pixel; the overhang (the last row/column of the bottom/right bands)
@@ -368,6 +376,8 @@ def mosaic(image, wavelet="haar", level=1) -> np.ndarray:
         As in :func:`decompose` (ignored for a Decomposition).
     level : int or None
         Number of levels to show; None = all the size allows.
+    reference : array_like or Decomposition, optional
+        An image of the same shape (e.g. the original) whose band ranges scale this mosaic.
 
     Returns
     -------
@@ -384,15 +394,30 @@ def mosaic(image, wavelet="haar", level=1) -> np.ndarray:
     else:
         dec = decompose(image, wavelet, level)
         level = dec.levels
+    ref = dec
+    if reference is not None:
+        ref = reference
+        if not isinstance(ref, Decomposition):
+            ref = decompose(
+                reference, dec.wavelet, min(level, max_levels(np.shape(ref), dec.wavelet))
+            )
+        if ref.shape != dec.shape or ref.wavelet != dec.wavelet or ref.levels < level:
+            raise InputError(
+                f"The reference must be an image of the same shape {dec.shape} "
+                f"(got {ref.shape}), decomposed with the same wavelet to at least {level} levels."
+            )
     canvas = np.zeros(dec.shape, np.float32)
     ys, xs = dec.shape
     for k in range(level):
         cH, cV, cD = dec.details[k]
+        tops = [_detail_range(b) for b in ref.details[k]]
         h, w = cH.shape
         region = canvas[:ys, :xs]
-        _place(region, _scale_detail(cV), 0, w)
-        _place(region, _scale_detail(cH), h, 0)
-        _place(region, _scale_detail(cD), h, w)
+        _place(region, _scale_detail(cV, tops[1]), 0, w)
+        _place(region, _scale_detail(cH, tops[0]), h, 0)
+        _place(region, _scale_detail(cD, tops[2]), h, w)
         ys, xs = min(h, ys), min(w, xs)
-    _place(canvas[:ys, :xs], _scale_approx(dec.approximations[level - 1]), 0, 0)
+    approx = dec.approximations[level - 1]
+    lo, hi = _approx_range(ref.approximations[level - 1])
+    _place(canvas[:ys, :xs], _scale_approx(approx, lo, hi), 0, 0)
     return canvas
