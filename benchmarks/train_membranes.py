@@ -1,0 +1,105 @@
+"""Membrane benchmark: U-Net (16 base channels) on ISBI 2012 sections 0-19, scored on sections 20-29.
+
+Scores (from napari_segnets.metrics.score_stack, kind="membrane"): pixel F1 of the membrane class,
+pixel accuracy, adapted Rand error and variation of information (cells = connected components of
+non-membrane pixels per section; means over sections), after each snapshot time of one run.
+
+    PYTHONPATH=. python benchmarks/train_membranes.py            # 5 and 10 minutes
+    PYTHONPATH=. python benchmarks/train_membranes.py --at 1     # a quick check
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+from _training_common import load, machine, predictor_name, probabilities, table  # noqa: E402
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument(
+        "--at", type=float, nargs="+", default=[5, 10], help="snapshot times in minutes"
+    )
+    ap.add_argument("--crop", type=int, default=256)
+    ap.add_argument("--batch", type=int, default=2)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    from napari_segnets import metrics
+    from napari_segnets.models import build
+    from napari_segnets.training import SliceDataset, train_iter
+
+    print("machine:", machine())
+    image, labels = load("isbi2012")
+    torch.manual_seed(args.seed)
+    model = build("unet", base=16)
+    budget = max(args.at)
+    job = train_iter(
+        model, SliceDataset(image[:20], labels[:20]), epochs=10_000, steps_per_epoch=50, minutes=budget,
+        batch_size=args.batch, crop=args.crop, lr=args.lr, loss="bce_dice", schedule="cosine",
+        device="cpu", seed=args.seed, foreground_crop=0.0, channels_last=True,
+    )  # fmt: skip
+    marks, snapshots, t0 = sorted(args.at), [], time.perf_counter()
+    while True:
+        try:
+            event = next(job)
+        except StopIteration as stop:
+            result = stop.value
+            break
+        elapsed = (time.perf_counter() - t0) / 60
+        while event.stage == "train" and marks and elapsed >= marks[0] and marks[0] < budget:
+            snapshots.append((marks.pop(0), event.done, elapsed, copy.deepcopy(model.state_dict())))
+    snapshots.append((budget, result.steps, result.seconds / 60, copy.deepcopy(model.state_dict())))
+    truth = labels[20:30]
+    rows = []
+    for minutes, steps, elapsed, state in snapshots:
+        model.load_state_dict(state)
+        te = time.perf_counter()
+        pred = (
+            probabilities(model, image[20:30], {"mode": "percentile", "low": 1.0, "high": 99.8})
+            >= 0.5
+        )
+        overall = metrics.score_stack(pred.astype(np.uint8), truth, kind="membrane")["overall"]
+        rows.append({
+            "budget (min)": f"{minutes:g}", "trained (min)": f"{elapsed:.1f}", "steps": steps,
+            "pixel F1": overall.get("f1"), "pixel acc.": overall.get("pixel_accuracy"),
+            "adapted Rand error": overall.get("rand_error"), "VI": overall.get("vi"),
+            "eval (s)": f"{time.perf_counter() - te:.0f}",
+        })  # fmt: skip
+        print("  overall keys:", sorted(overall))
+    mpx = result.steps * args.batch * args.crop**2 / result.seconds / 1e6
+    print(
+        f"U-Net base 16, crop {args.crop}, batch {args.batch}, lr {args.lr}, bce_dice, adam, cosine over the "
+        f"budget, uniform crops, channels_last, CPU; train sections 0-19, test sections 20-29"
+    )
+    print(f"training throughput {mpx:.2f} MP/s; predictor: {predictor_name()}")
+    cols = [
+        "budget (min)",
+        "trained (min)",
+        "steps",
+        "pixel F1",
+        "pixel acc.",
+        "adapted Rand error",
+        "VI",
+        "eval (s)",
+    ]
+    print(table(rows, cols))
+    print("after:", machine())
+
+
+if __name__ == "__main__":
+    main()

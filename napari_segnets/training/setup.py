@@ -1,0 +1,276 @@
+"""Checking arguments and assembling everything a training run needs (before the first step)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import CheckpointError, InputError
+from .augment import make_augmenter
+from .datasets import CropSampler, SliceDataset
+from .losses import make_loss
+from .state import load_optimizer, sidecar_path
+
+TASKS = ("segment", "autoencode")
+OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
+SCHEDULES = ("cosine", "none", "plateau")
+
+
+@dataclass
+class Run:
+    model: Any
+    device: Any
+    task: str
+    opt: Any
+    loss_fn: Any
+    sampler: CropSampler
+    n_classes: int
+    ignore_index: int
+    train_pixels: int
+    normalization: dict
+    val_images: list | None = None
+    val_masks: list | None = None
+    amp: bool = False
+    amp_dtype: Any = None
+    channels_last: bool = False
+    parent_info: dict | None = None
+    class_names: list | None = None
+    history: list = field(default_factory=list)
+    best_score: float | None = None
+    best_epoch: int | None = None
+    lr_scale: float = 1.0
+    bad_epochs: int = 0
+    start_epoch: int = 0
+
+
+def as_dataset(data, ignore_index: int, what: str) -> SliceDataset:
+    """Accept a SliceDataset, an ``(image, mask)`` tuple, a bare image (autoencoding) or a Store."""
+    if isinstance(data, SliceDataset):
+        return data
+    if data is None:
+        raise InputError(
+            f"No {what} data was given; pass a SliceDataset, an (image, mask) pair or a Store."
+        )
+    if hasattr(data, "samples") and hasattr(data, "load"):
+        return SliceDataset.from_store(
+            data, split="train" if what == "training" else "val", ignore_index=ignore_index
+        )
+    if isinstance(data, tuple) and len(data) == 2:
+        return SliceDataset(data[0], data[1], ignore_index=ignore_index, name=what)
+    return SliceDataset(data, None, ignore_index=ignore_index, name=what)
+
+
+def _choose(name, value, allowed):
+    if value not in allowed:
+        raise InputError(f"Unknown {name} {value!r}; choose one of {', '.join(allowed)}.")
+
+
+def _load_checkpoint(path, what):
+    from .. import checkpoints
+
+    if not Path(path).exists():
+        raise CheckpointError(f"The {what} checkpoint {path} does not exist; check the path.")
+    return checkpoints.load(path)
+
+
+def _make_optimizer(name, params, lr, weight_decay):
+    import torch
+
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay or 1e-2)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, weight_decay=weight_decay, momentum=0.9)
+    return torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
+
+
+def prepare_run(
+    model,
+    data,
+    val,
+    *,
+    task,
+    crop,
+    batch_size,
+    epochs,
+    loss,
+    optimizer,
+    schedule,
+    device,
+    amp,
+    ignore_index,
+    resume,
+    parent,
+    augment,
+    early_stopping,
+    class_weights,
+    foreground_crop,
+    normalization,
+    lr,
+    weight_decay,
+    minutes,
+    denoise,
+    channels_last=None,
+) -> Run:
+    """Validate every argument, load parent/resume state and build the sampler and optimizer."""
+    import torch
+
+    from ..devices import resolve_device
+    from ..io.normalize import normalization_spec
+
+    _choose("task", task, TASKS)
+    _choose("optimizer", optimizer, OPTIMIZERS)
+    _choose("schedule", schedule, SCHEDULES)
+    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("crop", crop)):
+        if not isinstance(value, int) or value < 1:
+            raise InputError(f"{name} must be a positive whole number, got {value!r}.")
+    if not lr > 0:
+        raise InputError(f"The learning rate must be positive, got {lr!r}.")
+    if minutes is not None and not minutes > 0:
+        raise InputError(f"The time budget must be positive minutes, got {minutes!r}.")
+    if not 0 <= foreground_crop <= 1:
+        raise InputError(f"foreground_crop is a probability in [0, 1], got {foreground_crop!r}.")
+    if denoise < 0:
+        raise InputError(f"denoise is a noise standard deviation >= 0, got {denoise!r}.")
+    if early_stopping is not None and (val is None or early_stopping < 1):
+        raise InputError(
+            "Early stopping needs validation data (val=...) and a patience of at least 1 epoch."
+        )
+    if schedule == "plateau" and val is None:
+        raise InputError(
+            "The 'plateau' schedule needs validation data (val=...); use 'cosine' or 'none'."
+        )
+
+    parent_meta, parent_info, resume_meta = {}, None, None
+    if parent is not None:
+        pmodel, parent_meta = _load_checkpoint(parent, "parent")
+        if model is None:
+            model = pmodel
+        else:
+            try:
+                model.load_state_dict(pmodel.state_dict())
+            except RuntimeError as exc:
+                raise InputError(
+                    f"The parent checkpoint {parent} holds a different architecture than the model given; "
+                    "pass model=None to fine-tune the parent's own architecture."
+                ) from exc
+        # The parent's weight hash (as checkpoints record it): it identifies the weights, not the file bytes.
+        parent_info = {
+            "path": str(Path(parent).resolve()),
+            "content_hash": parent_meta.get("content_hash"),
+        }
+    if resume is not None:
+        rmodel, resume_meta = _load_checkpoint(resume, "resume")
+        if model is None:
+            model = rmodel
+        else:
+            try:
+                model.load_state_dict(rmodel.state_dict())
+            except RuntimeError as exc:
+                raise InputError(
+                    f"The checkpoint {resume} does not fit the model given; pass model=None."
+                ) from exc
+        parent_info = resume_meta.get("parent") or parent_info
+        parent_meta = parent_meta or resume_meta
+    if model is None:
+        raise InputError(
+            "No model was given; pass a model from napari_segnets.models.build, or parent=/resume=."
+        )
+    model_task = getattr(model, "task", task)
+    if model_task != task:
+        raise InputError(
+            f"The model was built for task {model_task!r} but training asks for {task!r}; "
+            "build the model with the same task."
+        )
+    multiple = int(getattr(model, "size_multiple", 1) or 1)
+    if crop % multiple:
+        raise InputError(
+            f"The crop {crop} is not a multiple of {multiple}, which this model needs; "
+            f"use e.g. {max(multiple, crop // multiple * multiple)}."
+        )
+
+    data = as_dataset(data, ignore_index, "training")
+    val = None if val is None else as_dataset(val, ignore_index, "validation")
+    n_classes = int(getattr(model, "out_channels", 1))
+    if task == "segment":
+        for ds, what in ((data, "training"), (val, "validation")):
+            if ds is not None and not ds.has_masks:
+                raise InputError(
+                    f"The {what} data has no masks; segmentation needs (image, mask) pairs."
+                )
+            if ds is not None:
+                ds.check(classes=n_classes)
+    else:
+        data.check()
+    if normalization is None:
+        normalization = parent_meta.get("normalization") or normalization_spec()
+    norm = {
+        k: v
+        for k, v in dict(normalization).items()
+        if k not in ("vmin", "vmax") or normalization.get("mode") == "fixed"
+    }
+
+    dev = resolve_device(device)
+    use_amp = bool(dev.type == "cuda" if amp is None else amp) and dev.type == "cuda"
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    channels_last = dev.type == "cuda" if channels_last is None else bool(channels_last)
+    model.to(dev)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+
+    images = data.normalized(norm)
+    masks = data.labels() if task == "segment" else None
+    sampler = CropSampler(
+        images,
+        masks,
+        crop=crop,
+        ignore_index=ignore_index,
+        foreground_crop=foreground_crop if task == "segment" else 0.0,
+        augmenter=make_augmenter(augment),
+    )
+    if class_weights is not None and task == "segment":
+        expected = (1, 2) if n_classes == 1 else (n_classes,)
+        if len(class_weights) not in expected:
+            raise InputError(
+                f"class_weights has {len(class_weights)} values but the model has "
+                f"{max(n_classes, 2)} classes; give one weight per class."
+            )
+    loss_fn = make_loss(loss, task=task, ignore_index=ignore_index, class_weights=class_weights)
+    opt = _make_optimizer(optimizer, model.parameters(), lr, weight_decay)
+
+    run = Run(
+        model=model,
+        device=dev,
+        task=task,
+        opt=opt,
+        loss_fn=loss_fn,
+        sampler=sampler,
+        n_classes=n_classes,
+        ignore_index=ignore_index,
+        train_pixels=sum(i.size for i in images),
+        normalization=norm,
+        amp=use_amp,
+        amp_dtype=amp_dtype,
+        channels_last=channels_last,
+        parent_info=parent_info,
+        class_names=parent_meta.get("class_names"),
+    )
+    if val is not None:
+        run.val_images = val.normalized(norm)
+        run.val_masks = val.labels() if task == "segment" else None
+    if resume is not None:
+        tr = resume_meta.get("training", {})
+        extra = load_optimizer(sidecar_path(resume), opt, state_id=tr.get("state_id"), device=dev)
+        run.history = list(resume_meta.get("history") or [])
+        run.start_epoch = int(tr.get("epoch", len(run.history)))
+        run.best_score, run.best_epoch = tr.get("best_score"), tr.get("best_epoch")
+        run.lr_scale = float((extra or tr).get("lr_scale", 1.0))
+        run.bad_epochs = int((extra or tr).get("bad_epochs", 0))
+        if run.start_epoch >= epochs:
+            raise InputError(
+                f"The checkpoint {resume} already finished epoch {run.start_epoch}; "
+                f"ask for more epochs than that (epochs={epochs})."
+            )
+    return run
