@@ -207,7 +207,7 @@ def load(path, *, device="cpu"):
         (weights that do not match the recorded content hash) and unknown architectures.
     """
     import torch
-    from safetensors.torch import load as st_load
+    from safetensors.torch import load_file
 
     from .devices import resolve_device
     from .models import available, build
@@ -221,7 +221,7 @@ def load(path, *, device="cpu"):
             f"{path} holds an unknown architecture {arch!r}: this version knows {', '.join(available())}."
         )
     try:
-        tensors = st_load(path.read_bytes())
+        tensors = load_file(path)  # the header was checked above; never a pickle
     except Exception as exc:  # safetensors raises its own error types for damaged files
         raise CheckpointError(
             f"Cannot read the weights in {path}: the file is damaged ({exc})."

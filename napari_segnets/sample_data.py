@@ -45,16 +45,27 @@ def _smooth_field(rng, shape, cell: float, zcorr: float) -> np.ndarray:
 
 
 def _cells(rng, z: int, h: int, w: int, cell: float):
-    """Seeds of a Voronoi tessellation drifting slowly through the stack: (z, n, 2) float array."""
-    ny, nx = int(np.ceil(h / cell)) + 2, int(np.ceil(w / cell)) + 2
-    gy, gx = np.meshgrid(
-        (np.arange(ny) - 1 + 0.5) * cell, (np.arange(nx) - 1 + 0.5) * cell, indexing="ij"
-    )
-    seeds = np.stack([gy.ravel(), gx.ravel()], 1) + rng.uniform(-0.35, 0.35, (ny * nx, 2)) * cell
-    velocity = rng.normal(0, 0.6, seeds.shape) + rng.normal(
-        0, 0.4, (1, 2)
-    )  # own motion + slow stage drift
-    return seeds[None] + velocity[None] * np.arange(z)[:, None, None]
+    """Seeds of a Voronoi tessellation drifting slowly through the stack: (z, n, 2) float array.
+
+    A common stage drift plus a small, bounded wander per seed, so cells change shape smoothly
+    and never scramble, however long the stack; the grid is widened to cover the drift.
+    """
+    drift = rng.normal(0, 0.4, 2)  # px per slice
+    axes = []
+    for size, d in zip((h, w), drift):
+        span = abs(d) * (z - 1)
+        start = -cell - (span if d > 0 else 0.0)  # seeds that drift into view start outside it
+        n = int(np.ceil((size + 2 * cell + span) / cell)) + 1
+        axes.append(start + (np.arange(n) + 0.5) * cell)
+    gy, gx = np.meshgrid(*axes, indexing="ij")
+    seeds = np.stack([gy.ravel(), gx.ravel()], 1)
+    seeds += rng.uniform(-0.35, 0.35, seeds.shape) * cell
+    amp = rng.uniform(0.04, 0.15, seeds.shape) * cell
+    period = rng.uniform(30, 80, seeds.shape)
+    phase = rng.uniform(0, 2 * np.pi, seeds.shape)
+    t = np.arange(z)[:, None, None]
+    wander = amp * (np.sin(2 * np.pi * t / period + phase) - np.sin(phase))
+    return seeds[None] + drift * t + wander
 
 
 def _mito_params(rng, seeds: np.ndarray, z: int, cell: float) -> list[dict]:

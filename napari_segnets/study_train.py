@@ -88,6 +88,8 @@ def _train_project(
             except StopIteration as stop:
                 result = stop.value
                 break
+            if event.stage != "train":  # the loop's per-epoch summaries repeat the loss
+                continue
             losses.append(float(event.payload.get("loss", np.nan)))
             if event.done == 1 or event.done % _EVENT_EVERY == 0 or event.done == event.total:
                 msg = (

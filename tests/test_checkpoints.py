@@ -210,3 +210,13 @@ def test_plain_safetensors_file_is_not_a_checkpoint(tmp_path):
     path.write_bytes(save({"w": torch.zeros(3)}))
     with pytest.raises(CheckpointError, match="not a napari-segnets checkpoint"):
         checkpoints.load(path)
+
+
+@pytest.mark.gpu
+def test_load_onto_cuda_matches_cpu(saved):
+    model, path = saved
+    loaded, _ = checkpoints.load(path, device="cuda")
+    assert next(loaded.parameters()).device.type == "cuda"
+    x = torch.randn(1, 1, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x.cuda()).cpu(), model(x), rtol=0, atol=1e-4)

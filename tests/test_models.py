@@ -301,3 +301,21 @@ def test_linear_autoencoder_trains():
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
     assert not any(isinstance(m, (torch.nn.ReLU, torch.nn.BatchNorm2d)) for m in model.modules())
+
+
+def test_bad_family_options_are_clear_errors():
+    with pytest.raises(InputError, match="up must be"):
+        build("unet", base=4, up="nearest")
+    with pytest.raises(InputError, match="depth"):
+        build("unet", base=4, depth=0)
+    with pytest.raises(InputError, match="dilation"):
+        build("atrous", base=4, dilations=[1, 0])
+    with pytest.raises(InputError, match="fc_kernel"):
+        build("fcn8s", base=4, fc_kernel=4)
+
+
+def test_numpy_numbers_give_a_json_config():
+    model = build(
+        "unet", base=np.float32(4.0), depth=2, in_channels=np.int64(1), classes=np.int64(2)
+    )
+    assert json.loads(json.dumps(model.config))["base"] == 4

@@ -177,3 +177,25 @@ def test_training_from_a_curated_store(tmp_path):
         **FAST,
     )
     assert np.isfinite(result.best_score)
+
+
+@pytest.mark.gpu
+def test_amp_and_channels_last_on_cuda(tmp_path):
+    from napari_segnets import checkpoints
+
+    data, val = data_and_val()
+    ckpt = tmp_path / "gpu.safetensors"
+    result = train(
+        tiny(),
+        data,
+        val=val,
+        epochs=1,
+        steps_per_epoch=3,
+        checkpoint=ckpt,
+        **dict(FAST, device="cuda"),
+    )
+    assert np.isfinite(result.history[0]["loss"]) and np.isfinite(result.best_score)
+    model, _ = checkpoints.load(
+        ckpt
+    )  # weights saved from channels_last CUDA tensors load on the CPU
+    assert model(torch.zeros(1, 1, 32, 32)).shape == (1, 1, 32, 32)

@@ -180,7 +180,11 @@ class JobRunner:
         self._set_busy(True)
         self._status(f"{title}: starting")
 
+        outcome = {"status": None}
+
         def _yielded(event):
+            if outcome["status"] is not None:
+                return  # a late event after the result: keep the final status
             try:
                 self._show_event(title, event)
                 if on_event is not None:
@@ -189,23 +193,26 @@ class JobRunner:
                 report_exception(exc)
 
         def _returned(result):
+            outcome["status"] = f"{title}: done"
             try:
                 if on_done is not None:
-                    on_done(result)
-                self._status(f"{title}: done")
+                    message = on_done(result)
+                    if isinstance(message, str):
+                        outcome["status"] = message
             except Exception as exc:
-                report_exception(exc)
+                outcome["status"] = report_exception(exc, self.label)
 
         def _errored(exc):
-            self._status(f"{title}: failed")
-            report_exception(exc, self.label)
+            outcome["status"] = report_exception(exc, self.label)
 
         def _finished():
             self._close_bars()
             self.worker = None
             self._set_busy(False)
             if self.cancelled:
-                self._status(f"{title}: cancelled")
+                outcome["status"] = f"{title}: cancelled"
+            if outcome["status"] is not None:
+                self._status(outcome["status"])
             if on_finish is not None:
                 on_finish()
 

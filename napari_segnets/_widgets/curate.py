@@ -193,13 +193,13 @@ class CurateWidget(Container):
 
         def done(prob):
             info["probabilities"] = (checkpoint, prob)
-            self._jump(prob)
+            return self._jump(prob)
 
         data = image.data[0] if image.multiscale else image.data
         return self.runner.start(lambda: uncertainty_job(checkpoint, data), title="rank uncertainty",
                                  on_done=done)
 
-    def _jump(self, prob) -> None:
+    def _jump(self, prob) -> str:
         from ..curation import rank_uncertainty
 
         labels, image = self.labels_layer.value, self.image.value
@@ -221,8 +221,10 @@ class CurateWidget(Container):
                 world = labels.data_to_world([z] + [0] * (labels.ndim - 1))[0]
                 self.viewer.dims.set_point(axis, world)
                 self.status.value = f"most uncertain unreviewed slice: {z}"
-                return
+                return self.status.value
         notify_info("Every ranked slice is already in the store.")
+        self.status.value = "every ranked slice is already in the store"
+        return self.status.value
 
 
 def _slice_of(item) -> int:

@@ -45,6 +45,30 @@ def launch(sample: str | None = "synthetic", show: bool = True):
     if sample:
         viewer.open_sample("napari-segnets", sample)
     widgets = dock_all(viewer)
-    first = widgets["Segment / Autoencode"]
-    first.native.parentWidget().raise_()  # the Segment tab in front
+    dock = _dock_of(widgets["Segment / Autoencode"])
+    if dock is not None:
+        from qtpy.QtCore import QTimer
+
+        # after Qt has laid out the tabs: Segment in front, the panel wide enough to read
+        QTimer.singleShot(0, lambda: _front_and_wide(viewer, dock))
     return viewer
+
+
+def _front_and_wide(viewer, dock, width: int = 440) -> None:
+    try:
+        from qtpy.QtCore import Qt
+
+        dock.raise_()
+        viewer.window._qt_window.resizeDocks([dock], [width], Qt.Orientation.Horizontal)
+    except (AttributeError, RuntimeError, TypeError):  # private API moved or window closed
+        pass
+
+
+def _dock_of(widget):
+    """The QDockWidget holding a magicgui widget (None if it is not docked)."""
+    from qtpy.QtWidgets import QDockWidget
+
+    parent = widget.native.parentWidget()
+    while parent is not None and not isinstance(parent, QDockWidget):
+        parent = parent.parentWidget()
+    return parent

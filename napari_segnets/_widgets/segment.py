@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from magicgui.widgets import (
     ComboBox,
@@ -88,7 +90,11 @@ class SegmentWidget(Container):
         from ..devices import describe_device, resolve_device
 
         try:
-            self.device_info.value = f"runs on: {describe_device(resolve_device(self.device.value))}"
+            device = resolve_device(self.device.value)
+            text = f"runs on: {describe_device(device)}"
+            if device.type == "cpu" and (os.cpu_count() or 1) > 1:
+                text += ", one core left to the viewer"  # see _runner._leave_a_core_for_the_gui
+            self.device_info.value = text
         except Exception as exc:
             self.device_info.value = "runs on: unavailable"
             report_exception(exc)

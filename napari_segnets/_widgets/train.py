@@ -67,12 +67,14 @@ class TrainWidget(Container):
         # PCA autoencoders are fitted in closed form (models.fit_pca), not trained by steps
         self.arch = ComboBox(label="architecture", value="unet",
                              choices=[a for a in models.available() if a != "pca"])
-        self.task = ComboBox(label="task", choices=["segment", "autoencode"], value="segment")
         self.base = SpinBox(label="base channels", min=4, max=128, value=16)
         self.parent_checkpoint = CheckpointChoice(label="fine-tune from", nullable=True)
         self.parent_checkpoint.model.value = None
         self._losses = {"segment": list(losses.SEGMENT_LOSSES), "autoencode": list(losses.AUTOENCODE_LOSSES)}
-        self.loss = ComboBox(label="loss", choices=self._losses["segment"], value="bce_dice")
+        self.task = ComboBox(label="task", choices=["segment", "autoencode"], value="segment")
+        # choices as a callable: napari resets docked widgets' choices whenever layers change
+        self.loss = ComboBox(label="loss", choices=lambda _w=None: self._losses[self.task.value],
+                             value="bce_dice")
         self.optimizer = ComboBox(label="optimizer", choices=["adam", "adamw", "sgd"], value="adam")
         self.epochs = SpinBox(label="epochs", min=1, max=10_000, value=10)
         self.steps = SpinBox(label="steps / epoch (0 = auto)", min=0, max=100_000, value=0)
@@ -107,7 +109,7 @@ class TrainWidget(Container):
         self._render([])
 
     def _task_changed(self, task) -> None:
-        self.loss.choices = self._losses[task]
+        self.loss.reset_choices()
         self.loss.value = "bce_dice" if task == "segment" else "mse"
 
     # ---- inputs --------------------------------------------------------------
@@ -209,7 +211,7 @@ class TrainWidget(Container):
             path = result.checkpoint or checkpoint
             entry = REGISTRY.add(path, task=self.task.value, arch=self.arch.value,
                                  parent=str(parent.path) if parent else None, trained_here=True)
-            self.status.value = f"saved {entry.name} ({path})"
+            return f"saved {entry.name} ({path})"
 
         return self.runner.start(job, title=title, on_event=on_event, on_done=done)
 

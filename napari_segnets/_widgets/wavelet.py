@@ -54,10 +54,8 @@ def reconstruct_job(entries, image, wavelet: str):
                                                   normalization=meta.get("normalization"))
         recons[entry.name] = np.asarray(recon, dtype=np.float32)
         yield Progress("models", i + 1, len(entries), f"reconstructed with {entry.name}")
-    from ..io.normalize import apply_normalization, fit_normalization
-
-    # Compare in the models' intensity space: reconstructions are normalised intensities.
-    original = apply_normalization(image, fit_normalization(image))
+    # reconstructions come back in the input's intensity range: compare them with the raw slice
+    original = np.asarray(image, dtype=np.float32)
     table = wavelets.compare(original, recons, wavelet=wavelet)
     return original, recons, table
 
@@ -208,12 +206,13 @@ class WaveletWidget(Container):
                 self._hidden.append(layer)
         for layer in keep:
             layer.visible = True
-        # grid cells follow the layer list from the top; put originals first, mosaics below
-        for layer in reversed(keep):
+        # grid cells are filled from the end of the layer list: images on top, mosaics below
+        for layer in keep:
             self.viewer.layers.move(self.viewer.layers.index(layer), len(self.viewer.layers))
         grid = self._grid()
         grid.shape = (-(-len(keep) // columns), columns)
         grid.enabled = True
+        self.viewer.reset_view()
 
     def grid_off(self, *_args) -> None:
         """Leave grid mode and show the layers hidden for the comparison again."""
@@ -222,6 +221,7 @@ class WaveletWidget(Container):
             if layer in self.viewer.layers:
                 layer.visible = True
         self._hidden = []
+        self.viewer.reset_view()
 
     def _settings_changed(self, *_args) -> None:
         if self.mosaic_layers:
@@ -278,7 +278,7 @@ class WaveletWidget(Container):
 
         def done(result):
             original, recons, table = result
-            added = [self._put(f"{layer.name}{suffix} (normalised)", original, geo)]
+            added = [self._put(f"{layer.name}{suffix}", original, geo)]
             for name, recon in recons.items():
                 added.append(self._put(f"{name} reconstruction{suffix}", recon, geo))
             self.comparison = table

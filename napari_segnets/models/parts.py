@@ -10,6 +10,12 @@ from torch import nn
 from ..errors import InputError
 
 
+def require(condition: bool, message: str) -> None:
+    """Raise :class:`InputError` with ``message`` unless ``condition`` holds."""
+    if not condition:
+        raise InputError(message)
+
+
 def widths(base: float, multipliers) -> list[int]:
     """Channel widths ``round(base * m)`` (at least 1) for each multiplier."""
     return [max(1, int(round(base * m))) for m in multipliers]
