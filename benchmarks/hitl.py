@@ -31,7 +31,17 @@ START = (0, 10)  # the two slices the first model is trained on
 def heldout_iou(model, image, truth) -> float:
     from napari_segnets import metrics
 
-    return float(metrics.iou((probabilities(model, image, NORM) >= 0.5).astype(np.uint8), truth))
+    prob = probabilities(model, image, NORM, engine="slice")
+    return float(metrics.iou((prob >= 0.5).astype(np.uint8), truth))
+
+
+def window(stack: np.ndarray, size: int) -> np.ndarray:
+    """The centred ``size`` x ``size`` window of every slice (the whole slice when size is 0)."""
+    if not size:
+        return stack
+    h, w = stack.shape[-2:]
+    y, x = max(0, (h - size) // 2), max(0, (w - size) // 2)
+    return stack[..., y : y + size, x : x + size]
 
 
 def run_strategy(strategy, parent, image, labels, args, workdir: Path) -> list[dict]:
@@ -51,11 +61,14 @@ def run_strategy(strategy, parent, image, labels, args, workdir: Path) -> list[d
         model, _ = checkpoints.load(current)
         pool = [z for z in range(20) if z not in labelled]
         if strategy == "uncertainty":
-            prob = probabilities(model, image[pool], NORM)
+            prob = probabilities(model, window(image[pool], args.rank_window), NORM, engine="slice")
             ranking = rank_uncertainty(prob, method="entropy")
             pick_i, score = ranking[0]
             z = pool[int(pick_i)]
-            changed = int(np.count_nonzero((prob[int(pick_i)] >= 0.5) != labels[z]))
+            # pixels the "person" changed (counted in the ranked window)
+            changed = int(
+                np.count_nonzero((prob[int(pick_i)] >= 0.5) != window(labels[z], args.rank_window))
+            )
         else:
             z, score = int(rng.choice(pool)), float("nan")
             changed = None
@@ -90,7 +103,9 @@ def run_strategy(strategy, parent, image, labels, args, workdir: Path) -> list[d
         assert meta["parent"]["path"] == str(Path(current).resolve())  # the lineage is recorded
         current = child
         te = time.perf_counter()
-        iou = heldout_iou(model, image[20:30], labels[20:30])
+        iou = heldout_iou(
+            model, window(image[20:30], args.eval_window), window(labels[20:30], args.eval_window)
+        )
         rows.append(
             {
                 "round": rnd,
@@ -99,7 +114,7 @@ def run_strategy(strategy, parent, image, labels, args, workdir: Path) -> list[d
                 "labelled": len(labelled),
                 "IoU": iou,
                 "rank (s)": t_rank,
-                "round (s)": seconds,
+                "round (s)": f"{seconds:.1f}",
                 "eval (s)": time.perf_counter() - te,
                 "ckpt": child,
             }
@@ -114,14 +129,21 @@ def main(argv=None) -> None:
     ap.add_argument(
         "--init-steps", type=int, default=240, help="steps for the 2-slice starting model"
     )
-    ap.add_argument("--steps", type=int, default=60, help="fine-tuning steps per round")
+    ap.add_argument("--steps", type=int, default=40, help="fine-tuning steps per round")
+    ap.add_argument(
+        "--rank-window", type=int, default=512, help="rank on this centred window (0: whole slice)"
+    )
     ap.add_argument("--crop", type=int, default=256)
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--ft-lr", type=float, default=5e-4)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = ap.parse_args(argv)
 
     import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     from napari_segnets.models import build
     from napari_segnets.training import SliceDataset, train
@@ -146,7 +168,11 @@ def main(argv=None) -> None:
             channels_last=True,
         )
         init_s = time.perf_counter() - t0
-        iou0 = heldout_iou(start.model, image[20:30], labels[20:30])
+        iou0 = heldout_iou(
+            start.model,
+            window(image[20:30], args.eval_window),
+            window(labels[20:30], args.eval_window),
+        )
         print(
             f"start model: slices {START}, {args.init_steps} steps in {init_s:.0f} s, held-out IoU {iou0:.3f}"
         )
@@ -164,7 +190,8 @@ def main(argv=None) -> None:
     print(
         f"U-Net base 16; start: {args.init_steps} steps on slices {START}; per round: {args.steps} fine-tuning "
         f"steps (batch {args.batch}, crop {args.crop}, lr {args.ft_lr}, cosine) on all stored slices; "
-        f"held-out slices 20-29, pooled foreground IoU; predictor: {predictor_name()}"
+        f"ranking on the centred {args.rank_window or 'whole'} px window of each unlabelled slice (entropy); "
+        f"held-out slices 20-29 ({args.eval_window or 'whole'} px centred window), pooled foreground IoU; predictor: {predictor_name('slice')}"
     )
     cols = [
         "round",

@@ -131,7 +131,7 @@ def _describe_non_safetensors(head: bytes) -> str:
             "it is a Python pickle / torch.save file, which napari-segnets never loads because "
             "unpickling can run arbitrary code; re-save the weights as a napari-segnets checkpoint"
         )
-    return "it is not a safetensors file"
+    return "it is not a complete safetensors file (truncated, or another format)"
 
 
 def _read_header(path: Path) -> tuple[dict, int]:
@@ -207,7 +207,7 @@ def load(path, *, device="cpu"):
         (weights that do not match the recorded content hash) and unknown architectures.
     """
     import torch
-    from safetensors.torch import load as st_load
+    from safetensors.torch import load_file
 
     from .devices import resolve_device
     from .models import available, build
@@ -221,7 +221,7 @@ def load(path, *, device="cpu"):
             f"{path} holds an unknown architecture {arch!r}: this version knows {', '.join(available())}."
         )
     try:
-        tensors = st_load(path.read_bytes())
+        tensors = load_file(path)  # the header was checked above; never a pickle
     except Exception as exc:  # safetensors raises its own error types for damaged files
         raise CheckpointError(
             f"Cannot read the weights in {path}: the file is damaged ({exc})."

@@ -78,9 +78,14 @@ def _prepare(pred, truth, ignore) -> tuple[np.ndarray, np.ndarray]:
 def _class_list(p: np.ndarray, t: np.ndarray, classes) -> tuple[list[int], bool]:
     """The classes to score and whether the result is binary (a single float)."""
     if classes is None:
-        present = np.union1d(np.unique(p), np.unique(t))
-        if set(present.tolist()) <= {0, 1}:
+        top = max(int(p.max()), int(t.max()))
+        if top <= 1:  # labels are non-negative here, so this means all 0/1
             return [0, 1], True
+        if top < 65536:  # presence by counting is much faster than np.unique's sort
+            present = np.flatnonzero((np.bincount(p, minlength=top + 1) > 0)
+                                     | (np.bincount(t, minlength=top + 1) > 0))
+        else:
+            present = np.union1d(np.unique(p), np.unique(t))
         return [int(c) for c in present], False
     if isinstance(classes, (int, np.integer)):
         if classes < 1:
@@ -108,11 +113,9 @@ def _per_class(pred, truth, classes, ignore, score) -> float | dict[int, float]:
     p, t = _prepare(pred, truth, ignore)
     labels, binary = _class_list(p, t, classes)
     out: dict[int, float] = {}
-    for c in labels:
+    for c in labels:  # boolean passes beat a bincount confusion matrix here (no int64 temporaries)
         pc, tc = p == c, t == c
-        inter = int(np.count_nonzero(pc & tc))
-        n_p, n_t = int(np.count_nonzero(pc)), int(np.count_nonzero(tc))
-        out[c] = score(inter, n_p, n_t)
+        out[c] = score(int(np.count_nonzero(pc & tc)), int(np.count_nonzero(pc)), int(np.count_nonzero(tc)))
     return out[1] if binary else out
 
 
@@ -228,18 +231,24 @@ def rand_error(pred, truth, *, membrane: bool = False, ignore=None, connectivity
         share of same-segment pixel pairs in the prediction that are also together in the truth (low
         precision = false merges) and recall the reverse (low recall = false splits).
     """
+    p, t = _segmentations(pred, truth, ignore, membrane, connectivity)
+    r = _rand_parts(p, t)
+    return r if details else r["error"]
+
+
+def _rand_parts(p: np.ndarray, t: np.ndarray) -> dict[str, float]:
+    """Adapted Rand error, precision and recall of segmentations ``p`` against ``t`` (0 in t = left out)."""
     from skimage.metrics import adapted_rand_error, contingency_table
 
-    p, t = _segmentations(pred, truth, ignore, membrane, connectivity)
     if not np.any(t):
         raise InputError("The ground truth has no labelled segment (all 0 or ignored); nothing to score.")
     table = contingency_table(t, p, ignore_labels=(0,), normalize=False, sparse_type="array")
     error, _, _ = adapted_rand_error(table=table)
-    if not details:
-        return float(error)
+    # scikit-image returns precision and recall in swapped roles (scikit-image issue #6485), so compute
+    # them from their definitions: ordered pairs of distinct pixels together in both / together in one.
     counts = table.data.astype(np.float64)
     n = counts.sum()
-    together = counts @ counts - n  # ordered pairs of distinct pixels together in both
+    together = counts @ counts - n
     rows = np.asarray(table.sum(axis=1)).ravel().astype(np.float64)  # truth segment sizes
     cols = np.asarray(table.sum(axis=0)).ravel().astype(np.float64)  # prediction segment sizes
     pairs_t = rows @ rows - n
@@ -262,9 +271,13 @@ def variation_of_information(pred, truth, *, membrane: bool = False, ignore=None
         ``{"vi": split + merge, "split": H(pred | truth), "merge": H(truth | pred)}``: ``split`` grows when
         the prediction cuts true segments apart, ``merge`` when it joins them.
     """
+    p, t = _segmentations(pred, truth, ignore, membrane, connectivity)
+    return _vi_parts(p, t)
+
+
+def _vi_parts(p: np.ndarray, t: np.ndarray) -> dict[str, float]:
     from skimage.metrics import variation_of_information as _vi
 
-    p, t = _segmentations(pred, truth, ignore, membrane, connectivity)
     if not np.any(t):
         raise InputError("The ground truth has no labelled segment (all 0 or ignored); nothing to score.")
     split, merge = _vi(t, p, ignore_labels=(0,))
@@ -317,11 +330,9 @@ def score_stack(pred, truth, *, kind: str = "binary", classes: int | Sequence[in
             raise InputError(f"Found label {top} outside classes {labels}; pass the right classes.")
     else:
         labels, k = [0, 1], 2
-        bad = np.setdiff1d(np.union1d(np.unique(p_flat), np.unique(t_flat)), [0, 1])
-        if bad.size:
-            raise InputError(
-                f"kind={kind!r} needs 0/1 labels but found {bad[:5].tolist()}; use kind='multiclass'."
-            )
+        top = max(int(p_flat.max()), int(t_flat.max()))
+        if top > 1:
+            raise InputError(f"kind={kind!r} needs 0/1 labels but found label {top}; use kind='multiclass'.")
 
     per_slice: list[dict] = []
     total = np.zeros((k, k), dtype=np.int64)
@@ -338,11 +349,9 @@ def score_stack(pred, truth, *, kind: str = "binary", classes: int | Sequence[in
         total += cm
         entry.update(_scores_from_confusion(cm, labels, kind))
         if kind == "membrane":
-            r = rand_error(p_all[z], t_z, membrane=True, ignore=ignore, connectivity=connectivity,
-                           details=True) if np.any(t_z == 0) else None
-            if r is not None:
-                v = variation_of_information(p_all[z], t_z, membrane=True, ignore=ignore,
-                                             connectivity=connectivity)
+            if np.any(t_z == 0):  # some cell interior to score (segmented once for Rand and VI)
+                p_cells, t_cells = _segmentations(p_all[z], t_z, ignore, True, connectivity)
+                r, v = _rand_parts(p_cells, t_cells), _vi_parts(p_cells, t_cells)
                 entry.update(rand_error=r["error"], rand_precision=r["precision"],
                              rand_recall=r["recall"], vi=v["vi"], vi_split=v["split"], vi_merge=v["merge"])
                 rand.append(r["error"])

@@ -207,11 +207,12 @@ def list_events(gen):
             return events
 
 
-def test_autoencoder_with_denoising_trains():
-    image, _ = blobs(2)
+def test_autoencoder_with_denoising_trains_and_validates():
+    image, _ = blobs(3)
     result = train(
         tiny(task="autoencode"),
-        image,
+        image[:2],
+        val=image[2:],
         task="autoencode",
         loss="mse",
         denoise=0.05,
@@ -220,7 +221,10 @@ def test_autoencoder_with_denoising_trains():
         lr=3e-3,
         **FAST,
     )
-    assert np.isfinite(result.history[-1]["loss"])
+    val = result.history[-1]["val"]
+    assert (
+        np.isfinite(result.history[-1]["loss"]) and val["score"] == -val["mse"] and val["psnr"] > 0
+    )
 
 
 def test_multiclass_integer_labels_train():

@@ -70,6 +70,25 @@ class ManifestRead:
     bad_lines: list[int] = field(default_factory=list)  # 1-based numbers of complete but unreadable lines
 
 
+_SAMPLE_KEYS = ("id", "source", "index", "split", "image", "mask", "image_sha256", "mask_sha256")
+
+
+def _well_formed(rec) -> bool:
+    """A record this code can use: a known kind, its keys, and data paths inside the store."""
+    if not isinstance(rec, dict):
+        return False
+    if rec.get("kind") == "tombstone":
+        return isinstance(rec.get("id"), str) and isinstance(rec.get("targets"), list)
+    if rec.get("kind") != "sample" or not all(k in rec for k in _SAMPLE_KEYS):
+        return False
+    for part in ("image", "mask"):
+        rel = rec[part]
+        # Only files under images/ or masks/: a hand-edited line must not point load() elsewhere.
+        if not isinstance(rel, str) or not rel.startswith(f"{part}s/") or ".." in rel or "\\" in rel:
+            return False
+    return isinstance(rec["index"], int) and isinstance(rec["id"], str)
+
+
 def read_manifest(path: Path) -> ManifestRead:
     """Read every committed record; tolerate a torn last line and report broken ones."""
     out = ManifestRead()
@@ -88,7 +107,7 @@ def read_manifest(path: Path) -> ManifestRead:
         except (UnicodeDecodeError, json.JSONDecodeError):
             out.bad_lines.append(number)
             continue
-        if not isinstance(rec, dict) or "kind" not in rec:
+        if not _well_formed(rec):
             out.bad_lines.append(number)
             continue
         out.records.append(rec)

@@ -35,7 +35,7 @@ def check_image(image) -> np.ndarray:
     return np.ascontiguousarray(img)
 
 
-def check_mask(mask, shape: tuple[int, ...], ignore_value) -> np.ndarray:
+def check_mask(mask, shape: tuple[int, ...], ignore_value, classes=None) -> np.ndarray:
     """Non-negative integer labels of the image's shape, stored in the smallest unsigned dtype."""
     m = np.asarray(mask)
     if m.shape != tuple(shape):
@@ -59,6 +59,15 @@ def check_mask(mask, shape: tuple[int, ...], ignore_value) -> np.ndarray:
             f"Every mask pixel equals the ignore value {ignore_value}: there is nothing to learn from it; "
             "label some pixels first."
         )
+    if classes is not None:
+        if isinstance(classes, bool) or not isinstance(classes, (int, np.integer)) or classes < 1:
+            raise InputError(f"classes={classes!r} must be a positive number of classes.")
+        labelled = m[m != ignore_value] if ignore_value is not None else m
+        if labelled.size and int(labelled.max()) >= classes:
+            raise InputError(
+                f"The mask has label {int(labelled.max())}, outside the {classes} classes 0..{classes - 1}; "
+                "fix the label or the number of classes."
+            )
     for dtype in (np.uint8, np.uint16, np.uint32):
         if top <= np.iinfo(dtype).max:
             return np.ascontiguousarray(m.astype(dtype))

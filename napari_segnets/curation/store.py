@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_segnets.curation import _validate as v
+from napari_segnets.curation._integrity import _is_temp, tidy_store, verify_store
 from napari_segnets.curation._manifest import (
     append_record,
     crash_point,
@@ -41,6 +42,7 @@ LOCK = ".lock"
 README = "README.txt"
 FORMAT = 1
 _KNOWN = {MANIFEST, LOCK, README, "images", "masks"}
+
 
 README_TEXT = """\
 Curated training set written by napari-segnets.
@@ -92,7 +94,7 @@ class Store:
             raise StoreError(f"{root} is a file, not a folder; choose a folder for the training set.")
         manifest = root / MANIFEST
         if root.is_dir() and not manifest.is_file():
-            strangers = sorted(p.name for p in root.iterdir() if p.name not in _KNOWN)
+            strangers = sorted(p.name for p in root.iterdir() if p.name not in _KNOWN and not _is_temp(p.name))
             if strangers:
                 raise StoreError(
                     f"{root} already holds other files ({', '.join(strangers[:3])}) and no {MANIFEST}; "
@@ -109,7 +111,7 @@ class Store:
         if not (root / README).is_file():
             try:
                 atomic_write_text(root / README, README_TEXT, overwrite=False)
-            except FileExistsError:
+            except OSError:  # exists meanwhile, or a read-only store opened for reading: not needed
                 pass
         self.root = root
         self.manifest_path = manifest
@@ -123,7 +125,7 @@ class Store:
 
     # ---------------------------------------------------------------- writing
     def add(self, image, mask, *, source, index, region=None, checkpoint=None, changed_pixels=None,
-            split="train", note="", ignore_value=255) -> dict:
+            split="train", note="", ignore_value=255, classes=None) -> dict:
         """Add a corrected slice or region and return its manifest record.
 
         Parameters
@@ -145,6 +147,9 @@ class Store:
         split : {"train", "val"}
         note : str
         ignore_value : int or None
+        classes : int, optional
+            The number of classes the model predicts; labels outside 0..classes-1 (other than
+            ``ignore_value``) are refused.
 
         Returns
         -------
@@ -153,7 +158,7 @@ class Store:
         """
         ignore_value = v.check_ignore(ignore_value)
         img = v.check_image(image)
-        msk = v.check_mask(mask, img.shape, ignore_value)
+        msk = v.check_mask(mask, img.shape, ignore_value, classes)
         source = v.check_source(source)
         index = v.check_index(index)
         region = v.check_region(region, img.shape)
@@ -195,22 +200,26 @@ class Store:
             for rel, data in ((record["image"], image_bytes), (record["mask"], mask_bytes)):
                 target = self.root / rel
                 target.parent.mkdir(exist_ok=True)
-                atomic_write_bytes(target, data, overwrite=False)
+                # The name carries a fresh random id, so nothing existing can be replaced; plain
+                # rename (not the hard link of overwrite=False) also works on network/FAT drives.
+                atomic_write_bytes(target, data)
                 written.append(target)
                 crash_point(f"after_{rel.split('/')[0][:-1]}")  # after_image, after_mask
             fsync_dir(self.root)
-            with exclusive_lock(self._lock):
-                # The version is decided under the lock so concurrent writers never share one.
-                earlier = [r for r in self._read().records if r["kind"] == "sample" and _key(r) == _key(record)]
-                record["version"] = 1 + max((r.get("version", 0) for r in earlier), default=0)
-                record["supersedes"] = earlier[-1]["id"] if earlier else None
-                record["time"] = _now()
-                append_record(self.manifest_path, record)
         except BaseException:
             # Files of a sample that never reached the manifest are useless: take them back.
             for path in written:
                 path.unlink(missing_ok=True)
             raise
+        # From here on the files stay even if the append fails: once its line may be on disk, deleting
+        # them could break a committed record, while an orphan is harmless (verify() reports it).
+        with exclusive_lock(self._lock):
+            # The version is decided under the lock so concurrent writers never share one.
+            earlier = [r for r in self._read().records if r["kind"] == "sample" and _key(r) == _key(record)]
+            record["version"] = 1 + max((r.get("version", 0) for r in earlier), default=0)
+            record["supersedes"] = earlier[-1]["id"] if earlier else None
+            record["time"] = _now()
+            append_record(self.manifest_path, record)
         crash_point("after_manifest")
         return dict(record)
 
@@ -227,7 +236,7 @@ class Store:
             samples = {r["id"]: r for r in records if r["kind"] == "sample"}
             removed = _removed_ids(records)
             if sample_id not in samples:
-                raise StoreError(f"No sample with id {sample_id!r} in {self.root}; check the id in samples().")
+                raise StoreError(f"No sample with id {sample_id!r} in {self.root}; list the store's samples to find the right id.")
             if all_versions:
                 key = _key(samples[sample_id])
                 targets = [i for i, r in samples.items() if _key(r) == key and i not in removed]
@@ -273,12 +282,29 @@ class Store:
         order = {r["id"]: i for i, r in enumerate(records)}
         return sorted(out, key=lambda r: order[r["id"]])
 
+    def pairs(self, split: str | None = None, source: str | None = None):
+        """Yield ``(image, mask, record)`` for every live sample (see :meth:`samples`), hashes checked."""
+        for rec in self.samples(split=split, source=source):
+            image, mask = self.load(rec["id"])
+            yield image, mask, rec
+
+    def versions(self, sample_id: str) -> list[dict]:
+        """Every version of the slice/region that ``sample_id`` belongs to, oldest first.
+
+        Each record gets ``removed`` (bool): whether a tombstone names it.
+        """
+        key = _key(self.record(sample_id))
+        records = self._read().records
+        removed = _removed_ids(records)
+        return [dict(r, removed=r["id"] in removed) for r in records
+                if r["kind"] == "sample" and _key(r) == key]
+
     def record(self, sample_id: str) -> dict:
         """The manifest record of any sample version, live or removed."""
         for r in self._read().records:
             if r["kind"] == "sample" and r["id"] == sample_id:
                 return r
-        raise StoreError(f"No sample with id {sample_id!r} in {self.root}; check the id in samples().")
+        raise StoreError(f"No sample with id {sample_id!r} in {self.root}; list the store's samples to find the right id.")
 
     def load(self, sample_id: str) -> tuple[np.ndarray, np.ndarray]:
         """Read a sample's (image, mask), checking both files against their manifest hashes."""
@@ -328,80 +354,15 @@ class Store:
         return out
 
     def verify(self) -> dict:
-        """Check every file against the manifest hashes.
-
-        Returns
-        -------
-        dict
-            ``ok`` (no missing or corrupt file, no unreadable line), ``records``, ``files_checked``,
-            ``missing``, ``corrupt`` (paths relative to the root), ``bad_lines`` (line numbers),
-            ``torn_tail`` (an append was cut off: harmless, repaired by the next write), ``orphans`` (data
-            files no record names, e.g. from a writer killed before its manifest line: harmless),
-            ``temp_files`` (left-overs of interrupted atomic writes: harmless, see :meth:`tidy`),
-            ``unknown_targets`` (tombstones naming ids that do not exist) and ``problems`` (sentences).
-        """
-        read = self._read()
-        samples = [r for r in read.records if r["kind"] == "sample"]
-        ids = {r["id"] for r in samples}
-        missing, corrupt, named = [], [], set()
-        for r in samples:
-            for part in ("image", "mask"):
-                rel = r.get(part)
-                named.add(rel)
-                path = self.root / rel if rel else None
-                if path is None or not path.is_file():
-                    missing.append(rel)
-                elif v.file_sha256(path) != r.get(f"{part}_sha256"):
-                    corrupt.append(rel)
-        unknown = sorted({t for r in read.records if r["kind"] == "tombstone"
-                          for t in r.get("targets", []) if t not in ids})
-        orphans, temps = [], []
-        for folder in ("images", "masks"):
-            d = self.root / folder
-            if not d.is_dir():
-                continue
-            for p in sorted(d.iterdir()):
-                rel = f"{folder}/{p.name}"
-                if p.name.endswith(".tmp") and p.name.startswith("."):
-                    temps.append(rel)
-                elif rel not in named:
-                    orphans.append(rel)
-        temps += sorted(p.name for p in self.root.glob(".*.tmp"))
-        problems = [f"missing file {m}" for m in missing] + [f"corrupt file {c}" for c in corrupt]
-        problems += [f"unreadable manifest line {n}" for n in read.bad_lines]
-        problems += [f"tombstone names unknown sample {u}" for u in unknown]
-        return {
-            "ok": not problems,
-            "records": len(read.records),
-            "files_checked": 2 * len(samples) - len(missing),
-            "missing": missing,
-            "corrupt": corrupt,
-            "bad_lines": read.bad_lines,
-            "unknown_targets": unknown,
-            "torn_tail": read.torn_tail,
-            "orphans": orphans,
-            "temp_files": temps,
-            "problems": problems,
-        }
+        """Check every file against the manifest hashes; see :func:`~._integrity.verify_store`."""
+        return verify_store(self.root, self._read())
 
     def tidy(self, older_than: float = 300.0) -> list[str]:
-        """Delete temp files left by interrupted writes; return their paths.
+        """Delete temp files left by interrupted writes (older than ``older_than`` s); return them.
 
-        Only temp files older than ``older_than`` seconds go, so a write in progress in another process
-        is never disturbed. Committed and orphan data files are never deleted.
+        Committed and orphan data files are never deleted, nor a temp file of a write in progress.
         """
-        import time
-
-        gone = []
-        for rel in self.verify()["temp_files"]:
-            path = self.root / rel
-            try:
-                if time.time() - path.stat().st_mtime >= older_than:
-                    path.unlink()
-                    gone.append(rel)
-            except FileNotFoundError:
-                pass
-        return gone
+        return tidy_store(self.root, self.verify()["temp_files"], older_than)
 
 def _removed_ids(records: list[dict]) -> set[str]:
     return {t for r in records if r["kind"] == "tombstone" for t in r.get("targets", [])}

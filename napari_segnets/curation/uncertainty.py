@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 import numpy as np
 
 from napari_segnets.errors import InputError
+from napari_segnets.progress import Job, Progress, drive
 
 METHODS = ("entropy", "margin", "flip_disagreement")
 # The flips tried when ``flips`` is a callable: left-right, up-down, both (the axes of a (Z, Y, X) stack).
@@ -63,36 +64,38 @@ def _disagreement(preds: list[np.ndarray]) -> np.ndarray:
     return np.clip(2.0 * std, 0.0, 1.0).astype(np.float32)
 
 
-def _flip_predictions(flips, image, kept: list[int], shape: tuple[int, ...]) -> list[np.ndarray]:
-    """The flipped predictions for the kept slices, flipped back to the original orientation."""
+def _flip_source(flips, image, shape: tuple[int, ...]):
+    """A function z -> list of flip predictions of slice z, flipped back to the original orientation."""
     if callable(flips):
         if image is None:
             raise InputError("flip_disagreement with a prediction function needs the image stack: pass image=.")
-        img = np.asarray(image)
-        img = img[None] if img.ndim == 2 else img
-        if img.shape[0] != shape[0] or img.shape[-2:] != shape[-2:]:
-            raise InputError(f"The image has shape {img.shape} but the probabilities have shape {shape}.")
-        img = img[kept]
-        out = []
-        for axes in FLIP_AXES:
-            pred = np.asarray(flips(np.flip(img, axes)))
-            expected = (len(kept), *shape[1:])
-            if pred.shape != expected:
-                raise InputError(
-                    f"The prediction function returned shape {pred.shape}, expected {expected} "
-                    "(probabilities for the stack it was given)."
-                )
-            out.append(np.flip(pred, axes))
-        return out
+        img = image if np.ndim(image) == 3 else np.asarray(image)[None]
+        if np.shape(img)[0] != shape[0] or tuple(np.shape(img)[-2:]) != shape[-2:]:
+            raise InputError(f"The image has shape {np.shape(image)} but the probabilities have shape {shape}.")
+        expected = (1, *shape[1:])
+
+        def predict(z: int) -> list[np.ndarray]:
+            one = np.asarray(img[z : z + 1])
+            out = []
+            for axes in FLIP_AXES:
+                pred = np.asarray(flips(np.flip(one, axes)))
+                if pred.shape != expected:
+                    raise InputError(
+                        f"The prediction function returned shape {pred.shape}, expected {expected} "
+                        "(probabilities for the one-slice stack it was given)."
+                    )
+                out.append(np.flip(pred, axes)[0])
+            return out
+
+        return predict
     if isinstance(flips, (list, tuple)) and flips:
-        out = []
+        arrays = []
         for i, f in enumerate(flips):
-            f = np.asarray(f)
-            f = f[None] if f.ndim == len(shape) - 1 else f
-            if f.shape != shape:
-                raise InputError(f"Flip prediction {i} has shape {f.shape}; it must match {shape}.")
-            out.append(f[kept])
-        return out
+            f = f if np.ndim(f) == len(shape) else np.asarray(f)[None]
+            if tuple(np.shape(f)) != shape:
+                raise InputError(f"Flip prediction {i} has shape {np.shape(f)}; it must match {shape}.")
+            arrays.append(f)
+        return lambda z: [np.asarray(f[z]) for f in arrays]
     raise InputError(
         "flip_disagreement needs flips=: a list of predictions of flipped images (flipped back), "
         "or a function image_stack -> probabilities together with image=."
@@ -120,6 +123,18 @@ def rank_uncertainty(probabilities, *, method: str = "entropy", tiles: Sequence[
                      image=None) -> list[tuple]:
     """Rank slices (or tiles inside slices) by model uncertainty, most uncertain first.
 
+    The plain twin of :func:`rank_uncertainty_iter` (same arguments).
+    """
+    return drive(rank_uncertainty_iter(probabilities, method=method, tiles=tiles, exclude=exclude,
+                                       flips=flips, image=image), bar=False)
+
+
+def rank_uncertainty_iter(probabilities, *, method: str = "entropy",
+                          tiles: Sequence[int] | None = None, exclude: Iterable | None = None,
+                          flips: Callable[[np.ndarray], np.ndarray] | list | None = None,
+                          image=None) -> Job[list[tuple]]:
+    """Rank slices or tiles by model uncertainty, yielding a ``Progress("rank", ...)`` per slice.
+
     Parameters
     ----------
     probabilities : array (Z, Y, X) or (Z, C, Y, X)
@@ -136,8 +151,9 @@ def rank_uncertainty(probabilities, *, method: str = "entropy", tiles: Sequence[
         ``(index, y0, x0, y1, x1)`` entries skip the tiles that overlap that region.
     flips : callable or list of arrays
         For ``flip_disagreement``. Either a list of predictions made on flipped copies of the image and
-        flipped back, each shaped like ``probabilities``; or a function taking an image stack (N, Y, X)
-        and returning its probabilities, called once per flip in ``FLIP_AXES`` (then ``image`` is needed).
+        flipped back, each shaped like ``probabilities``; or a function taking an image stack (1, Y, X)
+        and returning its probabilities (1, Y, X) or (1, C, Y, X), called for each kept slice once per
+        flip in ``FLIP_AXES`` (then ``image`` is needed).
     image : array (Z, Y, X), optional
         The image, when ``flips`` is a function.
 
@@ -166,7 +182,7 @@ def rank_uncertainty(probabilities, *, method: str = "entropy", tiles: Sequence[
         else:
             raise InputError(f"exclude entry {item!r} must be a slice index or (index, y0, x0, y1, x1).")
     kept = [z for z in range(shape[0]) if z not in skip_slices]
-    others = _flip_predictions(flips, image, kept, shape) if method == "flip_disagreement" else None
+    others = _flip_source(flips, image, shape) if method == "flip_disagreement" else None
     h, w = shape[-2:]
     boxes = _tile_boxes(h, w, tiles) if tiles is not None else None
     ranking: list[tuple] = []
@@ -175,14 +191,14 @@ def rank_uncertainty(probabilities, *, method: str = "entropy", tiles: Sequence[
         if others is None:
             umap = uncertainty_map(p, method)
         else:
-            umap = _disagreement([p] + [_check_probs(o[n], f"flip prediction of slice {z}") for o in others])
+            umap = _disagreement([p] + [_check_probs(o, f"flip prediction of slice {z}") for o in others(z)])
         if boxes is None:
             ranking.append((z, float(umap.mean())))
-            continue
-        for box in boxes:
+        for box in boxes or ():
             if _overlaps(box, regions.get(z, ())):
                 continue
             y0, x0, y1, x1 = box
             ranking.append(((z, y0, x0, y1, x1), float(umap[y0:y1, x0:x1].mean())))
+        yield Progress("rank", n + 1, len(kept), f"slice {z}")
     ranking.sort(key=lambda item: -item[1])  # stable: ties keep their order
     return ranking

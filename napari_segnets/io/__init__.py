@@ -1,0 +1,25 @@
+"""Reading and writing EM stacks, atomic saves and intensity normalisation.
+
+Heavy libraries (dask, zarr, h5py, mrcfile) are imported inside the functions that use them.
+"""
+
+from ._common import lazy_threshold
+from .atomic import atomic_path, atomic_write_bytes, atomic_write_text, fsync_dir
+from .normalize import apply_normalization, fit_normalization, normalization_spec
+from .reader import FORMATS, read, sniff
+from .writers import write_labels
+
+__all__ = [
+    "FORMATS",
+    "apply_normalization",
+    "atomic_path",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "fit_normalization",
+    "fsync_dir",
+    "lazy_threshold",
+    "normalization_spec",
+    "read",
+    "sniff",
+    "write_labels",
+]

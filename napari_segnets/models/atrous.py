@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .parts import ConvBNReLU, ReceptiveField, SegnetModel, widths
+from .parts import ConvBNReLU, ReceptiveField, SegnetModel, require, widths
 
 
 class ASPP(nn.Module):
@@ -54,6 +54,7 @@ class AtrousNet(SegnetModel):
         super().__init__()
         dilations = [int(d) for d in dilations]
         aspp_rates = [int(r) for r in aspp_rates]
+        require(all(d >= 1 for d in dilations + aspp_rates), "dilation rates must be >= 1.")
         self.arch = "atrous"
         self.task = task
         self.in_channels = in_channels

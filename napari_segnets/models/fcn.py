@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .parts import LearnedUpsample, ReceptiveField, SegnetModel, VGGBlock, widths
+from .parts import LearnedUpsample, ReceptiveField, SegnetModel, VGGBlock, require, widths
 
 
 class FCN(SegnetModel):
@@ -52,11 +52,11 @@ class FCN(SegnetModel):
         dropout: float = 0.0,
     ):
         super().__init__()
-        if variant not in (32, 16, 8):
-            raise ValueError(f"FCN variant must be 32, 16 or 8, not {variant!r}")
+        require(variant in (32, 16, 8), f"FCN variant must be 32, 16 or 8, not {variant!r}.")
         convs = [int(c) for c in convs]
-        if len(convs) != 5:
-            raise ValueError("an FCN encoder has five stages: give five numbers in convs")
+        require(len(convs) == 5 and min(convs) >= 1, "convs must give five stage sizes >= 1.")
+        require(fc_kernel in (1, 3, 5, 7), f"fc_kernel must be 1, 3, 5 or 7, got {fc_kernel!r}.")
+        require(0 <= dropout < 1, f"dropout must be in [0, 1), got {dropout!r}.")
         self.arch = f"fcn{variant}s"
         self.task = task
         self.in_channels = in_channels

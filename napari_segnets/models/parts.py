@@ -10,6 +10,12 @@ from torch import nn
 from ..errors import InputError
 
 
+def require(condition: bool, message: str) -> None:
+    """Raise :class:`InputError` with ``message`` unless ``condition`` holds."""
+    if not condition:
+        raise InputError(message)
+
+
 def widths(base: float, multipliers) -> list[int]:
     """Channel widths ``round(base * m)`` (at least 1) for each multiplier."""
     return [max(1, int(round(base * m))) for m in multipliers]
@@ -99,8 +105,8 @@ class SegnetModel(nn.Module):
         if h % m or w % m:
             ph, pw = -(-h // m) * m, -(-w // m) * m
             raise InputError(
-                f"input {h}x{w} is not a multiple of {m} as {self.arch} needs: "
-                f"pad or crop to {ph}x{pw} (or {max(m, h // m * m)}x{max(m, w // m * m)})."
+                f"input {h}x{w} is not a multiple of {m}: pad or crop to {ph}x{pw} "
+                f"(the {self.arch} model needs height and width divisible by {m})."
             )
 
     def extra_repr(self) -> str:
@@ -169,12 +175,10 @@ def bilinear_kernel(channels: int, kernel: int) -> torch.Tensor:
     """Bilinear-interpolation weights for a per-channel transposed conv (FCN upsampling init)."""
     factor = (kernel + 1) // 2
     center = factor - 1 if kernel % 2 == 1 else factor - 0.5
-    og = torch.arange(kernel, dtype=torch.float32)
-    filt1d = 1 - (og - center).abs() / factor
-    filt = filt1d[:, None] * filt1d[None, :]
-    weight = torch.zeros(channels, channels, kernel, kernel)
+    filt1d = torch.tensor([1 - abs(i - center) / factor for i in range(kernel)], device="cpu")
+    weight = torch.zeros(channels, channels, kernel, kernel, device="cpu")
     for c in range(channels):
-        weight[c, c] = filt
+        weight[c, c] = filt1d[:, None] * filt1d[None, :]
     return weight
 
 
@@ -190,5 +194,6 @@ class LearnedUpsample(nn.ConvTranspose2d):
             padding=factor // 2,
             bias=False,
         )
-        with torch.no_grad():
-            self.weight.copy_(bilinear_kernel(channels, 2 * factor))
+        if not self.weight.is_meta:  # meta-device builds (counting, loading) skip init
+            with torch.no_grad():
+                self.weight.copy_(bilinear_kernel(channels, 2 * factor))

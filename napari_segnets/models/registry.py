@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import numbers
 
 from ..errors import InputError
 
@@ -175,8 +176,9 @@ def build(
     if task not in TASKS:
         raise InputError(f"Unknown task {task!r}: use 'segment' or 'autoencode'.")
     for name, value in (("in_channels", in_channels), ("classes", classes)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
             raise InputError(f"{name} must be a positive integer, got {value!r}.")
+    in_channels, classes = int(in_channels), int(classes)  # plain ints keep config JSON-clean
     if preset is not None:
         known = PRESETS.get(arch, {})
         if preset not in known:
@@ -191,7 +193,7 @@ def build(
         options = merged
     _check_options(arch, options)
     kwargs = {"task": task, "in_channels": in_channels, "classes": classes, **options}
-    if arch in ("linear", "pca"):
+    if arch not in BUDGET_ARCHS:
         if base is not None or budget is not None:
             raise InputError(
                 f"{arch!r} is sized by patch and components, not by base or budget: "
@@ -208,8 +210,9 @@ def build(
         base = match_budget(arch, budget, **kwargs)
     if base is None:
         base = DEFAULT_BASE[arch]
-    if isinstance(base, bool) or not isinstance(base, (int, float)) or not base > 0:
+    if isinstance(base, bool) or not isinstance(base, numbers.Real) or not base > 0:
         raise InputError(f"base must be a positive number of channels, got {base!r}.")
+    base = int(base) if float(base).is_integer() else float(base)
     return BUILDERS[arch](base=base, **kwargs)
 
 
@@ -251,7 +254,7 @@ def match_budget(arch: str, budget: int, **kwargs) -> float:
         lo, hi = hi, hi * 2
         if hi > 1e5:
             raise InputError(f"A budget of {int(budget):,} weights is too large for {arch!r}.")
-    while hi - lo > 1e-7 * hi:
+    while hi - lo > 1e-4 * hi:  # finer than any two distinct width settings in practice
         mid = (lo + hi) / 2
         if count(mid) < budget:
             lo = mid

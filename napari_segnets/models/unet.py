@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 from torch import nn
 
-from .parts import DoubleConv, ReceptiveField, SegnetModel, Up, widths
+from .parts import DoubleConv, ReceptiveField, SegnetModel, Up, require, widths
 
 
 class UNet(SegnetModel):
@@ -45,6 +47,15 @@ class UNet(SegnetModel):
         skips: bool = True,
     ):
         super().__init__()
+        require(
+            isinstance(depth, numbers.Integral) and 1 <= depth <= 8,
+            f"depth must be 1..8, got {depth!r}.",
+        )
+        depth = int(depth)
+        require(
+            up in ("transposed", "bilinear"), f"up must be 'transposed' or 'bilinear', not {up!r}."
+        )
+        require(0 <= dropout < 1, f"dropout must be in [0, 1), got {dropout!r}.")
         self.arch = "unet"
         self.task = task
         self.in_channels = in_channels

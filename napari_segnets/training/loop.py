@@ -134,6 +134,7 @@ def train_iter(
     import torch
 
     t0 = time.perf_counter()
+    schedule = "none" if schedule is None else schedule
     run = setup.prepare_run(
         model,
         data,
@@ -235,11 +236,8 @@ def train_iter(
                 entry["val"], preview = _validate(run, task)
                 current = entry["val"]["score"]
                 improved = best_score is None or (np.isfinite(current) and current > best_score)
-            else:
-                current, improved = (
-                    None,
-                    True,
-                )  # without validation the latest weights are the best known
+            else:  # without validation the latest weights are the best known
+                current, improved = None, True
             history.append(entry)
             if improved:
                 best_score, best_epoch = current, epoch + 1

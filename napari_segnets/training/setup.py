@@ -10,7 +10,7 @@ from ..errors import CheckpointError, InputError
 from .augment import make_augmenter
 from .datasets import CropSampler, SliceDataset
 from .losses import make_loss
-from .state import file_hash, load_optimizer, sidecar_path
+from .state import load_optimizer, sidecar_path
 
 TASKS = ("segment", "autoencode")
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
@@ -156,7 +156,11 @@ def prepare_run(
                     f"The parent checkpoint {parent} holds a different architecture than the model given; "
                     "pass model=None to fine-tune the parent's own architecture."
                 ) from exc
-        parent_info = {"path": str(Path(parent).resolve()), "content_hash": file_hash(parent)}
+        # The parent's weight hash (as checkpoints record it): it identifies the weights, not the file bytes.
+        parent_info = {
+            "path": str(Path(parent).resolve()),
+            "content_hash": parent_meta.get("content_hash"),
+        }
     if resume is not None:
         rmodel, resume_meta = _load_checkpoint(resume, "resume")
         if model is None:

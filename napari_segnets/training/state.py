@@ -9,7 +9,6 @@ atomic writes) is ignored on resume rather than silently mixed with other weight
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -30,15 +29,6 @@ def last_path(checkpoint) -> Path:
     return p.with_name(
         p.name[: -len(p.suffix)] + ".last" + p.suffix if p.suffix else p.name + ".last"
     )
-
-
-def file_hash(path) -> str:
-    """SHA-256 of a file's bytes (identifies a parent checkpoint)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def save_optimizer(path, optimizer, *, state_id: str, extra: dict | None = None) -> Path:

@@ -1,0 +1,125 @@
+"""Worst Qt event-loop stall while the widgets train and predict (issue 7).
+
+A QTimer fires every 10 ms on the GUI thread and records the gap between ticks;
+a gap far above 10 ms is a stall the user would feel (napari's rule: a click
+answers within 100 ms). Training and prediction run through the real widgets on
+the synthetic sample, off the GUI thread, exactly as a user would start them.
+
+Run (needs a display; on a headless box under Xvfb):
+
+    PYTHONPATH=. xvfb-run -a python benchmarks/gui_stall.py [--size 256] [--slices 8] [--steps 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--slices", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--base", type=int, default=16)
+    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--torch-threads", type=int, default=None,
+                        help="torch.set_num_threads before starting (default: torch's choice)")
+    parser.add_argument("--skip-train", action="store_true")
+    args = parser.parse_args(argv)
+
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    from napari_segnets._widgets import SegmentWidget, TrainWidget
+    from napari_segnets._widgets._session import REGISTRY
+    from napari_segnets.sample_data import synthetic_stack
+    from tests._widget_helpers import StallProbe
+
+    if args.torch_threads:
+        import torch
+
+        torch.set_num_threads(args.torch_threads)
+    image, labels = synthetic_stack(shape=(args.slices, args.size, args.size), seed=0)
+    viewer = napari.Viewer(show=True)
+    img = viewer.add_image(image, name="em", scale=(40, 4, 4))
+    truth = viewer.add_labels(labels["membranes"], name="membranes", scale=(40, 4, 4))
+    train, seg = TrainWidget(viewer), SegmentWidget(viewer)
+    viewer.window.add_dock_widget(train, name="Train", area="right")
+    viewer.window.add_dock_widget(seg, name="Segment", area="right", tabify=True)
+
+    def wait(widget):
+        while widget.runner.running:
+            QApplication.processEvents()
+            time.sleep(0.002)
+
+    def settle(seconds=1.0):
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            QApplication.processEvents()
+            time.sleep(0.002)
+
+    settle()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        # idle baseline: the same probe with nothing running
+        with StallProbe() as idle:
+            settle(3.0)
+        rows.append(("idle (no job)", idle.summary(), 3.0))
+
+        train.image.value, train.labels_layer.value = img, truth
+        train.base.value, train.crop.value, train.batch_size.value = args.base, 128, 4
+        train.epochs.value, train.steps.value = args.epochs, args.steps
+        train.device.value = "cpu"
+        train.output.value = Path(tmp) / "m.safetensors"
+        t0 = time.perf_counter()
+        with StallProbe() as probe:
+            train.run()
+            wait(train)
+        rows.append(("train (Train widget)", probe.summary(), time.perf_counter() - t0))
+        name = REGISTRY.names()[0]
+
+        seg.image.value, seg.checkpoint.model.value = img, name
+        seg.device.value, seg.scope.value = "cpu", "whole stack"
+        t0 = time.perf_counter()
+        with StallProbe() as probe:
+            seg.run()
+            wait(seg)
+        rows.append(("predict whole stack (Segment widget)", probe.summary(), time.perf_counter() - t0))
+
+        seg.scope.value = "current slice"
+        t0 = time.perf_counter()
+        with StallProbe() as probe:
+            seg.run()
+            wait(seg)
+        rows.append(("predict current slice (Segment widget)", probe.summary(), time.perf_counter() - t0))
+    viewer.close()
+
+    load = os.getloadavg()
+    print(f"# GUI stall probe: 10 ms QTimer on the GUI thread; stack {args.slices}x{args.size}x{args.size}, "
+          f"U-Net base {args.base}, {args.epochs} epochs x {args.steps} steps, crop 128, batch 4")
+    print(f"# {platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    print(f"{'job':40s} {'seconds':>8s} {'ticks':>6s} {'median ms':>10s} {'p99 ms':>8s} {'worst ms':>9s} "
+          f"{'>100 ms':>8s} {'worst/idle':>10s}")
+    idle_worst = rows[0][1]["worst_ms"] or 1.0
+    for job, s, secs in rows:
+        print(f"{job:40s} {secs:8.1f} {s['ticks']:6d} {s['median_ms']:10.1f} {s['p99_ms']:8.1f} "
+              f"{s['worst_ms']:9.1f} {s['over_100ms']:8d} {s['worst_ms'] / idle_worst:10.1f}")
+    result = {"rows": [{"job": j, "seconds": t, **s} for j, s, t in rows], "load": load}
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1))
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,215 @@
+"""``evaluate`` (IoU, Dice, ... against ground truth), ``wavelets`` (power per level) and ``bench``."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import InputError
+from . import common
+
+
+def register(sub) -> None:
+    e = common.command(
+        sub,
+        "evaluate",
+        run_evaluate,
+        help="score a prediction against ground truth (IoU, Dice, ...)",
+        description="Score predicted labels against ground-truth labels, per slice and overall. "
+        "Probability maps are thresholded first.",
+    )
+    common.add_required(e, "--prediction", metavar="P", help="predicted labels or probabilities")
+    common.add_required(e, "--truth", metavar="T", help="ground-truth labels")
+    e.add_argument("--slices", metavar="A:B", default=None, help="score slices A..B-1 only")
+    e.add_argument("--kind", choices=("binary", "multiclass", "membrane"), default="binary", help="default: binary")
+    e.add_argument("--ignore", type=int, default=None, help="ground-truth value of unlabelled pixels")
+    e.add_argument("--threshold", type=float, default=0.5, help="for probability maps (default: 0.5)")
+    e.add_argument("--binarize", action="store_true", default=False, help="treat every non-zero label as 1 (e.g. 0/255 masks)")
+    e.add_argument("--per-slice", action="store_true", default=False, help="also print every slice's scores")
+    e.add_argument("--json", action="store_true", default=False, help="print JSON instead of a table")
+
+    w = common.command(
+        sub,
+        "wavelets",
+        run_wavelets,
+        help="wavelet power per level of a stack, and of reconstructions beside it",
+        description="Normalised wavelet power per level (finest first, approximation last), averaged "
+        "over slices; with --reconstruction NAME=PATH, each model's power and its ratio to the original, "
+        "plus MSE/PSNR/SSIM.",
+    )
+    common.add_required(w, "--input", metavar="IMG", help="the original image or stack")
+    w.add_argument("--reconstruction", metavar="NAME=PATH", action="append", default=None,
+                   help="a reconstruction of the input (repeat for several models)")
+    w.add_argument("--slices", metavar="A:B", default=None, help="use slices A..B-1 only")
+    w.add_argument("--wavelet", default="haar", help="any discrete wavelet PyWavelets knows (default: haar)")
+    w.add_argument("--levels", type=int, default=None, help="levels (default: every level the size allows)")
+    w.add_argument("--plot", metavar="FILE", default=None, help="save the power-per-level plot (.png/.svg)")
+    w.add_argument("--mosaic", metavar="FILE", default=None, help="save level-1 mosaics of the first slice side by side")
+    w.add_argument("--json", action="store_true", default=False, help="print JSON instead of a table")
+
+    b = common.command(
+        sub,
+        "bench",
+        run_bench,
+        help="measure prediction speed (megapixels per second) on this machine",
+        description="Time tiled prediction of a synthetic image with a checkpoint or a freshly built "
+        "model; prints MP/s and the device used.",
+    )
+    b.add_argument("--checkpoint", metavar="CKPT", default=None, help="a checkpoint (default: build --arch)")
+    b.add_argument("--arch", default="unet", help="architecture when no checkpoint is given (default: unet)")
+    b.add_argument("--base", type=int, default=16, help="base channels when building (default: 16)")
+    b.add_argument("--size", type=int, default=1024, help="image side in pixels (default: 1024)")
+    b.add_argument("--tile", type=int, default=None, help="tile side (default: inference's choice)")
+    b.add_argument("--repeats", type=int, default=3, help="timed runs after one warm-up (default: 3)")
+    b.add_argument("--json", action="store_true", default=False, help="print JSON")
+    common.add_device(b)
+
+
+def _slab(array, slices, what):
+    """The selected slices of a 2D/3D array, as numpy (Z, Y, X)."""
+    import numpy as np
+
+    arr = array[None] if array.ndim == 2 else array
+    if arr.ndim != 3:
+        raise InputError(f"The {what} has shape {tuple(array.shape)}; give a 2D image or a 3D stack.")
+    r = common.parse_range(slices, arr.shape[0], "--slices")
+    if r is not None:
+        arr = arr[r.start : r.stop]
+    return np.asarray(arr), (0 if r is None else r.start)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ..metrics import score_stack
+
+    pred, _ = common.read_array(args.prediction, "Prediction", lazy=False)
+    truth, _ = common.read_array(args.truth, "Ground truth", lazy=False)
+    if pred.ndim == truth.ndim + 1 and np.issubdtype(pred.dtype, np.floating):
+        pred = np.argmax(np.asarray(pred), axis=0)  # class probabilities (C, ...) from predict
+    if tuple(pred.shape) != tuple(truth.shape):
+        raise InputError(
+            f"The prediction has shape {tuple(pred.shape)} but the ground truth {tuple(truth.shape)}; "
+            "they must match pixel for pixel."
+        )
+    pred, first = _slab(pred, args.slices, "prediction")
+    truth, _ = _slab(truth, args.slices, "ground truth")
+    if np.issubdtype(pred.dtype, np.floating):
+        pred = (pred >= args.threshold).astype(np.uint8) if args.kind != "multiclass" else np.rint(pred).astype(np.int64)
+    if args.binarize:
+        keep = truth == args.ignore if args.ignore is not None else None
+        pred = (pred != 0).astype(np.uint8)
+        truth = (truth != 0).astype(np.uint8)
+        if keep is not None:
+            truth[keep] = args.ignore
+    result = score_stack(pred, truth, kind=args.kind, ignore=args.ignore)
+    for entry in result["per_slice"]:
+        entry["index"] = int(entry["index"]) + first
+    if args.json:
+        common.print_json(result if args.per_slice else {"overall": result["overall"]})
+        return 0
+    overall = result["overall"]
+    if args.per_slice:
+        cols = [c for c in ("index", "iou", "dice", "f1", "pixel_accuracy", "rand_error", "vi") if any(c in r for r in result["per_slice"])]
+        common.print_table(result["per_slice"], cols)
+        print()
+    for key in ("iou", "dice", "mean_iou", "mean_dice", "f1", "precision", "recall", "pixel_accuracy", "rand_error", "vi"):
+        value = overall.get(key)
+        if isinstance(value, int | float):
+            print(f"{key:>10}: {float(value):.4f}")
+    return 0
+
+
+def run_wavelets(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .. import wavelets
+
+    image, _ = common.read_array(args.input, "Input", lazy=False)
+    original, _ = _slab(image, args.slices, "input")
+    recons = {}
+    for item in args.reconstruction or []:
+        name, sep, path = str(item).partition("=")
+        if not sep or not name or not path:
+            raise InputError(f"--reconstruction {item!r} must be NAME=PATH, e.g. unet=recon_unet.zarr.")
+        arr, _ = common.read_array(path, f"Reconstruction {name!r}", lazy=False)
+        if tuple(arr.shape) != tuple(image.shape):
+            raise InputError(
+                f"Reconstruction {name!r} has shape {tuple(arr.shape)} but the input {tuple(image.shape)}; "
+                "they must match."
+            )
+        recons[name] = _slab(arr, args.slices, f"reconstruction {name!r}")[0]
+    if recons:
+        table = wavelets.compare(original.astype(np.float32), {k: v.astype(np.float32) for k, v in recons.items()},
+                                 args.wavelet, args.levels)
+    else:
+        rows = common.run_job(wavelets.stack_power_iter(original, args.wavelet, args.levels), args)
+        levels = rows.shape[1] - 1
+        table = wavelets.Comparison(
+            wavelet=str(args.wavelet),
+            levels=levels,
+            labels=wavelets.level_labels(levels),
+            n_images=rows.shape[0],
+            power={"original": (rows.mean(axis=0), rows.std(axis=0))},
+        )
+    if args.plot:
+        common.info(f"plot: {wavelets.plot_power(table, args.plot)}")
+    if args.mosaic:
+        images = {"original": original[0], **{k: v[0] for k, v in recons.items()}}
+        common.info(f"mosaics: {wavelets.plot_mosaics(images, args.mosaic, args.wavelet)}")
+    if args.json:
+        common.print_json(table.to_dict())
+    elif recons:
+        print(wavelets.format_table(table), end="")
+    else:
+        mean, std = table.power["original"]
+        rows = [{"level": lab, "power": float(m), "std": float(s)} for lab, m, s in zip(table.labels, mean, std)]
+        common.print_table(rows, ["level", "power", "std"])
+    return 0
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    import time
+
+    import numpy as np
+
+    from ..devices import describe_device, resolve_device
+    from ..inference import predict
+
+    if args.size < 16 or args.repeats < 1:
+        raise InputError("--size must be at least 16 pixels and --repeats at least 1.")
+    if args.checkpoint:
+        model, _ = common.load_checkpoint(args.checkpoint)
+        name = str(args.checkpoint)
+    else:
+        from ..models import available, build
+
+        if args.arch not in available():
+            raise InputError(f"Unknown architecture {args.arch!r}; choose one of {', '.join(available())}.")
+        model = build(args.arch, base=args.base)
+        name = f"{args.arch} (base {args.base})"
+    device = resolve_device(args.device)
+    model.eval()
+    image = np.random.default_rng(0).integers(0, 255, (args.size, args.size), dtype=np.uint8)
+    options = {"tile": args.tile} if args.tile else {}
+    predict(model, image, device=str(device), **options)  # warm-up: allocation, kernel choice
+    times = []
+    for _ in range(args.repeats):
+        t = time.perf_counter()
+        predict(model, image, device=str(device), **options)
+        times.append(time.perf_counter() - t)
+    mp = args.size * args.size / 1e6
+    best, median = min(times), float(np.median(times))
+    result = {
+        "model": name,
+        "device": describe_device(device),
+        "image": [args.size, args.size],
+        "seconds_median": median,
+        "mp_per_s_median": mp / median,
+        "mp_per_s_best": mp / best,
+    }
+    if args.json:
+        common.print_json(result)
+    else:
+        print(f"{name} on {result['device']}: {mp / median:.2f} MP/s (median of {args.repeats}), "
+              f"{mp / best:.2f} MP/s best, {args.size}x{args.size} image")
+    return 0

@@ -1,0 +1,116 @@
+"""The functions napari.yaml points at: reader, label writer and sample data (npe2 contributions).
+
+Only translation happens here: core calls in, napari layer data tuples out.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+
+
+def _contrast_limits(array, meta: dict) -> list[float] | None:
+    """Display range: the full range for 8-bit, robust percentiles (on a bounded sample) otherwise."""
+    dtype = np.dtype(array.dtype)
+    if dtype == np.uint8:
+        return [0.0, 255.0]
+    from .io.normalize import fit_normalization, normalization_spec
+
+    try:
+        fitted = fit_normalization(array, normalization_spec("percentile", low=0.1, high=99.9))
+    except InputError:  # all NaN: let napari pick
+        return None
+    return [fitted["vmin"], fitted["vmax"]]
+
+
+def layer_tuple(array, meta: dict, name: str | None = None) -> tuple[Any, dict, str]:
+    """A napari layer data tuple for an array returned by :func:`napari_segnets.io.read`."""
+    name = name or Path(meta.get("path", "stack")).name
+    kwargs: dict[str, Any] = {"name": name, "metadata": {"segnets": dict(meta)}}
+    scale = meta.get("voxel_size") or meta.get("scale")
+    if scale is not None and len(scale) == array.ndim:
+        kwargs["scale"] = tuple(float(s) for s in scale)
+        if meta.get("voxel_size"):
+            kwargs["units"] = ("nm",) * array.ndim
+    if meta.get("kind") == "labels" and np.issubdtype(np.dtype(array.dtype), np.integer):
+        return array, kwargs, "labels"
+    limits = _contrast_limits(array, meta)
+    if limits is not None:
+        kwargs["contrast_limits"] = limits
+    return array, kwargs, "image"
+
+
+def get_reader(path: str | list[str]):
+    """npe2 reader: a function for paths napari-segnets can read, else None (napari falls back)."""
+    from .io import sniff
+
+    paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+    if not paths or any(sniff(p) is None for p in paths):
+        return None
+    return _read_layers
+
+
+def _read_layers(path: str | list[str]) -> list[tuple]:
+    from .io import read
+
+    paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+    layers = []
+    for p in paths:
+        array, meta = read(p)
+        layers.append(layer_tuple(array, meta))
+    return layers
+
+
+def write_labels(path: str, data: Any, attributes: dict) -> list[str]:
+    """npe2 single-layer writer: save a Labels layer as compressed OME-TIFF or OME-Zarr."""
+    from .io import write_labels as _write
+
+    meta = dict((attributes.get("metadata") or {}).get("segnets") or {})
+    voxel = meta.get("voxel_size")
+    scale = attributes.get("scale")
+    ndim = getattr(data, "ndim", None)
+    if (
+        (voxel is None or len(voxel) != ndim)
+        and scale is not None
+        and any(float(s) != 1.0 for s in scale)
+    ):
+        voxel = tuple(float(s) for s in scale)  # the layer's scale, which our reader sets in nm
+    return _write(path, data, {"voxel_size": voxel})
+
+
+def sample_synthetic() -> list[tuple]:
+    """The synthetic EM stack with its class labels (0 cytoplasm, 1 membrane, 2 mitochondrion)."""
+    from .sample_data import synthetic_stack
+
+    image, labels = synthetic_stack((16, 256, 256), seed=0)
+    return [
+        (image, {"name": "synthetic EM", "contrast_limits": [0, 255]}, "image"),
+        (labels["classes"], {"name": "synthetic classes", "opacity": 0.4}, "labels"),
+    ]
+
+
+def _public(name: str, title: str, target: str) -> list[tuple]:
+    from .sample_data import load_public
+
+    image, labels, meta = load_public(name)
+    scale = meta.get("voxel_size")
+    common = {"scale": scale} if scale else {}
+    layers = [(image, {"name": title, "contrast_limits": [0, 255], **common}, "image")]
+    if labels is not None:
+        layers.append((labels, {"name": f"{title} {target}", "opacity": 0.4, **common}, "labels"))
+    return layers
+
+
+def sample_isbi2012() -> list[tuple]:
+    """ISBI 2012 training stack with membrane labels (1 = membrane), from a local copy."""
+    return _public("isbi2012", "ISBI 2012", "membranes")
+
+
+def sample_lucchi() -> list[tuple]:
+    """EPFL/Lucchi FIB-SEM slices with mitochondria labels (1 = mitochondrion), from a local copy."""
+    return _public("lucchi", "Lucchi", "mitochondria")

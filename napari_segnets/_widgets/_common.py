@@ -1,0 +1,202 @@
+"""Small GUI helpers shared by the widgets: layer lookup, slices, geometry, plots."""
+
+from __future__ import annotations
+
+import numpy as np
+from magicgui.widgets import ComboBox, Container, Label
+from napari.layers import Image, Labels
+
+from ..errors import InputError
+
+__all__ = [
+    "LayerChoice",
+    "PlotCanvas",
+    "add_or_update",
+    "current_index",
+    "geometry",
+    "is_lazy",
+    "read_slice",
+]
+
+
+class LayerChoice(ComboBox):
+    """A combo box of the viewer's layers of one type, kept in sync with the layer list.
+
+    ``value`` is the layer object (or None). Tests can set it to a layer.
+    """
+
+    def __init__(self, viewer, layer_type=Image, *, label: str, nullable: bool = False, **kw):
+        self._viewer = viewer
+        self._layer_type = layer_type
+        self._nullable = nullable
+        super().__init__(label=label, choices=self._choices, nullable=nullable, **kw)
+        events = viewer.layers.events
+        for ev in (events.inserted, events.removed, events.reordered):
+            ev.connect(self._refresh)
+        self.native.destroyed.connect(self._disconnect)
+
+    def _choices(self, _widget=None):
+        return [(layer.name, layer) for layer in self._viewer.layers
+                if isinstance(layer, self._layer_type)]
+
+    def _refresh(self, _event=None) -> None:
+        try:
+            self.reset_choices()
+        except RuntimeError:  # the Qt widget is gone
+            self._disconnect()
+
+    def _disconnect(self, *_args) -> None:
+        events = self._viewer.layers.events
+        for ev in (events.inserted, events.removed, events.reordered):
+            try:
+                ev.disconnect(self._refresh)
+            except (TypeError, ValueError, RuntimeError):
+                pass
+
+    def require(self, what: str):
+        """The chosen layer, or an InputError that says which layer to add or pick."""
+        layer = self.value
+        if layer is None or layer not in self._viewer.layers:
+            kind = "Labels" if self._layer_type is Labels else "image"
+            raise InputError(f"No {what} chosen: add or open a {kind} layer and pick it in '{self.label}'.")
+        return layer
+
+
+def is_lazy(data) -> bool:
+    """True for arrays that are not in memory (dask, zarr)."""
+    return not isinstance(data, np.ndarray)
+
+
+def current_index(viewer, layer) -> int | None:
+    """The data index of the slice shown for a 3D layer (None for 2D layers)."""
+    if layer.ndim < 3:
+        return None
+    point = viewer.dims.point[-layer.ndim:]
+    z = layer.world_to_data(point)[0]
+    return int(np.clip(round(float(z)), 0, layer.data.shape[0] - 1))
+
+
+def read_slice(layer, index: int | None) -> np.ndarray:
+    """One 2D slice of a 2D/3D layer as numpy (computes only that slice of a lazy stack)."""
+    data = layer.data
+    if isinstance(data, list):  # multiscale: full-resolution level
+        data = data[0]
+    if data.ndim == 2 or index is None:
+        if data.ndim != 2:
+            raise InputError(f"Layer '{layer.name}' has {data.ndim} dimensions; use a 2D image or a 3D stack.")
+        return np.asarray(data)
+    if data.ndim != 3:
+        raise InputError(f"Layer '{layer.name}' has {data.ndim} dimensions; use a 2D image or a 3D stack.")
+    return np.asarray(data[index])
+
+
+def geometry(layer, ndim: int | None = None) -> dict:
+    """scale/translate of ``layer`` for a new layer with ``ndim`` dims (the trailing ones)."""
+    ndim = layer.ndim if ndim is None else ndim
+    return {"scale": tuple(layer.scale[-ndim:]), "translate": tuple(layer.translate[-ndim:])}
+
+
+def add_or_update(viewer, kind: str, data, name: str, **kwargs):
+    """Replace the data of layer ``name`` if it exists with the same kind and shape, else add it."""
+    cls = {"image": Image, "labels": Labels}[kind]
+    if name in viewer.layers:
+        layer = viewer.layers[name]
+        if isinstance(layer, cls) and getattr(layer.data, "shape", None) == data.shape:
+            layer.data = data
+            return layer
+        viewer.layers.remove(layer)
+    adder = viewer.add_image if kind == "image" else viewer.add_labels
+    return adder(data, name=name, **kwargs)
+
+
+class PlotCanvas(Container):
+    """A small matplotlib figure inside a magicgui container (Qt Agg canvas)."""
+
+    def __init__(self, *, height: float = 2.4, label: str = "") -> None:
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+        from matplotlib.figure import Figure
+
+        super().__init__(labels=False)
+        self.figure = Figure(figsize=(3.6, height), dpi=80, layout="constrained")
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setMinimumHeight(int(height * 80))
+        self.title = Label(value=label)
+        self.append(self.title)
+        self.native.layout().addWidget(self.canvas)
+        self.axes = self.figure.add_subplot(111)
+
+    def draw(self) -> None:
+        """Redraw soon (coalesced by Qt) rather than synchronously."""
+        self.canvas.draw_idle()
+
+
+def checkpoint_metadata(path) -> dict:
+    """A checkpoint's metadata (header only when the core offers that)."""
+    from .. import checkpoints
+
+    reader = getattr(checkpoints, "read_metadata", None)
+    if reader is not None:
+        return reader(path)
+    return checkpoints.load(path, device="cpu")[1]
+
+
+class CheckpointChoice(Container):
+    """Pick a checkpoint trained in this session or opened from a file.
+
+    Attributes: ``model`` (combo of session checkpoints) and ``file`` (a file
+    picker; choosing a file registers it and selects it in ``model``).
+    """
+
+    def __init__(self, *, label: str = "checkpoint", task: str | None = None, nullable: bool = False):
+        from magicgui.widgets import FileEdit
+
+        from ._session import REGISTRY
+
+        self._task = task
+        self.model = ComboBox(label=label, choices=self._choices, nullable=nullable)
+        self.file = FileEdit(label="…or file", mode="r", filter="*.safetensors")
+        super().__init__(widgets=[self.model, self.file], labels=True)
+        self.file.changed.connect(self._file_chosen)
+        REGISTRY.changed.connect(self._refresh)
+        self.native.destroyed.connect(lambda *_: REGISTRY.changed.disconnect(self._refresh))
+
+    def _choices(self, _widget=None):
+        from ._session import REGISTRY
+
+        return REGISTRY.names(self._task)
+
+    def _refresh(self) -> None:
+        try:
+            self.model.reset_choices()
+        except RuntimeError:
+            pass
+
+    def _file_chosen(self, path) -> None:
+        from pathlib import Path
+
+        from ._runner import report_exception
+        from ._session import REGISTRY
+
+        if not path or not Path(path).is_file():
+            return
+        try:
+            meta = checkpoint_metadata(path)
+        except Exception as exc:
+            report_exception(exc)
+            return
+        entry = REGISTRY.add(path, task=meta.get("task"), arch=meta.get("arch"), metadata=meta)
+        self._refresh()
+        if entry.name in self.model.choices:
+            self.model.value = entry.name
+
+    def entry(self, required: bool = True):
+        """The chosen session entry (InputError when none and ``required``)."""
+        from ._session import REGISTRY
+
+        name = self.model.value
+        item = REGISTRY.get(name) if name else None
+        if item is None and required:
+            raise InputError(
+                "No checkpoint chosen: train one in the Train widget or pick a .safetensors file."
+            )
+        return item

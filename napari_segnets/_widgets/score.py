@@ -1,0 +1,130 @@
+"""Score: compare a Labels layer with ground truth per slice; flag slices that got worse."""
+
+from __future__ import annotations
+
+import numpy as np
+from magicgui.widgets import ComboBox, Container, Label, PushButton, Table
+from napari.layers import Labels
+
+from ..errors import InputError
+from ._common import LayerChoice
+from ._runner import JobRunner, report_exception
+
+# Shown when the core reports them, in this order (multiclass IoU/Dice are per-class dicts).
+COLUMNS = ("iou", "dice", "mean_iou", "mean_dice", "rand_error", "vi", "pixel_accuracy")
+
+
+def score_job(pred, truth, kind):
+    """Score a stack (a progress generator so the GUI thread never waits)."""
+    from .. import metrics
+    from ..progress import Progress
+
+    yield Progress("score", 0, 1, "scoring")
+    pred, truth = np.asarray(pred), np.asarray(truth)
+    result = metrics.score_stack(pred, truth, kind=kind)
+    if kind == "membrane":
+        # membrane scoring reports F1 and Rand error; IoU/Dice come from the binary scores
+        binary = metrics.score_stack(pred, truth, kind="binary")
+        for row, extra in zip(result["per_slice"], binary["per_slice"]):
+            row.update({k: extra[k] for k in ("iou", "dice") if k in extra})
+        result["overall"].update({k: binary["overall"][k] for k in ("iou", "dice")})
+    yield Progress("score", 1, 1, "scored")
+    return result
+
+
+class ScoreWidget(Container):
+    """IoU, Dice and Rand error per slice and overall, as a table.
+
+    Sub-widgets: ``prediction``, ``truth``, ``baseline`` (optional earlier
+    prediction, e.g. before the last fine-tune), ``kind``, ``score_button``,
+    ``table``, ``overall``, ``status``. After a run: ``scores`` (the core's
+    ``score_stack`` result) and ``worse`` (slice indices that got worse).
+    If no baseline layer is chosen, the previous scoring against the same truth
+    layer is the baseline.
+    """
+
+    def __init__(self, viewer: napari.viewer.Viewer):  # noqa: F821
+        self.viewer = viewer
+        self.prediction = LayerChoice(viewer, Labels, label="prediction")
+        self.truth = LayerChoice(viewer, Labels, label="ground truth")
+        self.baseline = LayerChoice(viewer, Labels, label="compare with", nullable=True)
+        self.baseline.value = None
+        self.kind = ComboBox(label="kind", choices=["membrane", "binary", "multiclass"], value="membrane")
+        self.score_button = PushButton(text="Score")
+        self.table = Table(value={"data": [], "index": [], "columns": ["slice", "iou", "dice", "rand_error", "change"]})
+        self.overall = Label(value="")
+        self.status = Label(value="")
+        super().__init__(widgets=[self.prediction, self.truth, self.baseline, self.kind,
+                                  self.score_button, self.overall, self.table, self.status])
+        self.runner = JobRunner(viewer, label=self.status, run_buttons=[self.score_button])
+        self.score_button.changed.connect(self.run)
+        self.scores = None
+        self.worse: list[int] = []
+        self._previous: dict[str, list[dict]] = {}
+
+    def run(self, *_args):
+        """Score the prediction (and the baseline); returns the worker or None."""
+        try:
+            return self._start()
+        except Exception as exc:
+            report_exception(exc, self.status)
+            return None
+
+    def _start(self):
+        pred = self.prediction.require("prediction layer")
+        truth = self.truth.require("ground-truth layer")
+        if pred is truth:
+            raise InputError("The prediction and the ground truth are the same layer; pick two layers.")
+        if tuple(pred.data.shape) != tuple(truth.data.shape):
+            raise InputError(
+                f"'{pred.name}' is {tuple(pred.data.shape)} but '{truth.name}' is "
+                f"{tuple(truth.data.shape)}; score layers of the same stack."
+            )
+        base = self.baseline.value
+        kind = self.kind.value
+        pred_data, truth_data = pred.data, truth.data
+        base_data = base.data if base is not None else None
+
+        def job():
+            def both():
+                result = yield from score_job(pred_data, truth_data, kind)
+                before = None
+                if base_data is not None:
+                    before = yield from score_job(base_data, truth_data, kind)
+                return result, before
+            return both()
+
+        def done(out):
+            result, before = out
+            self._show(truth.name, result, before)
+
+        return self.runner.start(job, title=f"score {pred.name}", on_done=done, torch_job=False)
+
+    def _show(self, key, result, before) -> None:
+        from ..session import regressions
+
+        rows = result["per_slice"]
+        baseline_rows = before["per_slice"] if before is not None else self._previous.get(key)
+        ov = result["overall"]
+        columns = [c for c in COLUMNS if isinstance(ov.get(c), (int, float))]
+        metric = "mean_iou" if "mean_iou" in columns else "iou"
+        self.worse = regressions(baseline_rows, rows, key=metric) if baseline_rows else []
+        old = {r["index"]: r for r in baseline_rows or []}
+        data = []
+        for r in rows:
+            change = ""
+            if r["index"] in old and metric in r and metric in old[r["index"]]:
+                delta = r[metric] - old[r["index"]][metric]
+                change = f"{delta:+.3f}" + ("  WORSE" if r["index"] in self.worse else "")
+            data.append([r["index"], *(_fmt(r.get(c)) for c in columns), change])
+        self.table.value = {"data": data, "index": [str(r[0]) for r in data], "columns": ["slice", *columns, f"{metric} change"]}
+        text = "overall: " + ", ".join(f"{c} {_fmt(ov.get(c))}" for c in columns)
+        if self.worse:
+            text += f"; worse than before on slices {self.worse}"
+        self.overall.value = text
+        self.scores = result
+        self._previous[key] = rows
+
+
+def _fmt(value) -> str:
+    return "" if value is None else f"{float(value):.3f}"

@@ -1,0 +1,192 @@
+"""Segment / Autoencode: run a checkpoint on the current slice or the whole stack."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from magicgui.widgets import (
+    ComboBox,
+    Container,
+    FloatSlider,
+    Label,
+    PushButton,
+    RadioButtons,
+    SpinBox,
+)
+from napari.layers import Image
+
+from ..errors import InputError
+from ._common import CheckpointChoice, LayerChoice, add_or_update, current_index, geometry, is_lazy
+from ._runner import JobRunner, report_exception
+
+CURRENT, STACK = "current slice", "whole stack"
+TASKS = {"segment": "labels", "autoencode": "reconstruction"}
+
+
+def temporary_store(prefix: str = "segnets-") -> str:
+    """A fresh folder path for a Zarr result of a stack larger than memory."""
+    import tempfile
+    from pathlib import Path
+
+    return str(Path(tempfile.mkdtemp(prefix=prefix)) / "result.zarr")
+
+
+def predict_job(entry, image, *, output, tile, device, threshold, lazy_out=False):
+    """Load the checkpoint and predict (a progress generator; runs in the worker thread).
+
+    With ``lazy_out`` the result goes into a Zarr array on disk, so a stack larger
+    than memory stays lazy end to end.
+    """
+    from .. import checkpoints, inference
+
+    model, meta = checkpoints.load(entry.path, device="cpu")
+    out = None
+    if lazy_out:
+        out = inference.create_output(temporary_store(), image.shape, model.out_channels, output)
+    result = yield from inference.predict_iter(
+        model, image, tile=tile, device=device, output=output, threshold=threshold,
+        normalization=meta.get("normalization"), out=out,
+    )
+    return result, meta
+
+
+class SegmentWidget(Container):
+    """Segment (Labels layer) or autoencode (Image layer) an image layer with a checkpoint.
+
+    Sub-widgets: ``image``, ``checkpoint`` (``.model``/``.file``), ``task``,
+    ``device``, ``device_info``, ``tile``, ``threshold``, ``scope``,
+    ``keep_probabilities``, ``run_button``, ``cancel_button``, ``status``.
+    """
+
+    def __init__(self, viewer: napari.viewer.Viewer):  # noqa: F821
+        self.viewer = viewer
+        self.image = LayerChoice(viewer, Image, label="image")
+        self.checkpoint = CheckpointChoice(label="model")
+        self.task = ComboBox(label="task", choices=list(TASKS), value="segment")
+        self.device = ComboBox(label="device", choices=["auto", "cpu", "cuda", "mps"], value="auto")
+        self.device_info = Label(value="")
+        self.tile = SpinBox(label="tile (0 = auto)", min=0, max=4096, step=32, value=0)
+        self.threshold = FloatSlider(label="threshold", min=0.0, max=1.0, step=0.01, value=0.5)
+        self.scope = RadioButtons(label="run on", choices=[CURRENT, STACK], value=CURRENT)
+        self.run_button = PushButton(text="Run")
+        self.cancel_button = PushButton(text="Cancel")
+        self.status = Label(value="")
+        super().__init__(widgets=[
+            self.image, self.checkpoint, self.task, self.device, self.device_info, self.tile,
+            self.threshold, self.scope, Container(widgets=[self.run_button, self.cancel_button],
+                                                  layout="horizontal", labels=False), self.status,
+        ])
+        self.runner = JobRunner(viewer, label=self.status, run_buttons=[self.run_button],
+                                cancel_button=self.cancel_button)
+        self.run_button.changed.connect(self.run)
+        self.device.changed.connect(self._show_device)
+        self.checkpoint.model.changed.connect(self._checkpoint_chosen)
+        self._show_device()
+        self.last_layer = None
+
+    # ---- reactions ---------------------------------------------------------
+    def _show_device(self, *_args) -> None:
+        from ..devices import describe_device, resolve_device
+
+        try:
+            device = resolve_device(self.device.value)
+            text = f"runs on: {describe_device(device)}"
+            if device.type == "cpu" and (os.cpu_count() or 1) > 1:
+                text += ", one core left to the viewer"  # see _runner._leave_a_core_for_the_gui
+            self.device_info.value = text
+        except Exception as exc:
+            self.device_info.value = "runs on: unavailable"
+            report_exception(exc)
+
+    def _checkpoint_chosen(self, *_args) -> None:
+        entry = self.checkpoint.entry(required=False)
+        if entry is not None and entry.task in TASKS:
+            self.task.value = entry.task
+
+    # ---- action -------------------------------------------------------------
+    def run(self, *_args):
+        """Start the prediction; returns the worker (None if the inputs were refused)."""
+        try:
+            return self._start()
+        except Exception as exc:
+            report_exception(exc, self.status)
+            return None
+
+    def _start(self):
+        layer = self.image.require("image layer")
+        entry = self.checkpoint.entry()
+        task = self.task.value
+        if entry.task is not None and entry.task != task:
+            raise InputError(
+                f"Checkpoint '{entry.name}' was trained to {entry.task}, not to {task}; "
+                f"pick task '{entry.task}' or another checkpoint."
+            )
+        data = layer.data[0] if layer.multiscale else layer.data
+        if data.ndim not in (2, 3) or layer.rgb:
+            raise InputError(
+                f"Layer '{layer.name}' has shape {data.shape}; give a single-channel 2D image or 3D stack."
+            )
+        z = current_index(self.viewer, layer) if self.scope.value == CURRENT else None
+        lazy = is_lazy(data)
+        if z is not None:
+            source = np.asarray(data[z])
+        else:
+            source = data
+        output = TASKS[task]
+        kind = "labels" if task == "segment" else "image"
+        name = f"{entry.name} {'labels' if kind == 'labels' else 'reconstruction'}"
+        job_kwargs = {"output": output, "tile": self.tile.value or None, "device": self.device.value,
+                      "threshold": float(self.threshold.value)}
+        job_kwargs["lazy_out"] = z is None and data.ndim == 3 and lazy
+
+        def done(result):
+            array, meta = result
+            self.last_layer = self._show(layer, entry, kind, name, array, z)
+
+        return self.runner.start(lambda: predict_job(entry, source, **job_kwargs), title=f"{task} with {entry.name}", on_done=done)
+
+    def _show(self, layer, entry, kind, name, array, z):
+        """Put the result in a layer: the slice into a full-size layer, or the whole stack."""
+        geo = geometry(layer)
+        data = layer.data[0] if layer.multiscale else layer.data
+        dtype = np.uint8 if kind == "labels" else np.float32
+        if z is not None:
+            existing = self.viewer.layers[name] if name in self.viewer.layers else None
+            if existing is not None and existing.data.shape == data.shape:
+                target = existing.data
+            elif is_lazy(data):
+                import zarr
+
+                # a full-size output on disk: slices predicted one at a time fill it
+                target = zarr.open_array(temporary_store(), mode="w", shape=data.shape, dtype=dtype,
+                                         chunks=(1, *data.shape[1:]), fill_value=0)
+            else:
+                target = np.zeros(data.shape, dtype)
+            target[z] = np.asarray(array, dtype=dtype)
+            full = target
+        else:
+            full = array if is_lazy(array) else np.asarray(array, dtype=dtype)
+        out = add_or_update(self.viewer, kind, full, name, **geo)
+        out.refresh()
+        if kind == "labels":
+            self._remember(out, layer, entry, full, z)
+        self.viewer.layers.selection.active = out
+        return out
+
+    def _remember(self, out, layer, entry, full, z):
+        # The prediction as made, so Curate can find what the user changed.
+        info = out.metadata.setdefault("segnets", {})
+        original = info.get("original")
+        if original is None or getattr(original, "shape", None) != full.shape or z is None:
+            original = full.copy() if not is_lazy(full) else None
+        if original is not None and z is not None:
+            original[z] = np.asarray(full[z])
+        info.update(original=original, checkpoint=str(entry.path), model=entry.name,
+                    source=layer.name)
+        predicted = set(info.get("predicted", ())) if z is not None else set()
+        if z is not None:
+            predicted.add(z)
+        elif full.ndim == 3:
+            predicted = set(range(full.shape[0]))
+        info["predicted"] = sorted(predicted)

@@ -1,0 +1,284 @@
+"""Train / Fine-tune: fit a model on layers or on the curated store, with a live plot."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+from magicgui.widgets import (
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    PushButton,
+    RadioButtons,
+    SpinBox,
+)
+from napari.layers import Image, Labels
+
+from ..errors import InputError
+from ._common import CheckpointChoice, LayerChoice, PlotCanvas, current_index, geometry
+from ._runner import JobRunner, report_exception
+from ._session import REGISTRY
+from .curate import default_store
+
+LAYERS, STORE = "image + labels layers", "curated store"
+
+
+def default_checkpoint_dir() -> Path:
+    """Where new checkpoints go unless the user picks a file."""
+    return Path.home() / "napari-segnets" / "checkpoints"
+
+
+def train_job(*, build, data, val, parent, **kwargs):
+    """Build the model (or fine-tune ``parent``), then train (a progress generator; worker thread)."""
+    from .. import models
+    from ..training import train_iter
+
+    # With a parent the loop loads its weights and normalisation and records it as parent.
+    model = None if parent is not None else models.build(**build)
+    result = yield from train_iter(model, data, val=val, parent=str(parent.path) if parent else None,
+                                   **kwargs)
+    return result
+
+
+class TrainWidget(Container):
+    """Train a new model or fine-tune a checkpoint; saves a checkpoint with its parent recorded.
+
+    Sub-widgets: ``source``, ``image``, ``labels_layer``, ``store``, ``arch``, ``task``,
+    ``base``, ``parent_checkpoint`` (``.model``/``.file``; empty = train from scratch),
+    ``loss``, ``optimizer``, ``epochs``, ``steps``, ``batch_size``, ``crop``, ``lr``,
+    ``val_slices``, ``device``, ``output``, ``train_button``, ``cancel_button``,
+    ``status``, ``plot``. After a run: ``history`` (list of payload dicts),
+    ``result`` (the core's TrainResult).
+    """
+
+    def __init__(self, viewer: napari.viewer.Viewer):  # noqa: F821
+        from .. import models
+        from ..training import losses
+
+        self.viewer = viewer
+        self.source = RadioButtons(label="train on", choices=[LAYERS, STORE], value=LAYERS)
+        self.image = LayerChoice(viewer, Image, label="image")
+        self.labels_layer = LayerChoice(viewer, Labels, label="labels", nullable=True)
+        self.store = FileEdit(label="store", mode="d", value=default_store())
+        # PCA autoencoders are fitted in closed form (models.fit_pca), not trained by steps
+        self.arch = ComboBox(label="architecture", value="unet",
+                             choices=[a for a in models.available() if a != "pca"])
+        self.base = SpinBox(label="base channels", min=4, max=128, value=16)
+        self.parent_checkpoint = CheckpointChoice(label="fine-tune from", nullable=True)
+        self.parent_checkpoint.model.value = None
+        self._losses = {"segment": list(losses.SEGMENT_LOSSES), "autoencode": list(losses.AUTOENCODE_LOSSES)}
+        self.task = ComboBox(label="task", choices=["segment", "autoencode"], value="segment")
+        # choices as a callable: napari resets docked widgets' choices whenever layers change
+        self.loss = ComboBox(label="loss", choices=lambda _w=None: self._losses[self.task.value],
+                             value="bce_dice")
+        self.optimizer = ComboBox(label="optimizer", choices=["adam", "adamw", "sgd"], value="adam")
+        self.epochs = SpinBox(label="epochs", min=1, max=10_000, value=10)
+        self.steps = SpinBox(label="steps / epoch (0 = auto)", min=0, max=100_000, value=0)
+        self.batch_size = SpinBox(label="batch size", min=1, max=256, value=4)
+        self.crop = SpinBox(label="crop", min=16, max=2048, step=16, value=128)
+        self.lr = FloatSpinBox(label="learning rate", min=1e-6, max=1.0, step=1e-4, value=1e-3)
+        self.lr.native.setDecimals(6)
+        self.val_slices = SpinBox(label="validation slices", min=0, max=1000, value=1)
+        self.device = ComboBox(label="device", choices=["auto", "cpu", "cuda", "mps"], value="auto")
+        self.output = FileEdit(label="save as", mode="w", filter="*.safetensors")
+        self.train_button = PushButton(text="Train")
+        self.cancel_button = PushButton(text="Cancel")
+        self.status = Label(value="")
+        self.plot = PlotCanvas(label="loss and validation")
+        super().__init__(widgets=[
+            self.source, self.image, self.labels_layer, self.store, self.arch, self.task, self.base,
+            self.parent_checkpoint, self.loss, self.optimizer, self.epochs, self.steps, self.batch_size,
+            self.crop, self.lr, self.val_slices, self.device, self.output,
+            Container(widgets=[self.train_button, self.cancel_button], layout="horizontal",
+                      labels=False),
+            self.status, self.plot,
+        ], scrollable=False)
+        self.runner = JobRunner(viewer, label=self.status, run_buttons=[self.train_button],
+                                cancel_button=self.cancel_button)
+        self.train_button.changed.connect(self.run)
+        self.task.changed.connect(self._task_changed)
+        self.history: list[dict] = []
+        self.result = None
+        self._ax2 = self.plot.axes.twinx()
+        self._draw_scheduled = False
+        self._pending_history: list[dict] = []
+        self._render([])
+
+    def _task_changed(self, task) -> None:
+        self.loss.reset_choices()
+        self.loss.value = "bce_dice" if task == "segment" else "mse"
+
+    # ---- inputs --------------------------------------------------------------
+    def _datasets(self):
+        from ..training.datasets import SliceDataset
+
+        if self.source.value == STORE:
+            from ..curation import Store
+
+            root = self.store.value
+            if not root or not Path(root).is_dir() or str(root) in (".", ""):
+                raise InputError("No curated store chosen: pick the store folder (Curate widget) in 'store'.")
+            store = Store(root)
+            data = SliceDataset.from_store(store, split="train")
+            val = None
+            if store.samples(split="val"):
+                val = SliceDataset.from_store(store, split="val")
+            return data, val, self.image.value
+        image = self.image.require("image layer")
+        img = image.data[0] if image.multiscale else image.data
+        mask = None
+        if self.task.value == "segment":
+            labels = self.labels_layer.require("labels layer")
+            mask = labels.data
+            if tuple(mask.shape) != tuple(img.shape):
+                raise InputError(
+                    f"The labels '{labels.name}' have shape {tuple(mask.shape)} but the image "
+                    f"'{image.name}' has {tuple(img.shape)}; pick layers of the same stack."
+                )
+        data = SliceDataset(img, mask, name=image.name)
+        n = len(data)
+        n_val = min(self.val_slices.value, n - 1)
+        if n_val <= 0:
+            return data, None, image
+        # Validate on the slice in view (and the next ones): the preview then shows it.
+        z = current_index(self.viewer, image) or 0
+        val_idx = [(z + k) % n for k in range(n_val)]
+        train_idx = [i for i in range(n) if i not in val_idx]
+        return data.subset(train_idx), data.subset(val_idx), image
+
+    def _checkpoint_path(self) -> Path:
+        out = self.output.value
+        if out and str(out) not in ("", ".") and not Path(out).is_dir():
+            path = Path(out)
+            return path if path.suffix == ".safetensors" else path.with_suffix(".safetensors")
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        return default_checkpoint_dir() / f"{self.arch.value}-{self.task.value}-{stamp}.safetensors"
+
+    # ---- action --------------------------------------------------------------
+    def run(self, *_args):
+        """Start training; returns the worker (None if the inputs were refused)."""
+        try:
+            return self._start()
+        except Exception as exc:
+            report_exception(exc, self.status)
+            return None
+
+    def _start(self):
+        data, val, image_layer = self._datasets()
+        parent = self.parent_checkpoint.entry(required=False)
+        classes = 1
+        if self.task.value == "segment" and data.has_masks:
+            top = max(int(np.max(m[m != data.ignore_index], initial=0)) for m in data.labels())
+            classes = 1 if top <= 1 else top + 1
+        build = {"arch": self.arch.value, "task": self.task.value, "classes": classes}
+        if self.arch.value != "linear":  # the linear autoencoder is sized by patch, not width
+            build["base"] = self.base.value
+        checkpoint = self._checkpoint_path()
+        self._preview_geo = geometry(image_layer, 2) if image_layer is not None else None
+        kwargs = {
+            "task": self.task.value, "epochs": self.epochs.value, "steps_per_epoch": self.steps.value or None,
+            "batch_size": self.batch_size.value, "crop": self.crop.value, "lr": float(self.lr.value),
+            "loss": self.loss.value, "optimizer": self.optimizer.value, "device": self.device.value,
+            "checkpoint": str(checkpoint),
+        }
+        self.history = []
+        self.result = None
+        self._draw([])
+        title = f"{'fine-tune' if parent else 'train'} {self.arch.value}"
+
+        def job():
+            return train_job(build=build, data=data, val=val, parent=parent, **kwargs)
+
+        def on_event(event):
+            payload = event.payload or {}
+            if event.stage == "train" and "loss" in payload:
+                self.history.append({"step": payload.get("step", event.done), "loss": payload["loss"]})
+                self._draw(self.history)
+            elif event.stage == "epoch":
+                last = self.history[-1]["step"] if self.history else 0
+                self.history.append({"step": last, "epoch": payload.get("epoch"),
+                                     "epoch_loss": payload.get("loss"), "val": payload.get("val")})
+                self._draw(self.history)
+                if payload.get("preview") is not None:
+                    self._show_preview(payload["preview"])
+
+        def done(result):
+            self.result = result
+            path = result.checkpoint or checkpoint
+            entry = REGISTRY.add(path, task=self.task.value, arch=self.arch.value,
+                                 parent=str(parent.path) if parent else None, trained_here=True)
+            return f"saved {entry.name} ({path})"
+
+        return self.runner.start(job, title=title, on_event=on_event, on_done=done)
+
+    # ---- display -------------------------------------------------------------
+    def _show_preview(self, preview) -> None:
+        preview = np.asarray(preview)
+        while preview.ndim > 2:
+            preview = preview[0]
+        name = "training preview"
+        kind = "labels" if preview.dtype.kind in "iub" else "image"
+        if name in self.viewer.layers:
+            layer = self.viewer.layers[name]
+            same = layer.data.shape == preview.shape and isinstance(layer, Labels) == (kind == "labels")
+            if same:
+                layer.data = preview
+                return
+            self.viewer.layers.remove(name)
+        geo = self._preview_geo or {}
+        if kind == "labels":
+            self.viewer.add_labels(preview, name=name, opacity=0.5, **geo)
+        else:
+            self.viewer.add_image(preview, name=name, colormap="magma", opacity=0.5,
+                                  blending="additive", **geo)
+
+    def _draw(self, history) -> None:
+        """Ask for a redraw; at most one a second so the GUI thread stays free."""
+        self._pending_history = history
+        if not self._draw_scheduled:
+            from qtpy.QtCore import QTimer
+
+            self._draw_scheduled = True
+            QTimer.singleShot(1000, self._redraw)
+
+    def _redraw(self) -> None:
+        self._draw_scheduled = False
+        try:
+            self._render(self._pending_history)
+        except RuntimeError:  # the widget was closed while a redraw was queued
+            pass
+
+    def _render(self, history) -> None:
+        ax, ax2 = self.plot.axes, self._ax2
+        ax.clear()
+        ax2.clear()
+        pts = [(h["step"], h["loss"]) for h in history if "loss" in h]
+        if pts:
+            ax.plot(*zip(*pts), lw=1, color="tab:blue", label="loss")
+            ax.legend(loc="upper left", fontsize=7)
+        curves: dict[str, list] = {}
+        for h in history:
+            val = h.get("val")
+            if not isinstance(val, dict):
+                continue
+            for key, value in val.items():
+                if key == "score":
+                    continue
+                if isinstance(value, dict):  # per class: show the foreground mean
+                    fg = [v for c, v in value.items() if str(c) != "0" and v is not None]
+                    value = float(np.mean(fg)) if fg else None
+                if value is not None:
+                    curves.setdefault(f"val {key}", []).append((h["step"], float(value)))
+        for (label, series), color in zip(curves.items(), ("tab:orange", "tab:green", "tab:red")):
+            ax2.plot(*zip(*series), "o-", ms=3, lw=1, color=color, label=label)
+        if curves:
+            ax2.legend(loc="upper right", fontsize=7)
+        ax.set_xlabel("step", fontsize=8)
+        ax.set_ylabel("loss", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax2.tick_params(labelsize=7)
+        self.plot.draw()

@@ -1,0 +1,240 @@
+"""TIFF stacks (single page, multi-page, BigTIFF, ImageJ, OME) via tifffile."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ._common import as_dask, slice_chunks, token, unit_to_nm, want_lazy
+
+_DEFAULT_DPI = {72.0, 96.0, 150.0, 300.0, 600.0}  # screen/print defaults, never an EM pixel size
+_PAGE_CHUNK_LIMIT = 256 * 1024**2  # bytes; larger pages are read tile by tile
+_MAX_PIXEL_NM = 1e5  # a "pixel" larger than 0.1 mm is a placeholder, not a calibration
+# tifffile logs (rather than raises) these; they mean pages are missing or the shape is wrong.
+_FATAL = re.compile(r"page offset|offset to first page|failed to reshape|truncat|corrupt", re.I)
+
+
+def _ome_voxel(xml: str | None, axes: str) -> list[float | None] | None:
+    """Physical sizes (nm) per axis from OME-XML, or None."""
+    if not xml:
+        return None
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError:
+        return None
+    pixels = next((el for el in root.iter() if el.tag.endswith("Pixels")), None)
+    if pixels is None:
+        return None
+    out: list[float | None] = []
+    for ax in axes.lower():
+        size = pixels.get(f"PhysicalSize{ax.upper()}") if ax in "zyx" else None
+        factor = unit_to_nm(pixels.get(f"PhysicalSize{ax.upper()}Unit", "µm"))
+        out.append(float(size) * factor if size is not None and factor else None)
+    return out
+
+
+def _resolution_nm(page, unit_nm: float | None) -> tuple[float, float] | None:
+    """(y, x) pixel size in nm from the X/YResolution tags, or None when absent or a default."""
+    try:
+        xres, yres = page.get_resolution()
+        resunit = int(page.tags["ResolutionUnit"].value) if "ResolutionUnit" in page.tags else 2
+    except Exception:  # missing or malformed tags: no calibration
+        return None
+    if xres <= 0 or yres <= 0:
+        return None
+    if resunit == 2:  # inch
+        if xres in _DEFAULT_DPI and yres in _DEFAULT_DPI:
+            return None
+        unit_nm = 2.54e7
+    elif resunit == 3:  # centimetre
+        unit_nm = 1e7
+    elif unit_nm is None or (xres == 1 and yres == 1):
+        return None
+    y, x = unit_nm / yres, unit_nm / xres
+    if y > _MAX_PIXEL_NM or x > _MAX_PIXEL_NM:
+        return None
+    return y, x
+
+
+def _voxel_size(tif, series) -> list[float | None] | None:
+    axes = series.axes.lower()
+    if tif.is_ome:
+        sizes = _ome_voxel(tif.ome_metadata, axes)
+        if sizes and any(s is not None for s in sizes):
+            return sizes
+    ij = tif.imagej_metadata or {}
+    unit_nm = unit_to_nm(ij.get("unit")) if ij else None
+    yx = _resolution_nm(series.pages[0] if series.pages else tif.pages[0], unit_nm)
+    if yx is None:
+        return None
+    out: list[float | None] = []
+    for ax in axes:
+        if ax == "y":
+            out.append(yx[0])
+        elif ax == "x":
+            out.append(yx[1])
+        elif ax == "z" and ij.get("spacing") and unit_nm:
+            out.append(float(ij["spacing"]) * unit_nm)
+        else:
+            out.append(None)
+    return out
+
+
+class _LogCollector(logging.Handler):
+    """Collects tifffile's error log lines: it logs (not raises) broken page chains and shapes."""
+
+    def __init__(self):
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def _tifffile_errors():
+    logger = logging.getLogger("tifffile")
+    handler = _LogCollector()
+    logger.addHandler(handler)
+    try:
+        yield handler.messages
+    finally:
+        logger.removeHandler(handler)
+
+
+def _check_logged(path: Path, logged: list[str]) -> None:
+    """Refuse a file when tifffile logged that pages are missing or the shape is wrong."""
+    fatal = [m for m in logged if _FATAL.search(m)]
+    if fatal:
+        reason = re.sub(r"^<[^>]*>\s*", "", fatal[0])  # drop tifffile's "<TiffPages @8>" prefix
+        raise InputError(
+            f"{path.name} is corrupt or truncated ({reason}); re-export or re-copy the file."
+        )
+
+
+def _check_structure(path: Path, series, logged: list[str]) -> None:
+    """Refuse files whose page chain broke or whose image data run past the end of the file."""
+    _check_logged(path, logged)
+    size = path.stat().st_size
+    for page in series.pages:
+        if page is None:
+            continue
+        offsets, counts = page.dataoffsets, page.databytecounts
+        if offsets and max(o + c for o, c in zip(offsets, counts)) > size:
+            raise InputError(
+                f"{path.name} is truncated: its image data run past the end of the file."
+            )
+
+
+def read_tiff(path: Path, *, lazy: bool | None):
+    """Read a TIFF; returns (array, meta, axes, rgb) for :func:`finalize`."""
+    import tifffile
+
+    with _tifffile_errors() as logged:
+        try:
+            tif = tifffile.TiffFile(path)
+        except Exception as exc:  # tifffile raises TiffFileError, ValueError, struct errors...
+            raise InputError(
+                f"{path.name} is not a readable TIFF ({exc}); the file may be corrupt or truncated."
+            ) from exc
+        try:
+            if not tif.series:
+                raise InputError(
+                    f"{path.name} contains no images; the TIFF may be corrupt or truncated."
+                )
+            series = tif.series[0]
+            _check_structure(path, series, logged)
+            shape, dtype, axes = tuple(series.shape), series.dtype, series.axes
+            rgb = axes.endswith("S") and shape[-1] in (3, 4)
+            meta = {
+                "format": "bigtiff" if tif.is_bigtiff else "tiff",
+                "voxel_size": _voxel_size(tif, series),
+                "kind": _kind(tif),
+            }
+            if "S" in axes and not rgb:
+                meta.setdefault("notes", []).append(
+                    f"The file is stored as planar RGB (tifffile's default for {shape[0]} planes); "
+                    "its planes are read as z slices."
+                )
+            if len(tif.series) > 1:
+                meta.setdefault("notes", []).append(
+                    f"The file holds {len(tif.series)} image series; the first was read."
+                )
+            if rgb and meta["voxel_size"] is not None:
+                meta["voxel_size"] = meta["voxel_size"][:-1]
+            if want_lazy(lazy, shape, dtype):
+                array = _lazy(path, tif, series)
+            else:
+                array = _eager(path, tif, series)
+                _check_logged(path, logged)  # errors logged while decoding
+            meta.setdefault("notes", []).extend(f"tifffile: {m}" for m in dict.fromkeys(logged))
+        except InputError:
+            tif.close()
+            raise
+        except Exception as exc:
+            tif.close()
+            raise InputError(
+                f"{path.name} could not be decoded ({exc}); the TIFF may be corrupt or truncated."
+            ) from exc
+    return array, meta, axes.lower(), rgb
+
+
+def _kind(tif) -> str | None:
+    """Return "labels" when our label writer made the file (OME Image Name), else None."""
+    if tif.is_ome and tif.ome_metadata and 'Name="napari-segnets labels"' in tif.ome_metadata:
+        return "labels"
+    return None
+
+
+def _eager(path: Path, tif, series) -> np.ndarray:
+    try:
+        with tif:
+            data = series.asarray()
+    except Exception as exc:
+        raise InputError(
+            f"{path.name} could not be decoded ({exc}); the TIFF may be corrupt or truncated."
+        ) from exc
+    expected = int(np.prod(series.shape))
+    if data.size != expected:
+        raise InputError(
+            f"{path.name} is truncated: expected {expected} pixels, decoded {data.size}."
+        )
+    return data
+
+
+def _lazy(path: Path, tif, series):
+    """Memory-map uncompressed contiguous data; otherwise read pages/tiles through tifffile's zarr store."""
+    import tifffile
+
+    from ._sources import memmap_recipe, open_memmap, open_tiff_zarr, reopenable
+
+    name = token(path, "tiff")
+    if series.dataoffset is not None:
+        tif.close()
+        try:
+            mm = tifffile.memmap(path, series=0, mode="r")
+        except ValueError as exc:  # mmap length beyond the end of the file
+            raise InputError(
+                f"{path.name} is truncated: the image data run past the end of the file."
+            ) from exc
+        mm = mm.reshape(series.shape)
+        rgb = series.axes.endswith("S") and series.shape[-1] in (3, 4)
+        source = reopenable(open_memmap, memmap_recipe(mm), mm, label=path.name, what="TIFF")
+        return as_dask(source, chunks=slice_chunks(mm.shape, rgb=rgb), name=name)
+    import zarr
+
+    # One chunk per page (a slice) unless a page is huge: then the file's own tiles/strips.
+    page_bytes = int(np.prod(series.shape[-2:])) * series.dtype.itemsize
+    mode = tifffile.CHUNKMODE.PAGE if page_bytes <= _PAGE_CHUNK_LIMIT else None
+    # The store keeps the TiffFile open for as long as the dask array lives.
+    z = zarr.open(series.aszarr(chunkmode=mode), mode="r")
+    if isinstance(z, zarr.Group):  # pyramidal TIFF: level 0
+        z = z["0"]
+    source = reopenable(open_tiff_zarr, (str(path), mode), z, label=path.name, what="TIFF")
+    return as_dask(source, chunks=z.chunks, name=name)

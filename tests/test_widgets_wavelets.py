@@ -1,0 +1,112 @@
+"""The Wavelets widget: three layers side by side, following the slice; autoencoder comparison."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests._widget_helpers import Notes, set_slice, synthetic_layers, wait_for
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture(autouse=True)
+def _fresh_registry():
+    from napari_segnets._widgets._session import REGISTRY
+
+    REGISTRY.clear()
+    yield
+    REGISTRY.clear()
+
+
+def _three_layers(viewer):
+    from scipy import ndimage
+
+    img, _truth = synthetic_layers(viewer)
+    data = img.data.astype(np.float32)
+    blurred = viewer.add_image(ndimage.gaussian_filter(data, (0, 2, 2)), name="blurred", scale=img.scale)
+    noisy = viewer.add_image(data + np.random.default_rng(0).normal(0, 20, data.shape).astype(np.float32),
+                             name="noisy", scale=img.scale)
+    return img, blurred, noisy
+
+
+def test_three_layers_side_by_side_follow_the_slice(make_napari_viewer, qtbot, monkeypatch):
+    from napari_segnets import wavelets
+    from napari_segnets._widgets import WaveletWidget
+
+    notes = Notes(monkeypatch)
+    viewer = make_napari_viewer()
+    layers = _three_layers(viewer)
+    widget = WaveletWidget(viewer)
+    widget.layers.value = list(layers)
+    set_slice(viewer, layers[0], 1)
+    assert widget.show_mosaics() is not None
+    wait_for(qtbot, widget)
+    mosaics = widget.mosaic_layers
+    assert [m.name for m in mosaics] == [f"{layer.name} mosaic L1" for layer in layers]
+    for layer, mos in zip(layers, mosaics):
+        assert mos.data.shape == layer.data.shape[1:]
+        assert tuple(mos.scale) == tuple(layer.scale[1:])
+        expected = wavelets.mosaic(np.asarray(layer.data[1], dtype=np.float32), "haar", level=1)
+        np.testing.assert_allclose(mos.data, expected, atol=1e-6)
+    grid = viewer.canvas.grid
+    assert grid.enabled and grid.shape == (2, 3)
+    assert not viewer.layers["membranes"].visible, "layers outside the comparison leave the grid"
+    # the power per level of every layer, finest level first, each summing to one
+    assert set(widget.power) == {layer.name for layer in layers}
+    for power in widget.power.values():
+        assert power.sum() == pytest.approx(1.0)
+    assert widget.power["blurred"][0] < widget.power["em"][0] < widget.power["noisy"][0]
+
+    # moving to another slice refreshes the mosaics
+    before = mosaics[0].data.copy()
+    set_slice(viewer, layers[0], 2)
+    qtbot.waitUntil(lambda: not np.array_equal(widget.mosaic_layers[0].data, before), timeout=20_000)
+    wait_for(qtbot, widget)
+    expected = wavelets.mosaic(np.asarray(layers[0].data[2], dtype=np.float32), "haar", level=1)
+    np.testing.assert_allclose(widget.mosaic_layers[0].data, expected, atol=1e-6)
+
+    # another wavelet and level replace the mosaics
+    widget.level.value = 2
+    qtbot.waitUntil(lambda: "em mosaic L2" in viewer.layers, timeout=20_000)
+    wait_for(qtbot, widget)
+    assert "em mosaic L1" not in viewer.layers
+    widget.wavelet.value = "db2"
+    qtbot.waitUntil(lambda: widget.runner.running or True, timeout=1000)
+    wait_for(qtbot, widget)
+    widget.grid_off()
+    assert not grid.enabled and viewer.layers["membranes"].visible
+    assert not notes.errors, notes.errors
+
+
+def test_compare_autoencoders_on_the_current_slice(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    from napari_segnets import checkpoints, models
+    from napari_segnets._widgets import WaveletWidget
+    from napari_segnets._widgets._session import REGISTRY
+
+    notes = Notes(monkeypatch)
+    viewer = make_napari_viewer()
+    img, _truth = synthetic_layers(viewer)
+    widget = WaveletWidget(viewer)
+    # two untrained autoencoders, as if opened from files
+    for i, arch in enumerate(("unet", "linear")):
+        options = {"base": 8} if arch == "unet" else {}
+        path = checkpoints.save(tmp_path / f"ae{i}.safetensors",
+                                models.build(arch, task="autoencode", **options))
+        REGISTRY.add(path, task="autoencode", arch=arch)
+    widget.models.reset_choices()
+    assert set(widget.models.choices) == {"ae0", "ae1"}
+    widget.image.value = img
+    widget.models.value = ["ae0", "ae1"]
+    set_slice(viewer, img, 1)
+    assert widget.compare() is not None
+    qtbot.waitUntil(lambda: widget.comparison is not None and not widget.runner.running, timeout=60_000)
+    wait_for(qtbot, widget)
+    for name in ("em z1", "ae0 reconstruction z1", "ae1 reconstruction z1"):
+        assert name in viewer.layers
+        assert viewer.layers[name].data.shape == (64, 64)
+    assert len(widget.mosaic_layers) == 3, "each image gets its mosaic"
+    table = widget.table.value
+    assert [row[0] for row in table["data"]] == ["ae0", "ae1"]
+    assert widget.comparison.models == ["ae0", "ae1"]
+    assert not notes.errors, notes.errors
