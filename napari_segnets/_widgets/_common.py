@@ -109,13 +109,10 @@ def add_or_update(viewer, kind: str, data, name: str, **kwargs):
 
 
 def checkpoint_metadata(path) -> dict:
-    """A checkpoint's metadata (header only when the core offers that)."""
+    """A checkpoint's metadata from its header (no weights read: fast enough for the GUI thread)."""
     from .. import checkpoints
 
-    reader = getattr(checkpoints, "read_metadata", None)
-    if reader is not None:
-        return reader(path)
-    return checkpoints.load(path, device="cpu")[1]
+    return checkpoints.read_metadata(path)
 
 
 class CheckpointChoice(Container):
