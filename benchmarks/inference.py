@@ -164,11 +164,18 @@ def memory_child(path: str, out_path: str) -> None:
     t = time.perf_counter()
     predict(model, vol, tile=2048 + 4, blend="none", out=out, device="cpu")
     elapsed = time.perf_counter() - t
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+    # VmHWM, not getrusage: ru_maxrss survives exec and would count the benchmark's own memory.
+    with open("/proc/self/status") as f:
+        hwm = [ln for ln in f if ln.startswith("VmHWM")]
+    peak = (
+        int(hwm[0].split()[1]) * 1024
+        if hwm
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    )
     print(f"PEAK {peak} TIME {elapsed:.1f} CHECK {int(np.asarray(out[-1, :8, :8]).sum())}")
 
 
-def memory_bench(gb: float, workdir: str):
+def memory_bench(gb: float, workdir: str, threads=None):
     import zarr
 
     side = 8192
@@ -184,7 +191,8 @@ def memory_bench(gb: float, workdir: str):
     t_write = time.perf_counter() - t
     env = dict(os.environ, PYTHONPATH=os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", ""))
     res = subprocess.run(
-        [sys.executable, __file__, "--memory-child", path, os.path.join(workdir, "out.zarr")],
+        [sys.executable, __file__, "--memory-child", path, os.path.join(workdir, "out.zarr")]
+        + (["--threads", str(threads)] if threads else []),
         capture_output=True,
         text=True,
         env=env,
@@ -205,13 +213,21 @@ def main(argv=None):
     parser.add_argument("--size", type=int, default=2048)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--memory-gb", type=float, default=4.3)
-    parser.add_argument("--models", default="unet,atrous,fcn8s")
+    parser.add_argument(
+        "--models",
+        default="unet,atrous,fcn8s",
+        help="comma list; name:SIZE runs that model on a smaller image",
+    )
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: torch's)"
     )
     parser.add_argument("--memory-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.memory_child:
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
         memory_child(*args.memory_child)
         return
     import torch
@@ -225,12 +241,15 @@ def main(argv=None):
     unet = build("unet", base=16).eval()
     budget = count_parameters(unet)
     rows = []
-    for name in args.models.split(","):
+    for spec in filter(None, args.models.split(",")):
+        name, _, size = spec.partition(":")
         model = unet if name == "unet" else build(name, budget=budget).eval()
-        rows.append(bench_model(name, model, img, args.repeats))
+        image = img[: int(size), : int(size)] if size else img
+        rows.append(bench_model(name, model, image, args.repeats))
+        rows[-1]["size"] = image.shape[0]
         print(f"# done {name}", file=sys.stderr, flush=True)
     print(
-        f"\n{args.size}x{args.size} uint8 image, CPU, torch {torch.__version__}, "
+        f"\n{args.size}x{args.size} uint8 image (unless stated), CPU, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, float32, batch 1; MP/s = megapixels per second\n"
     )
     head = (
@@ -251,14 +270,14 @@ def main(argv=None):
     print("|" + "---|" * len(head))
     for r in rows:
         print(
-            f"| {r['model']} | {r['params']:,} | {r['tile']} | {r['predict']:.3f} | {r['bare']:.3f} | "
+            f"| {r['model']} ({r['size']}²) | {r['params']:,} | {r['tile']} | {r['predict']:.3f} | {r['bare']:.3f} | "
             f"{r['predict'] / r['bare']:.2f} | {r['monai']:.3f} | {r['predict'] / r['monai']:.2f}x | "
             f"{r['monai_cl']:.3f} | {r['predict'] / r['monai_cl']:.2f}x | {r['naive']:.2e} | "
             f"{r['predict'] / r['naive']:,.0f}x |"
         )
     if args.memory_gb > 0:
         with tempfile.TemporaryDirectory(dir=os.environ.get("SEGNETS_BENCH_TMP")) as tmp:
-            mem = memory_bench(args.memory_gb, tmp)
+            mem = memory_bench(args.memory_gb, tmp, args.threads)
         print(
             f"\nPeak RSS predicting a {mem['bytes'] / 1e9:.2f} GB uint8 Zarr volume {mem['shape']} "
             f"(tiny 2-layer net, tile 2052, blend none, uint8 Zarr output): "

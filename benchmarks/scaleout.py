@@ -11,7 +11,8 @@ slices with a small U-Net (base 4, depth 1, random weights: speed does not depen
 them) through :func:`napari_segnets.distributed.predict_volume` on a fresh LocalCluster
 (threads_per_worker=1; torch threads = cores / workers, as ``--workers N`` does), after
 the workers have imported torch. Peak memory per worker is each worker process's
-``ru_maxrss``; the in-process row reports this process's RSS growth, sampled.
+``ru_maxrss`` (which includes importing torch), beside its RSS just before the run; the
+in-process row samples this process's RSS.
 Everything in one run, so the ratios compare like with like.
 """
 
@@ -77,7 +78,10 @@ def make_checkpoint(path: Path) -> int:
 
 def _warm(client) -> None:
     def load():
-        import napari_segnets.inference  # noqa: F401  (imports torch)
+        import torch  # noqa: F401  (napari_segnets imports it lazily: do it before the clock starts)
+
+        import napari_segnets.checkpoints  # noqa: F401
+        import napari_segnets.inference.predict  # noqa: F401
 
         return True
 
@@ -86,6 +90,12 @@ def _warm(client) -> None:
 
 def _peak_rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def _rss_mib():
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
 
 
 class RssSampler(threading.Thread):
@@ -106,20 +116,20 @@ class RssSampler(threading.Thread):
             time.sleep(0.05)
 
 
-def run_cluster(n: int, ckpt: Path, volume: Path, out: Path, slices: int) -> dict:
+def run_cluster(n: int, ckpt: Path, volume: Path, out: Path, slices: int, threads: int | None = None) -> dict:
     import logging
 
     from distributed import Client, LocalCluster
 
     from napari_segnets.distributed import predict_volume
 
-    threads = max(1, (os.cpu_count() or 1) // n)
+    threads = threads or max(1, (os.cpu_count() or 1) // n)  # as `--workers n` does by default
     cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
                            silence_logs=logging.ERROR)
     client = Client(cluster)
     try:
         _warm(client)
-        start_rss = client.run(_peak_rss_mib)
+        start_rss = client.run(_rss_mib)
         t = time.perf_counter()
         result = predict_volume(ckpt, volume, out, scheduler=cluster.scheduler_address, torch_threads=threads,
                                 slices=(0, slices), chunks=CHUNKS, kind=KIND, overwrite=True)
@@ -179,14 +189,19 @@ def main(argv=None) -> int:
     rows = []
     if not args.no_inprocess:
         rows.append(run_inprocess(ckpt, volume, work / "out-inprocess.zarr", args.slices))
+    names = ["out-inprocess.zarr"] if not args.no_inprocess else []
     for n in args.workers:
         rows.append(run_cluster(n, ckpt, volume, work / f"out-{n}.zarr", args.slices))
-    outputs = [zarr.open_array(str(work / name), mode="r")[...] for name in
-               (["out-inprocess.zarr"] if not args.no_inprocess else []) + [f"out-{n}.zarr" for n in args.workers]]
+        names.append(f"out-{n}.zarr")
+    if 1 in args.workers and (os.cpu_count() or 1) > 1:
+        # One worker with one thread too: separates process scale-out from torch's own threading.
+        rows.append(run_cluster(1, ckpt, volume, work / "out-1t.zarr", args.slices, threads=1))
+        names.append("out-1t.zarr")
+    outputs = [zarr.open_array(str(work / name), mode="r")[...] for name in names]
     diff = max((float(np.abs(outputs[0] - o).max()) for o in outputs[1:]), default=0.0)
     base = next((r for r in rows if r["workers"] == 1), rows[0])
     print()
-    print("| run | torch threads/worker | seconds | MP/s | vs 1 worker | peak RSS per worker (MiB) | RSS at start (MiB) | whole 2 GiB volume (h, extrapolated) |")
+    print("| run | torch threads/worker | seconds | MP/s | vs 1 worker | peak RSS per worker (MiB) | RSS before the run (MiB) | whole 2 GiB volume (h, extrapolated) |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         rate = mpx / r["seconds"]

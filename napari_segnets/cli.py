@@ -75,7 +75,11 @@ def main(argv: list[str] | None = None) -> int:
         _error(prefix, exc)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print(f"{prefix}: interrupted; finished outputs are kept, run again to resume.", file=sys.stderr)
+        print(
+            f"{prefix}: interrupted; what was saved is kept (the last good checkpoint; `predict` "
+            "resumes when run again).",
+            file=sys.stderr,
+        )
         return EXIT_INTERRUPTED
     except SegnetsError as exc:  # Cancelled, StoreError and other failures meant for people
         _error(prefix, exc)

@@ -144,6 +144,19 @@ def test_train_predict_evaluate_end_to_end(sample, tmp_path, capsys):
     assert code == 0 and "iou:" in out and "dice:" in out
 
 
+def test_minutes_stop_training_and_keep_the_best_checkpoint(sample, tmp_path, capsys):
+    from napari_segnets import checkpoints
+
+    ckpt = tmp_path / "m.safetensors"
+    code, _, err = run(["train", "--images", sample / "img.tif", "--masks", sample / "mito.tif",
+                        "--val-slices", "3:4", "--arch", "unet", "--base", 8, "--option", "depth=2",
+                        "--epochs", 10000, "--steps-per-epoch", 1, "--crop", 32, "--batch-size", 1,
+                        "--minutes", 0.01, "--out", ckpt, "--no-progress"], capsys)
+    assert code == 0, err
+    _, meta = checkpoints.load(ckpt)
+    assert 1 <= len(meta["history"]) < 10000
+
+
 def test_evaluate_scores_match_the_metrics(sample, tmp_path, capsys):
     import tifffile
 

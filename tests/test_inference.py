@@ -283,9 +283,10 @@ def test_shift_and_stitch_tiled_equals_untiled_and_is_near_the_upsampled_map(rng
     assert np.corrcoef(got.ravel(), up.ravel())[0, 1] > 0.5
 
 
+@pytest.mark.slow
 def test_fcn_zoo_shift_and_stitch_matches_untiled(rng):
     model = zoo_model("fcn8s")
-    img = image_for(rng, (40, 52))
+    img = image_for(rng, (30, 45))  # two tiles side by side
     kw = {"output": "logits", "normalization": FIXED, "strided": "shift_and_stitch"}
     with torch.backends.mkldnn.flags(enabled=False):
         ref = predict_untiled(model, img, **kw)

@@ -84,6 +84,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     pred, _ = common.read_array(args.prediction, "Prediction", lazy=False)
     truth, _ = common.read_array(args.truth, "Ground truth", lazy=False)
+    if pred.ndim == truth.ndim + 1 and np.issubdtype(pred.dtype, np.floating):
+        pred = np.argmax(np.asarray(pred), axis=0)  # class probabilities (C, ...) from predict
     if tuple(pred.shape) != tuple(truth.shape):
         raise InputError(
             f"The prediction has shape {tuple(pred.shape)} but the ground truth {tuple(truth.shape)}; "

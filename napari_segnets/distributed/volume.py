@@ -339,6 +339,9 @@ class _Journal:
     def finish(self, provenance: dict) -> None:
         import zarr
 
+        if self.complete:  # a finished output run again: nothing to rewrite
+            return
+
         arr = zarr.open_array(store=str(self.store), mode="r+")
         arr.attrs["segnets"] = json.loads(json.dumps(provenance))
         self.complete = True
