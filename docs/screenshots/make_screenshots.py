@@ -57,7 +57,7 @@ def save(viewer, name: str, *, max_bytes: int = 300_000) -> Path:
 
 
 def front(viewer, title: str):
-    from napari_segnets._widgets.launch import _dock_of
+    from napari_segnets._widgets._launch import _dock_of
 
     widget = viewer.window.dock_widgets[title]
     _dock_of(widget).raise_()
