@@ -66,7 +66,9 @@ class StallProbe:
 
         self.interval = interval_ms / 1000
         self.gaps: list[float] = []
+        self.when: list[float] = []  # seconds since start at the end of each gap
         self._last = None
+        self._t0 = None
         self.timer = QTimer()
         self.timer.setInterval(interval_ms)
         self.timer.timeout.connect(self._tick)
@@ -75,10 +77,12 @@ class StallProbe:
         now = time.perf_counter()
         if self._last is not None:
             self.gaps.append(now - self._last)
+            self.when.append(now - self._t0)
         self._last = now
 
     def __enter__(self):
         self._last = None
+        self._t0 = time.perf_counter()
         self.timer.start()
         return self
 

@@ -9,7 +9,7 @@ pytestmark = pytest.mark.gui
 
 def test_launch_docks_every_widget_over_the_sample(qtbot):
     from napari_segnets._widgets import launch
-    from napari_segnets._widgets.launch import DOCKED
+    from napari_segnets._widgets._launch import DOCKED
 
     viewer = launch(show=False)
     try:

@@ -57,6 +57,8 @@ def test_three_layers_side_by_side_follow_the_slice(make_napari_viewer, qtbot, m
     for power in widget.power.values():
         assert power.sum() == pytest.approx(1.0)
     assert widget.power["blurred"][0] < widget.power["em"][0] < widget.power["noisy"][0]
+    widget.plot.wait()
+    assert widget.plot.image is not None, "the power plot was drawn"
 
     # moving to another slice refreshes the mosaics
     before = mosaics[0].data.copy()

@@ -33,7 +33,9 @@ def settle(seconds: float = 0.8) -> None:
 def wait(widget) -> None:
     while widget.runner.running:
         settle(0.05)
-    settle(1.5)  # queued plot redraws and layer refreshes
+    if hasattr(widget, "plot"):
+        widget.plot.wait()  # plots render in a background thread
+    settle(1.5)  # queued layer refreshes
 
 
 def save(viewer, name: str, *, max_bytes: int = 300_000) -> Path:
@@ -55,7 +57,7 @@ def save(viewer, name: str, *, max_bytes: int = 300_000) -> Path:
 
 
 def front(viewer, title: str):
-    from napari_segnets._widgets.launch import _dock_of
+    from napari_segnets._widgets._launch import _dock_of
 
     widget = viewer.window.dock_widgets[title]
     _dock_of(widget).raise_()
@@ -137,7 +139,6 @@ def main() -> None:
         train.task.value, train.arch.value = "autoencode", arch
         train.epochs.value, train.steps.value, train.base.value = 2, steps, 8
         train.output.value = tmp / f"{arch}-autoencoder.safetensors"
-        print(arch, train.task.value, train.loss.value, train.parent_checkpoint.model.value)
         train.run()
         wait(train)
         print(train.status.value)

@@ -4,8 +4,8 @@ The widgets translate between the user and the core (``napari_segnets.*``); long
 jobs run in worker threads via :mod:`._runner`.
 """
 
+from ._launch import launch
 from .curate import CurateWidget
-from .launch import launch
 from .score import ScoreWidget
 from .segment import SegmentWidget
 from .train import TrainWidget

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, Label
+from magicgui.widgets import ComboBox, Container
 from napari.layers import Image, Labels
 
 from ..errors import InputError
 
 __all__ = [
     "LayerChoice",
-    "PlotCanvas",
     "add_or_update",
     "current_index",
     "geometry",
@@ -109,35 +108,11 @@ def add_or_update(viewer, kind: str, data, name: str, **kwargs):
     return adder(data, name=name, **kwargs)
 
 
-class PlotCanvas(Container):
-    """A small matplotlib figure inside a magicgui container (Qt Agg canvas)."""
-
-    def __init__(self, *, height: float = 2.4, label: str = "") -> None:
-        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-        from matplotlib.figure import Figure
-
-        super().__init__(labels=False)
-        self.figure = Figure(figsize=(3.6, height), dpi=80, layout="constrained")
-        self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setMinimumHeight(int(height * 80))
-        self.title = Label(value=label)
-        self.append(self.title)
-        self.native.layout().addWidget(self.canvas)
-        self.axes = self.figure.add_subplot(111)
-
-    def draw(self) -> None:
-        """Redraw soon (coalesced by Qt) rather than synchronously."""
-        self.canvas.draw_idle()
-
-
 def checkpoint_metadata(path) -> dict:
-    """A checkpoint's metadata (header only when the core offers that)."""
+    """A checkpoint's metadata from its header (no weights read: fast enough for the GUI thread)."""
     from .. import checkpoints
 
-    reader = getattr(checkpoints, "read_metadata", None)
-    if reader is not None:
-        return reader(path)
-    return checkpoints.load(path, device="cpu")[1]
+    return checkpoints.read_metadata(path)
 
 
 class CheckpointChoice(Container):

@@ -19,7 +19,8 @@ from magicgui.widgets import (
 from napari.layers import Image, Labels
 
 from ..errors import InputError
-from ._common import CheckpointChoice, LayerChoice, PlotCanvas, current_index, geometry
+from ._common import CheckpointChoice, LayerChoice, current_index, geometry
+from ._plot import PlotCanvas
 from ._runner import JobRunner, report_exception
 from ._session import REGISTRY
 from .curate import default_store
@@ -103,10 +104,7 @@ class TrainWidget(Container):
         self.task.changed.connect(self._task_changed)
         self.history: list[dict] = []
         self.result = None
-        self._ax2 = self.plot.axes.twinx()
-        self._draw_scheduled = False
-        self._pending_history: list[dict] = []
-        self._render([])
+        self._draw([])
 
     def _task_changed(self, task) -> None:
         self.loss.reset_choices()
@@ -233,29 +231,22 @@ class TrainWidget(Container):
         if kind == "labels":
             self.viewer.add_labels(preview, name=name, opacity=0.5, **geo)
         else:
+            # known limits spare napari a pass over the data: probabilities live in [0, 1]
+            limits = (0.0, 1.0) if self.task.value == "segment" else None
             self.viewer.add_image(preview, name=name, colormap="magma", opacity=0.5,
-                                  blending="additive", **geo)
+                                  blending="additive", contrast_limits=limits, **geo)
 
     def _draw(self, history) -> None:
-        """Ask for a redraw; at most one a second so the GUI thread stays free."""
-        self._pending_history = history
-        if not self._draw_scheduled:
-            from qtpy.QtCore import QTimer
+        """Re-plot the history; the plot renders off the GUI thread and coalesces requests."""
+        self.plot.render(_history_plot(list(history)))
 
-            self._draw_scheduled = True
-            QTimer.singleShot(1000, self._redraw)
 
-    def _redraw(self) -> None:
-        self._draw_scheduled = False
-        try:
-            self._render(self._pending_history)
-        except RuntimeError:  # the widget was closed while a redraw was queued
-            pass
+def _history_plot(history: list[dict]):
+    """A function drawing the loss per step and validation scores per epoch on a Figure."""
 
-    def _render(self, history) -> None:
-        ax, ax2 = self.plot.axes, self._ax2
-        ax.clear()
-        ax2.clear()
+    def draw(fig) -> None:
+        ax = fig.add_subplot(111)
+        ax2 = ax.twinx()
         pts = [(h["step"], h["loss"]) for h in history if "loss" in h]
         if pts:
             ax.plot(*zip(*pts), lw=1, color="tab:blue", label="loss")
@@ -281,4 +272,5 @@ class TrainWidget(Container):
         ax.set_ylabel("loss", fontsize=8)
         ax.tick_params(labelsize=7)
         ax2.tick_params(labelsize=7)
-        self.plot.draw()
+
+    return draw

@@ -16,7 +16,8 @@ from magicgui.widgets import (
 from napari.layers import Image
 
 from ..errors import InputError
-from ._common import LayerChoice, PlotCanvas, current_index, geometry, read_slice
+from ._common import LayerChoice, current_index, geometry, read_slice
+from ._plot import PlotCanvas
 from ._runner import JobRunner, report_exception
 from ._session import REGISTRY
 
@@ -242,18 +243,21 @@ class WaveletWidget(Container):
 
     def _plot_power(self, power: dict, labels) -> None:
         self.power = dict(power)
-        ax = self.plot.axes
-        ax.clear()
-        x = np.arange(len(labels))
-        for name, p in power.items():
-            ax.plot(x, p, "o-", ms=3, lw=1, label=name)
-        ax.set_xticks(x, labels, fontsize=7)
-        ax.set_yscale("log")
-        ax.set_xlabel("level (1 = finest, A = approximation)", fontsize=8)
-        ax.set_ylabel("share of energy", fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.legend(fontsize=6)
-        self.plot.draw()
+        power, labels = dict(power), list(labels)
+
+        def draw(fig) -> None:
+            ax = fig.add_subplot(111)
+            x = np.arange(len(labels))
+            for name, p in power.items():
+                ax.plot(x, p, "o-", ms=3, lw=1, label=name)
+            ax.set_xticks(x, labels, fontsize=7)
+            ax.set_yscale("log")
+            ax.set_xlabel("level (1 = finest, A = approximation)", fontsize=8)
+            ax.set_ylabel("share of energy", fontsize=8)
+            ax.tick_params(labelsize=7)
+            ax.legend(fontsize=6)
+
+        self.plot.render(draw)
 
     # ---- autoencoder comparison -------------------------------------------------------
     def compare(self, *_args):
