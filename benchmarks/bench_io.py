@@ -19,15 +19,17 @@ import numpy as np
 
 
 def _timed(fn, repeat=3):
-    times, peaks, out = [], [], None
+    """Median wall time over ``repeat`` runs, then one traced run for the peak (tracemalloc slows code)."""
+    times = []
     for _ in range(repeat):
-        tracemalloc.start()
         t0 = time.perf_counter()
-        out = fn()
+        fn()
         times.append(time.perf_counter() - t0)
-        peaks.append(tracemalloc.get_traced_memory()[1])
-        tracemalloc.stop()
-    return statistics.median(times), max(peaks), out
+    tracemalloc.start()
+    out = fn()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return statistics.median(times), peak, out
 
 
 def bench_file(path: Path, label: str) -> dict:

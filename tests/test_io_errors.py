@@ -192,3 +192,20 @@ def test_zarr_with_a_corrupt_chunk(tmp_path):
     (tmp_path / "c.zarr" / "1.0.0").write_bytes(b"garbage")
     with pytest.raises(InputError, match="could not be read .*the store may be corrupt"):
         read(tmp_path / "c.zarr")
+
+
+def test_mrc_garbage_refused_and_old_header_read_with_a_note(tmp_path, rng):
+    import mrcfile
+
+    (tmp_path / "junk.mrc").write_bytes(rng.integers(0, 255, 3000, dtype=np.uint8).tobytes())
+    with pytest.raises(InputError, match="not a readable MRC"):
+        read(tmp_path / "junk.mrc")
+    data = rng.standard_normal((2, 16, 16)).astype(np.float32)
+    with mrcfile.new(tmp_path / "old.mrc") as mrc:
+        mrc.set_data(data)
+    raw = bytearray((tmp_path / "old.mrc").read_bytes())
+    raw[208:212] = b"\0\0\0\0"  # pre-2000 writers leave the 'MAP ' stamp out
+    (tmp_path / "old.mrc").write_bytes(bytes(raw))
+    arr, meta = read(tmp_path / "old.mrc")
+    np.testing.assert_array_equal(arr, data)
+    assert "MAP " in meta["notes"][0]

@@ -113,3 +113,35 @@ def test_single_png_lazy_when_forced(tmp_path, stack):
     arr, meta = read(tmp_path / "one.png", lazy=True)
     assert isinstance(arr, da.Array) and meta["lazy"] is True and arr.shape == (40, 36)
     np.testing.assert_array_equal(arr.compute(), stack[0])
+
+
+def test_lazy_rgb_stack_keeps_whole_planes(tmp_path, rng):
+    rgb = rng.integers(0, 255, (3, 20, 30, 3), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "rgb.tif", rgb, photometric="rgb")
+    with pytest.warns(UserWarning, match="RGB"):
+        arr, _ = read(tmp_path / "rgb.tif", lazy=True)
+    with pytest.warns(UserWarning, match="RGB"):
+        eager, _ = read(tmp_path / "rgb.tif", lazy=False)
+    assert arr.chunksize == (1, 20, 30)
+    np.testing.assert_array_equal(arr.compute(), eager)
+
+
+def test_lazy_arrays_pickle_as_recipes_not_pixels(tmp_path, rng):
+    import pickle
+
+    big = rng.integers(0, 255, (6, 128, 128), dtype=np.uint8)
+    for name in _write_all(tmp_path, big):
+        arr, _ = read(tmp_path / name, lazy=True)
+        blob = pickle.dumps(arr)
+        assert len(blob) < big.nbytes / 4, (name, len(blob))
+        np.testing.assert_array_equal(pickle.loads(blob)[3].compute(), big[3], err_msg=name)
+
+
+@pytest.mark.slow
+def test_lazy_tiff_computes_in_other_processes(tmp_path, stack):
+    tifffile.imwrite(tmp_path / "z.tif", stack, photometric="minisblack", compression="zlib")
+    arr, _ = read(tmp_path / "z.tif", lazy=True)
+    np.testing.assert_array_equal(
+        (arr.sum(axis=0)).compute(scheduler="processes", num_workers=2),
+        stack.sum(axis=0, dtype=np.uint64),
+    )

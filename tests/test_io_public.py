@@ -148,3 +148,14 @@ def test_load_public_label_conventions(shared_data, name, shape, fraction, voxel
     assert meta["voxel_size"] == voxel
     if name == "isbi2012":  # membranes are dark in the image: foreground must be the dark class
         assert image[labels == 1].mean() < image[labels == 0].mean()
+
+
+def test_default_fetch_lands_where_load_public_looks(fake_dataset, tmp_path, monkeypatch):
+    mirror, image, _ = fake_dataset
+    monkeypatch.delenv("SEGNETS_DATA", raising=False)
+    monkeypatch.setattr(public, "beside_repo", lambda: tmp_path / "absent")
+    monkeypatch.setattr(public, "download_cache", lambda: tmp_path / "cache")
+    with pytest.raises(InputError, match="fetch_public"):
+        load_public("fake")
+    fetch_public("fake", base_url=mirror.as_uri())
+    np.testing.assert_array_equal(load_public("fake")[0], image)

@@ -198,6 +198,7 @@ def test_public_samples_say_where_to_put_the_data(tmp_path, monkeypatch):
 
     monkeypatch.setenv("SEGNETS_DATA", str(tmp_path / "nowhere"))
     monkeypatch.setattr(public, "beside_repo", lambda: tmp_path / "also-nowhere")
+    monkeypatch.setattr(public, "download_cache", lambda: tmp_path / "no-cache")
     for fn, folder in (
         (_napari.sample_isbi2012, "isbi2012_em_segmentation"),
         (_napari.sample_lucchi, "epfl_lucchi_mitochondria"),

@@ -72,38 +72,21 @@ def want_lazy(lazy: bool | None, shape, dtype) -> bool:
     return nbytes > lazy_threshold()
 
 
-def slice_chunks(shape, native=None) -> tuple[int, ...]:
-    """Tile-friendly chunks: one (Y, X) plane per chunk, or the storage chunks when given."""
+def slice_chunks(shape, native=None, *, rgb: bool = False) -> tuple[int, ...]:
+    """Tile-friendly chunks: one (Y, X) plane (with its colour samples) per chunk, or ``native``."""
     if native is not None:
         return tuple(int(c) for c in native)
-    return tuple([1] * (len(shape) - 2) + [int(s) for s in shape[-2:]])
-
-
-class ChunkSource:
-    """Array-like view of a memmap, zarr array or HDF5 dataset that dask can slice.
-
-    dask copies numpy inputs (memmaps included) into its graph chunk by chunk; hiding the
-    memmap behind this class keeps reads lazy: only the chunks asked for are touched.
-    """
-
-    def __init__(self, source):
-        self.source = source
-        self.shape, self.dtype, self.ndim = (
-            tuple(source.shape),
-            np.dtype(source.dtype),
-            len(source.shape),
-        )
-
-    def __getitem__(self, key):
-        return np.array(self.source[key])  # a real copy: chunks never pin the file mapping
+    plane = 3 if rgb else 2
+    return tuple([1] * (len(shape) - plane) + [int(s) for s in shape[-plane:]])
 
 
 def as_dask(source, *, chunks, name: str):
-    """Wrap an array-like (memmap, zarr, h5py dataset) in dask without reading or hashing it."""
+    """Wrap an array-like source (see ``_sources``) in dask without reading or hashing it.
+
+    Never pass a numpy memmap directly: dask would copy it into the graph chunk by chunk.
+    """
     import dask.array as da
 
-    if isinstance(source, np.ndarray):
-        source = ChunkSource(source)
     # An explicit name avoids dask hashing the whole array to build a token.
     # An explicit meta stops dask probing the source with an empty read.
     meta = np.empty((0,) * len(source.shape), dtype=source.dtype)

@@ -140,7 +140,12 @@ def read_zarr(path: Path, *, key: str | None, lazy: bool | None):
     if node.attrs.get("napari-segnets", {}).get("layer_type") == "labels":
         meta["kind"] = "labels"
     if want_lazy(lazy, node.shape, node.dtype):
-        array = as_dask(node, chunks=node.chunks, name=token(path, "zarr", meta["key"]))
+        from ._sources import open_zarr, reopenable
+
+        source = reopenable(
+            open_zarr, (str(path), meta["key"]), node, label=path.name, what="store"
+        )
+        array = as_dask(source, chunks=node.chunks, name=token(path, "zarr", meta["key"]))
     else:
         try:
             array = np.asarray(node[...])
@@ -195,7 +200,10 @@ def read_hdf5(path: Path, *, key: str | None, lazy: bool | None):
             chunks = slice_chunks(
                 ds.shape, native if native and native[-2:] != ds.shape[-2:] else None
             )
-            array = as_dask(ds, chunks=chunks, name=token(path, "hdf5", key))
+            from ._sources import open_hdf5, reopenable
+
+            source = reopenable(open_hdf5, (str(path), ds.name), ds, label=path.name)
+            array = as_dask(source, chunks=chunks, name=token(path, "hdf5", key))
         else:
             array = ds[()]
             fh.close()

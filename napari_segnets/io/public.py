@@ -77,14 +77,26 @@ def _spec(name: str) -> dict:
 
 
 def data_roots(root: str | os.PathLike | None = None) -> list[Path]:
-    """Where the public data are looked for, in order: ``root``, $SEGNETS_DATA, ``../shared/data``."""
+    """Where the public data are looked for.
+
+    ``root`` alone when given; otherwise $SEGNETS_DATA, ``../shared/data`` beside the repository,
+    then the download cache that :func:`fetch_public` fills by default.
+    """
     if root is not None:
         return [Path(root).expanduser()]
     roots = []
     if os.environ.get(DATA_ENV):
         roots.append(Path(os.environ[DATA_ENV]).expanduser())
     roots.append(beside_repo())
+    roots.append(download_cache())
     return roots
+
+
+def download_cache() -> Path:
+    """The per-user cache that :func:`fetch_public` fills when no destination is given."""
+    import pooch
+
+    return Path(pooch.os_cache("napari-segnets"))
 
 
 def beside_repo() -> Path:
@@ -203,7 +215,7 @@ def fetch_public(
             f"{spec['folder']}/<file> (the files' sha256 hashes are checked)."
         )
     if dest is None:
-        dest = os.environ.get(DATA_ENV) or pooch.os_cache("napari-segnets")
+        dest = os.environ.get(DATA_ENV) or download_cache()
     wanted = files or list(spec["files"])
     unknown = sorted(set(wanted) - set(spec["files"]))
     if unknown:

@@ -18,26 +18,58 @@ def read_mrc(path: Path, *, lazy: bool | None):
     """Read an MRC/REC/ST/MAP volume; voxel size from the header (Å -> nm)."""
     import mrcfile
 
+    notes = []
     try:
         mrc = mrcfile.mmap(path, mode="r")
     except Exception as exc:  # mrcfile raises ValueError for bad headers and short data blocks
-        raise InputError(
-            f"{path.name} is not a readable MRC file ({exc}); it may be corrupt or truncated."
-        ) from exc
+        mrc = _permissive(path, exc, notes)
     data = mrc.data
     if data is None:
         mrc.close()
         raise InputError(f"{path.name} has an MRC header but no data; the file is incomplete.")
     vs = mrc.voxel_size
     voxel = [float(vs.z) / 10.0, float(vs.y) / 10.0, float(vs.x) / 10.0][-data.ndim :]
-    meta = {"format": "mrc", "voxel_size": voxel}
+    meta = {"format": "mrc", "voxel_size": voxel, "notes": notes}
     if want_lazy(lazy, data.shape, data.dtype):
         # The memmap keeps the file open for as long as the dask array lives.
-        array = as_dask(data, chunks=slice_chunks(data.shape), name=token(path, "mrc"))
+        from ._sources import memmap_recipe, open_memmap, reopenable
+
+        source = reopenable(
+            open_memmap, memmap_recipe(data), data, label=path.name, what="MRC file"
+        )
+        array = as_dask(source, chunks=slice_chunks(data.shape), name=token(path, "mrc"))
     else:
         array = np.array(data)
         mrc.close()
     return array, meta, "zyx"[-data.ndim :], False
+
+
+def _permissive(path: Path, exc: Exception, notes: list[str]):
+    """Old MRC writers omit the 'MAP ' stamp: read those leniently, refuse anything else."""
+    import warnings
+
+    import mrcfile
+
+    if "Map ID string" not in str(exc):
+        raise InputError(
+            f"{path.name} is not a readable MRC file ({exc}); it may be corrupt or truncated."
+        ) from exc
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mrc = mrcfile.mmap(path, mode="r", permissive=True)
+    except Exception:  # garbage header: not an MRC file
+        mrc = None
+    if mrc is None or mrc.data is None:  # dimensions that do not match the file: not an MRC
+        if mrc is not None:
+            mrc.close()
+        raise InputError(
+            f"{path.name} is not a readable MRC file ({exc}); it may be corrupt or truncated."
+        ) from exc
+    notes.append(
+        "The MRC header lacks the 'MAP ' stamp (an old writer); the data were read anyway."
+    )
+    return mrc
 
 
 # --------------------------------------------------------------------------------------- slices
@@ -154,7 +186,7 @@ def read_folder(folder: Path, *, lazy: bool | None):
     if want_lazy(lazy, stack.shape, dtype):
         array = as_dask(
             stack,
-            chunks=slice_chunks(stack.shape[:3]) + stack.shape[3:],
+            chunks=slice_chunks(stack.shape, rgb=rgb),
             name=token(folder, "folder", len(files), files[-1].name),
         )
     else:

@@ -186,7 +186,7 @@ def read_tiff(path: Path, *, lazy: bool | None):
 
 
 def _kind(tif) -> str | None:
-    """ "labels" when the file was written by our label writer (OME Image Name), else None."""
+    """Return "labels" when our label writer made the file (OME Image Name), else None."""
     if tif.is_ome and tif.ome_metadata and 'Name="napari-segnets labels"' in tif.ome_metadata:
         return "labels"
     return None
@@ -210,10 +210,12 @@ def _eager(path: Path, tif, series) -> np.ndarray:
 
 def _lazy(path: Path, tif, series):
     """Memory-map uncompressed contiguous data; otherwise read pages/tiles through tifffile's zarr store."""
+    import tifffile
+
+    from ._sources import memmap_recipe, open_memmap, open_tiff_zarr, reopenable
+
     name = token(path, "tiff")
     if series.dataoffset is not None:
-        import tifffile
-
         tif.close()
         try:
             mm = tifffile.memmap(path, series=0, mode="r")
@@ -222,32 +224,17 @@ def _lazy(path: Path, tif, series):
                 f"{path.name} is truncated: the image data run past the end of the file."
             ) from exc
         mm = mm.reshape(series.shape)
-        return as_dask(mm, chunks=slice_chunks(mm.shape), name=name)
-    import tifffile
+        rgb = series.axes.endswith("S") and series.shape[-1] in (3, 4)
+        source = reopenable(open_memmap, memmap_recipe(mm), mm, label=path.name, what="TIFF")
+        return as_dask(source, chunks=slice_chunks(mm.shape, rgb=rgb), name=name)
     import zarr
 
     # One chunk per page (a slice) unless a page is huge: then the file's own tiles/strips.
     page_bytes = int(np.prod(series.shape[-2:])) * series.dtype.itemsize
     mode = tifffile.CHUNKMODE.PAGE if page_bytes <= _PAGE_CHUNK_LIMIT else None
     # The store keeps the TiffFile open for as long as the dask array lives.
-    store = series.aszarr(chunkmode=mode)
-    z = zarr.open(store, mode="r")
+    z = zarr.open(series.aszarr(chunkmode=mode), mode="r")
     if isinstance(z, zarr.Group):  # pyramidal TIFF: level 0
         z = z["0"]
-    return as_dask(_Guarded(z, path.name), chunks=z.chunks, name=name)
-
-
-class _Guarded:
-    """Array-like that turns a decode failure during a lazy read into a clear InputError."""
-
-    def __init__(self, source, name: str):
-        self.source, self.name = source, name
-        self.shape, self.dtype, self.ndim = source.shape, source.dtype, source.ndim
-
-    def __getitem__(self, key):
-        try:
-            return self.source[key]
-        except Exception as exc:
-            raise InputError(
-                f"{self.name} could not be decoded ({exc}); the TIFF may be corrupt."
-            ) from exc
+    source = reopenable(open_tiff_zarr, (str(path), mode), z, label=path.name, what="TIFF")
+    return as_dask(source, chunks=z.chunks, name=name)
