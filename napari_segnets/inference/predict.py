@@ -204,7 +204,7 @@ def predict_iter(
     m = int(model.size_multiple)
     if halo is None:
         halo = align_up(int(model.halo) + stitch, m)
-    is3d = image.ndim == 3
+    is3d = len(image.shape) == 3
     slices = image.shape[0] if is3d else 1
     hw = tuple(int(s) for s in image.shape[-2:])
     dev = resolve_device(device)
@@ -290,7 +290,7 @@ def _run(image, plan, runner, finisher, fitted, zs, *, batch_size, blend, stitch
     """Generator over batches for the slices ``zs`` with one plan; returns ``finisher.out``."""
     from ..io.normalize import apply_normalization
 
-    is3d = image.ndim == 3
+    is3d = len(image.shape) == 3
     h = plan.halo
     shift = stitch // 2  # centre the stitched cells on their pixels
     extra = stitch - 1 if stitch else 0

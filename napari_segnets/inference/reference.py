@@ -49,7 +49,7 @@ def predict_untiled(
         output_shape(image.shape, channels, output), dtype=default_dtype(output, channels)
     )
     fitted = _fit(image, normalization)
-    is3d = image.ndim == 3
+    is3d = len(image.shape) == 3
     fin = Finisher(out, output, channels=channels, threshold=threshold, fitted=fitted, is3d=is3d)
     hh, ww = image.shape[-2:]
     py, px = align_up(hh, m) + 2 * halo, align_up(ww, m) + 2 * halo
