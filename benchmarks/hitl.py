@@ -133,6 +133,12 @@ def main(argv=None) -> None:
     ap.add_argument(
         "--rank-window", type=int, default=512, help="rank on this centred window (0: whole slice)"
     )
+    ap.add_argument(
+        "--eval-window",
+        type=int,
+        default=0,
+        help="score this centred window of slices 20-29 (0: all)",
+    )
     ap.add_argument("--crop", type=int, default=256)
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--ft-lr", type=float, default=5e-4)

@@ -80,7 +80,6 @@ def main(argv=None) -> None:
             "adapted Rand error": overall.get("rand_error"), "VI": overall.get("vi"),
             "eval (s)": f"{time.perf_counter() - te:.0f}",
         })  # fmt: skip
-        print("  overall keys:", sorted(overall))
     mpx = result.steps * args.batch * args.crop**2 / result.seconds / 1e6
     print(
         f"U-Net base 16, crop {args.crop}, batch {args.batch}, lr {args.lr}, bce_dice, adam, cosine over the "
