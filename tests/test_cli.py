@@ -268,6 +268,15 @@ def test_autoencode_to_tiff_then_wavelets(sample, tmp_path, capsys):
     code, _, err = run(["autoencode", "--checkpoint", sample / "ae.safetensors", "--input",
                         sample / "img.tif", "--output", recon], capsys)
     assert code == 2 and "--overwrite" in one_line_error(err)
+    # a reconstruction made from the same --slices is taken as is; another shape is refused
+    tifffile.imwrite(tmp_path / "part.tif", data[:2])
+    code, out, err = run(["wavelets", "--input", sample / "img.tif", "--reconstruction",
+                          f"ae={tmp_path / 'part.tif'}", "--slices", "0:2", "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["ratio"]["ae"]
+    code, _, err = run(["wavelets", "--input", sample / "img.tif", "--reconstruction",
+                        f"ae={tmp_path / 'part.tif'}", "--slices", "0:3"], capsys)
+    assert code == 2 and "must match" in one_line_error(err)
 
 
 def test_export_torchscript_gives_the_same_output(sample, tmp_path, capsys):

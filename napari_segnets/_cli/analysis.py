@@ -132,12 +132,16 @@ def run_wavelets(args: argparse.Namespace) -> int:
         if not sep or not name or not path:
             raise InputError(f"--reconstruction {item!r} must be NAME=PATH, e.g. unet=recon_unet.zarr.")
         arr, _ = common.read_array(path, f"Reconstruction {name!r}", lazy=False)
-        if tuple(arr.shape) != tuple(image.shape):
+        if tuple(arr.shape) == tuple(image.shape):
+            recons[name] = _slab(arr, args.slices, f"reconstruction {name!r}")[0]
+        elif tuple(arr.shape) == tuple(original.shape):  # made from the same --slices already
+            recons[name] = arr
+        else:
             raise InputError(
-                f"Reconstruction {name!r} has shape {tuple(arr.shape)} but the input {tuple(image.shape)}; "
-                "they must match."
+                f"Reconstruction {name!r} has shape {tuple(arr.shape)} but the input {tuple(image.shape)}"
+                + (f" (or {tuple(original.shape)} for --slices {args.slices})" if args.slices else "")
+                + "; they must match."
             )
-        recons[name] = _slab(arr, args.slices, f"reconstruction {name!r}")[0]
     if recons:
         table = wavelets.compare(original.astype(np.float32), {k: v.astype(np.float32) for k, v in recons.items()},
                                  args.wavelet, args.levels)
