@@ -346,3 +346,32 @@ def test_prediction_is_deterministic_and_restores_the_model(rng):
     np.testing.assert_allclose(a, b, atol=1e-5)  # oneDNN sums batches of 3 and 1 differently
     assert model.training
     assert next(model.parameters()).is_contiguous()
+
+
+def test_inference_copy_folds_batch_norm_and_leaves_the_model_alone():
+    import torch
+    from torch import nn
+
+    from napari_segnets.inference.engine import prepared_model
+    from napari_segnets.models import build
+
+    torch.manual_seed(0)
+    model = build("unet", base=8, depth=2)
+    model.train()
+    x = torch.rand(2, 1, 64, 64)
+    with torch.no_grad():  # give the batch norms non-trivial running statistics
+        for _ in range(3):
+            model(x * 3 + 1)
+    model.eval()
+    with torch.inference_mode():
+        expected = model(x)
+    model.train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with prepared_model(model, torch.device("cpu")) as net:
+        assert net is not model
+        assert not any(isinstance(m, nn.BatchNorm2d) for m in net.modules())
+        with torch.inference_mode():
+            got = net(x.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+    assert model.training and any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
