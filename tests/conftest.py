@@ -54,3 +54,14 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_gui)
         if "gpu" in item.keywords and not has_cuda:
             item.add_marker(skip_gpu)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny tensors: one thread is as fast, and far faster on a shared, oversubscribed CPU."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _model_helpers import calibrated_unet  # noqa: E402
 
 from napari_segnets.cli import main
 
@@ -31,29 +32,10 @@ def sample(tmp_path_factory):
     tifffile.imwrite(root / "img.tif", image, photometric="minisblack")
     tifffile.imwrite(root / "mito.tif", labels["mitochondria"], photometric="minisblack")
     tifffile.imwrite(root / "mito_small.tif", labels["mitochondria"][:, :32], photometric="minisblack")
-    checkpoints.save(root / "seg.safetensors", _calibrated_unet(image), {"normalization": normalization_spec()})
-    ae = _calibrated_unet(image, task="autoencode")
+    checkpoints.save(root / "seg.safetensors", calibrated_unet(image), {"normalization": normalization_spec()})
+    ae = calibrated_unet(image, task="autoencode")
     checkpoints.save(root / "ae.safetensors", ae, {"normalization": normalization_spec()})
     return root
-
-
-def _calibrated_unet(image, task="segment"):
-    """A tiny random U-Net whose batch-norm statistics fit ``image``, so its output varies."""
-    import torch
-
-    from napari_segnets.models import build
-
-    torch.manual_seed(0)
-    model = build("unet", task=task, base=8, depth=2)
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.momentum = None  # a plain average over the calibration pass
-    model.train()
-    with torch.no_grad():
-        model(torch.from_numpy(image[:, None, :64, :64].astype("float32") / 255))
-        head = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)][-1]
-        head.weight.mul_(3)
-    return model.eval()
 
 
 def run(argv, capsys):
