@@ -115,3 +115,20 @@ def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:.3f}"
     return str(v)
+
+
+def add_run_args(ap, *, lr_flag: str = "--lr", lr: float = 2e-3) -> None:
+    """The crop, batch, learning-rate, seed and thread flags every training benchmark takes."""
+    ap.add_argument("--crop", type=int, default=256)
+    ap.add_argument("--batch", type=int, default=2)
+    ap.add_argument(lr_flag, type=float, default=lr)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+
+
+def set_threads(args) -> None:
+    """Apply ``--threads`` (0 keeps torch's default)."""
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)

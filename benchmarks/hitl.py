@@ -22,7 +22,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
-from _training_common import load, machine, predictor_name, probabilities, table  # noqa: E402
+from _training_common import (  # noqa: E402
+    add_run_args,
+    load,
+    machine,
+    predictor_name,
+    probabilities,
+    set_threads,
+    table,
+)
 
 NORM = {"mode": "percentile", "low": 1.0, "high": 99.8}
 START = (0, 10)  # the two slices the first model is trained on
@@ -139,17 +147,12 @@ def main(argv=None) -> None:
         default=0,
         help="score this centred window of slices 20-29 (0: all)",
     )
-    ap.add_argument("--crop", type=int, default=256)
-    ap.add_argument("--batch", type=int, default=2)
-    ap.add_argument("--ft-lr", type=float, default=5e-4)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    add_run_args(ap, lr_flag="--ft-lr", lr=5e-4)
     args = ap.parse_args(argv)
 
     import torch
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args)
 
     from napari_segnets.models import build
     from napari_segnets.training import SliceDataset, train

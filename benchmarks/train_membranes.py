@@ -19,7 +19,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
-from _training_common import load, machine, predictor_name, probabilities, table  # noqa: E402
+from _training_common import (  # noqa: E402
+    add_run_args,
+    load,
+    machine,
+    predictor_name,
+    probabilities,
+    set_threads,
+    table,
+)
 
 
 def main(argv=None) -> None:
@@ -27,17 +35,12 @@ def main(argv=None) -> None:
     ap.add_argument(
         "--at", type=float, nargs="+", default=[5, 10], help="snapshot times in minutes"
     )
-    ap.add_argument("--crop", type=int, default=256)
-    ap.add_argument("--batch", type=int, default=2)
-    ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    add_run_args(ap)
     args = ap.parse_args(argv)
 
     import torch
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args)
 
     from napari_segnets import metrics
     from napari_segnets.models import build

@@ -62,6 +62,15 @@ def report_exception(exc: BaseException, label=None) -> str:
     return message
 
 
+def guarded(action: Callable[[], object], status=None):
+    """Run a widget action; an exception becomes a notification sentence and None, never a traceback."""
+    try:
+        return action()
+    except Exception as exc:
+        report_exception(exc, status)
+        return None
+
+
 class _ClosingWorker(GeneratorWorker):
     """A generator worker that always closes its generator in the worker thread.
 

@@ -18,7 +18,7 @@ from napari.layers import Image, Labels
 
 from ..errors import InputError
 from ._common import LayerChoice, current_index, is_lazy
-from ._runner import JobRunner, notify_info, report_exception
+from ._runner import JobRunner, guarded, notify_info
 
 SLICE, REGION = "current slice", "edited region"
 
@@ -122,11 +122,7 @@ class CurateWidget(Container):
     # ---- actions -------------------------------------------------------------
     def add_to_store(self, *_args):
         """Add the current slice or the edited region; returns the record (None if refused)."""
-        try:
-            return self._add()
-        except Exception as exc:
-            report_exception(exc, self.status)
-            return None
+        return guarded(self._add, self.status)
 
     def _add(self):
         from ..session import edited_sample
@@ -171,11 +167,7 @@ class CurateWidget(Container):
 
     def next_uncertain(self, *_args):
         """Rank slices by uncertainty and move the viewer to the best one not yet in the store."""
-        try:
-            return self._next()
-        except Exception as exc:
-            report_exception(exc, self.status)
-            return None
+        return guarded(self._next, self.status)
 
     def _next(self):
         labels = self.labels_layer.require("predicted labels layer")

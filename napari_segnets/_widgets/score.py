@@ -8,7 +8,7 @@ from napari.layers import Labels
 
 from ..errors import InputError
 from ._common import LayerChoice
-from ._runner import JobRunner, report_exception
+from ._runner import JobRunner, guarded
 
 # Shown when the core reports them, in this order (multiclass IoU/Dice are per-class dicts).
 COLUMNS = ("iou", "dice", "mean_iou", "mean_dice", "rand_error", "vi", "pixel_accuracy")
@@ -64,11 +64,7 @@ class ScoreWidget(Container):
 
     def run(self, *_args):
         """Score the prediction (and the baseline); returns the worker or None."""
-        try:
-            return self._start()
-        except Exception as exc:
-            report_exception(exc, self.status)
-            return None
+        return guarded(self._start, self.status)
 
     def _start(self):
         pred = self.prediction.require("prediction layer")

@@ -18,7 +18,7 @@ from napari.layers import Image
 
 from ..errors import InputError
 from ._common import CheckpointChoice, LayerChoice, add_or_update, current_index, geometry, is_lazy
-from ._runner import JobRunner, report_exception
+from ._runner import JobRunner, guarded, report_exception
 
 CURRENT, STACK = "current slice", "whole stack"
 TASKS = {"segment": "labels", "autoencode": "reconstruction"}
@@ -107,11 +107,7 @@ class SegmentWidget(Container):
     # ---- action -------------------------------------------------------------
     def run(self, *_args):
         """Start the prediction; returns the worker (None if the inputs were refused)."""
-        try:
-            return self._start()
-        except Exception as exc:
-            report_exception(exc, self.status)
-            return None
+        return guarded(self._start, self.status)
 
     def _start(self):
         layer = self.image.require("image layer")

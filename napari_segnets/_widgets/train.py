@@ -21,7 +21,7 @@ from napari.layers import Image, Labels
 from ..errors import InputError
 from ._common import CheckpointChoice, LayerChoice, current_index, geometry
 from ._plot import PlotCanvas
-from ._runner import JobRunner, report_exception
+from ._runner import JobRunner, guarded
 from ._session import REGISTRY
 from .curate import default_store
 
@@ -159,11 +159,7 @@ class TrainWidget(Container):
     # ---- action --------------------------------------------------------------
     def run(self, *_args):
         """Start training; returns the worker (None if the inputs were refused)."""
-        try:
-            return self._start()
-        except Exception as exc:
-            report_exception(exc, self.status)
-            return None
+        return guarded(self._start, self.status)
 
     def _start(self):
         data, val, image_layer = self._datasets()

@@ -18,7 +18,7 @@ from napari.layers import Image
 from ..errors import InputError
 from ._common import LayerChoice, current_index, geometry, read_slice
 from ._plot import PlotCanvas
-from ._runner import JobRunner, report_exception
+from ._runner import JobRunner, guarded
 from ._session import REGISTRY
 
 WAVELETS = ["haar", "db2", "db4", "sym4", "coif1", "bior2.2"]
@@ -149,11 +149,7 @@ class WaveletWidget(Container):
     # ---- mosaics ---------------------------------------------------------------
     def show_mosaics(self, *_args):
         """Compute the mosaics of the chosen layers' current slices and lay them out."""
-        try:
-            return self._show()
-        except Exception as exc:
-            report_exception(exc, self.status)
-            return None
+        return guarded(self._show, self.status)
 
     def _show(self):
         chosen = [layer for layer in self.layers.value if layer in self.viewer.layers]
@@ -262,11 +258,7 @@ class WaveletWidget(Container):
     # ---- autoencoder comparison -------------------------------------------------------
     def compare(self, *_args):
         """Reconstruct the current slice with each chosen autoencoder and lay them out."""
-        try:
-            return self._compare()
-        except Exception as exc:
-            report_exception(exc, self.status)
-            return None
+        return guarded(self._compare, self.status)
 
     def _compare(self):
         layer = self.image.require("original image layer")

@@ -74,6 +74,19 @@ def _load_checkpoint(path, what):
     return checkpoints.load(path)
 
 
+
+def _load_into(model, path, role: str, mismatch: str):
+    """Load a checkpoint; return its model (when ``model`` is None) or ``model`` with its weights."""
+    loaded, meta = _load_checkpoint(path, role)
+    if model is None:
+        return loaded, meta
+    try:
+        model.load_state_dict(loaded.state_dict())
+    except RuntimeError as exc:
+        raise InputError(mismatch) from exc
+    return model, meta
+
+
 def _make_optimizer(name, params, lr, weight_decay):
     import torch
 
@@ -145,33 +158,20 @@ def prepare_run(
 
     parent_meta, parent_info, resume_meta = {}, None, None
     if parent is not None:
-        pmodel, parent_meta = _load_checkpoint(parent, "parent")
-        if model is None:
-            model = pmodel
-        else:
-            try:
-                model.load_state_dict(pmodel.state_dict())
-            except RuntimeError as exc:
-                raise InputError(
-                    f"The parent checkpoint {parent} holds a different architecture than the model given; "
-                    "pass model=None to fine-tune the parent's own architecture."
-                ) from exc
+        model, parent_meta = _load_into(
+            model, parent, "parent",
+            f"The parent checkpoint {parent} holds a different architecture than the model given; "
+            "pass model=None to fine-tune the parent's own architecture.",
+        )
         # The parent's weight hash (as checkpoints record it): it identifies the weights, not the file bytes.
         parent_info = {
             "path": str(Path(parent).resolve()),
             "content_hash": parent_meta.get("content_hash"),
         }
     if resume is not None:
-        rmodel, resume_meta = _load_checkpoint(resume, "resume")
-        if model is None:
-            model = rmodel
-        else:
-            try:
-                model.load_state_dict(rmodel.state_dict())
-            except RuntimeError as exc:
-                raise InputError(
-                    f"The checkpoint {resume} does not fit the model given; pass model=None."
-                ) from exc
+        model, resume_meta = _load_into(
+            model, resume, "resume", f"The checkpoint {resume} does not fit the model given; pass model=None."
+        )
         parent_info = resume_meta.get("parent") or parent_info
         parent_meta = parent_meta or resume_meta
     if model is None:
