@@ -68,7 +68,7 @@ def test_segment_correct_store_finetune_score(make_napari_viewer, qtbot, tmp_pat
 
     # 2. segment the current slice, then the whole stack
     seg.checkpoint.model.value = base
-    assert "cpu" in seg.device_info.value
+    qtbot.waitUntil(lambda: "cpu" in seg.device_info.value, timeout=30_000)
     pred = _segment(qtbot, seg, img, base, "current slice")
     assert pred.name == f"{base} labels"
     assert pred.data.shape == img.data.shape and pred.data.dtype == np.uint8

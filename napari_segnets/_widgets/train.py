@@ -20,7 +20,7 @@ from napari.layers import Image, Labels
 
 from ..errors import InputError
 from ._common import CheckpointChoice, LayerChoice, current_index, geometry
-from ._plot import PlotCanvas
+from ._curves import CurvesCanvas
 from ._runner import JobRunner, guarded
 from ._session import REGISTRY
 from .curate import default_store
@@ -89,7 +89,7 @@ class TrainWidget(Container):
         self.train_button = PushButton(text="Train")
         self.cancel_button = PushButton(text="Cancel")
         self.status = Label(value="")
-        self.plot = PlotCanvas(label="loss and validation")
+        self.plot = CurvesCanvas(label="loss and validation")
         super().__init__(widgets=[
             self.source, self.image, self.labels_layer, self.store, self.arch, self.task, self.base,
             self.parent_checkpoint, self.loss, self.optimizer, self.epochs, self.steps, self.batch_size,
@@ -183,6 +183,7 @@ class TrainWidget(Container):
         self.result = None
         self._draw([])
         title = f"{'fine-tune' if parent else 'train'} {self.arch.value}"
+        self._prepare_preview(val, classes)
 
         def job():
             return train_job(build=build, data=data, val=val, parent=parent, **kwargs)
@@ -210,6 +211,21 @@ class TrainWidget(Container):
         return self.runner.start(job, title=title, on_event=on_event, on_done=done)
 
     # ---- display -------------------------------------------------------------
+    def _prepare_preview(self, val, classes: int) -> None:
+        """Create (or reuse) the preview layer now, before the worker starts.
+
+        Adding a layer costs ~70 ms of GUI-thread time on a quiet machine (layer
+        controls, vispy visual). Done mid-run, while the worker competes for the CPU
+        and the GIL, the same call stalled the event loop for 150-500 ms
+        (benchmarks/gui_stall.py). Each epoch then only swaps the layer's data.
+        """
+        if val is None or len(val) == 0:
+            return
+        image, _ = val.slice(0)
+        shape = tuple(np.shape(image))[-2:]
+        labels = self.task.value == "segment" and classes > 1
+        self._show_preview(np.zeros(shape, np.uint8 if labels else np.float32))
+
     def _show_preview(self, preview) -> None:
         preview = np.asarray(preview)
         while preview.ndim > 2:
@@ -221,6 +237,10 @@ class TrainWidget(Container):
             same = layer.data.shape == preview.shape and isinstance(layer, Labels) == (kind == "labels")
             if same:
                 layer.data = preview
+                if kind == "image" and self.task.value == "autoencode":
+                    lo, hi = float(np.min(preview)), float(np.max(preview))
+                    if hi > lo:
+                        layer.contrast_limits = (lo, hi)
                 return
             self.viewer.layers.remove(name)
         geo = self._preview_geo or {}
@@ -233,40 +253,25 @@ class TrainWidget(Container):
                                   blending="additive", contrast_limits=limits, **geo)
 
     def _draw(self, history) -> None:
-        """Re-plot the history; the plot renders off the GUI thread and coalesces requests."""
-        self.plot.render(_history_plot(list(history)))
+        """Re-plot the history: loss per step, validation scores per epoch (cheap; GUI thread)."""
+        self.plot.set_data(*history_curves(history))
 
 
-def _history_plot(history: list[dict]):
-    """A function drawing the loss per step and validation scores per epoch on a Figure."""
-
-    def draw(fig) -> None:
-        ax = fig.add_subplot(111)
-        ax2 = ax.twinx()
-        pts = [(h["step"], h["loss"]) for h in history if "loss" in h]
-        if pts:
-            ax.plot(*zip(*pts), lw=1, color="tab:blue", label="loss")
-            ax.legend(loc="upper left", fontsize=7)
-        curves: dict[str, list] = {}
-        for h in history:
-            val = h.get("val")
-            if not isinstance(val, dict):
+def history_curves(history: list[dict]):
+    """``(loss points, {"val iou": points, ...})`` from the widget's history entries (PSNR in dB)."""
+    loss = [(h["step"], h["loss"]) for h in history if "loss" in h]
+    curves: dict[str, list] = {}
+    for h in history:
+        val = h.get("val")
+        if not isinstance(val, dict):
+            continue
+        for key, value in val.items():
+            if key == "score" or (key == "mse" and "psnr" in val):  # the loss already shows MSE
                 continue
-            for key, value in val.items():
-                if key == "score":
-                    continue
-                if isinstance(value, dict):  # per class: show the foreground mean
-                    fg = [v for c, v in value.items() if str(c) != "0" and v is not None]
-                    value = float(np.mean(fg)) if fg else None
-                if value is not None:
-                    curves.setdefault(f"val {key}", []).append((h["step"], float(value)))
-        for (label, series), color in zip(curves.items(), ("tab:orange", "tab:green", "tab:red")):
-            ax2.plot(*zip(*series), "o-", ms=3, lw=1, color=color, label=label)
-        if curves:
-            ax2.legend(loc="upper right", fontsize=7)
-        ax.set_xlabel("step", fontsize=8)
-        ax.set_ylabel("loss", fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax2.tick_params(labelsize=7)
-
-    return draw
+            if isinstance(value, dict):  # per class: show the foreground mean
+                fg = [v for c, v in value.items() if str(c) != "0" and v is not None]
+                value = float(np.mean(fg)) if fg else None
+            if value is not None and np.isscalar(value):
+                name = {"iou": "val IoU", "dice": "val Dice", "psnr": "val PSNR (dB)"}.get(key, f"val {key}")
+                curves.setdefault(name, []).append((h["step"], float(value)))
+    return loss, curves
