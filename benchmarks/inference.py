@@ -55,18 +55,20 @@ def bench_model(name, model, img, repeats):
     from monai.inferers import sliding_window_inference
 
     from napari_segnets.inference import make_plan, predict, read_window
-    from napari_segnets.inference.engine import CPU_CORE, Runner, prepared_model
+    from napari_segnets.inference.engine import Runner, default_tile, prepared_model
     from napari_segnets.inference.tiling import align_up
     from napari_segnets.io.normalize import apply_normalization, fit_normalization
 
     mp = img.size / 1e6
     m, h = model.size_multiple, model.halo
-    tile = align_up(CPU_CORE + 2 * h, m)
+    # predict's own default for this image (balanced windows, see engine.default_tile), spelled out
+    # so that the bare forward and MONAI get the very same windows
+    tile = default_tile(model, torch.device("cpu"), halo=h, multiple=m, batch_size=1, shape=img.shape)
     plan = make_plan(img.shape, tile=tile, halo=h, multiple=m, blend="gaussian")
     fitted = fit_normalization(img)
     kw = {"tile": tile, "blend": "gaussian", "normalization": fitted, "device": "cpu"}
     # Warm-ups run one window of the timed shape, so no path pays oneDNN's first-call setup.
-    predict(model, img[:CPU_CORE, :CPU_CORE], **kw)
+    predict(model, img[: plan.core[0], : plan.core[1]], **kw)
     t_predict = best_of(lambda: predict(model, img, **kw), repeats)
 
     ty, tx = plan.tile
@@ -136,7 +138,7 @@ def bench_model(name, model, img, repeats):
     return {
         "model": name,
         "params": sum(p.numel() for p in model.parameters()),
-        "tile": f"{ty} (halo {h}, overlap {plan.overlap[0]}, {len(plan)} tiles)",
+        "tile": f"{ty}x{tx} (halo {h}, overlap {plan.overlap[0]}, {len(plan)} tiles)",
         "predict": mp / t_predict,
         "bare": mp / t_bare,
         "monai": mp / t_monai,

@@ -369,3 +369,54 @@ def test_inference_copy_folds_batch_norm_and_leaves_the_model_alone():
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
     assert model.training and any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize("extent", [1, 77, 512, 700, 2048, 2049, 5000])
+@pytest.mark.parametrize("halo,multiple,max_tile", [(0, 1, 64), (112, 16, 1536), (288, 32, 1536), (288, 32, 640)])
+@pytest.mark.parametrize("blend", ["gaussian", "none"])
+def test_balanced_tile_computes_the_fewest_pixels(extent, halo, multiple, max_tile, blend):
+    from napari_segnets.inference.engine import balanced_tile
+
+    tile = balanced_tile(extent, halo=halo, multiple=multiple, max_tile=max_tile, blend=blend)
+    assert tile % multiple == 0 and 2 * halo + multiple <= tile <= max(max_tile, 2 * halo + multiple)
+
+    def pixels(t):  # windows x size along the axis, as predict's plan places them
+        plan = make_plan((extent, extent), tile=t, halo=halo, multiple=multiple, blend=blend)
+        return len(plan.ys) * plan.tile[0]
+
+    sizes = range(2 * halo + multiple, max(max_tile, 2 * halo + multiple) + 1, multiple)
+    assert pixels(tile) == min(pixels(t) for t in sizes)
+    # and never worse than the old fixed core of 512 pixels
+    if 2 * halo + 512 <= max_tile:
+        assert pixels(tile) <= pixels(align_up(512 + 2 * halo, multiple))
+
+
+def test_balanced_tile_examples_from_the_benchmark():
+    from napari_segnets.inference.engine import balanced_tile
+
+    # FCN-8s (halo 288, multiple 32) on 2048 pixels: 3 windows of 1280, not 4 of 1088
+    assert balanced_tile(2048, halo=288, multiple=32, max_tile=1536) == 1280
+    # U-Net-16 (halo 112, multiple 16): 2 windows of 1312 with the Gaussian's quarter-tile overlap
+    assert balanced_tile(2048, halo=112, multiple=16, max_tile=1536) == 1312
+    assert balanced_tile(2048, halo=112, multiple=16, max_tile=1536, blend="none") == 1248
+
+
+def test_default_cpu_tile_shrinks_for_wide_nets_and_follows_the_slice():
+    from napari_segnets.inference.engine import default_tile, full_resolution_width
+    from napari_segnets.models import build
+
+    cpu = torch.device("cpu")
+    narrow, wide = build("unet", base=16), build("unet", base=64)
+    assert full_resolution_width(narrow) == 16 and full_resolution_width(wide) == 64
+    side_n = default_tile(narrow, cpu, halo=112, multiple=16, batch_size=1)
+    side_w = default_tile(wide, cpu, halo=112, multiple=16, batch_size=1)
+    assert side_n == 1344 and side_w == 672
+    assert default_tile(narrow, cpu, halo=112, multiple=16, batch_size=1, shape=(2048, 300),
+                        blend="none") == (1248, 304 + 224)
+    # the default is what predict uses, and it stays exact (blend none, halo = receptive field)
+    model = lively(build("unet", base=4, depth=2)).eval()
+    img = np.random.default_rng(0).integers(0, 255, size=(100, 130)).astype(np.uint8)
+    with torch.backends.mkldnn.flags(enabled=False):
+        ref = predict_untiled(model, img, output="logits", normalization=FIXED)
+        got = predict(model, img, blend="none", output="logits", normalization=FIXED)
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5)

@@ -148,7 +148,9 @@ def predict_iter(
         ``(Y, X)`` or ``(Z, Y, X)``, one channel: numpy, dask, Zarr, HDF5 ...
     tile : int or (int, int), optional
         Window size per side including the halos; a multiple of ``model.size_multiple``.
-        Default: 512 + 2 * halo on the CPU, sized to the free memory on CUDA.
+        Default (:func:`~napari_segnets.inference.engine.default_tile`): up to 1344 pixels on the CPU
+        for a 16-wide net (less for wider ones), sized to the free memory on CUDA, then balanced
+        so the windows cover the slice with the least padding.
     overlap : float or int, optional
         Window overlap, as a fraction of the tile or in pixels; at least ``2 * halo``
         (the default for ``blend="none"``; otherwise also at least a quarter tile).
@@ -238,7 +240,8 @@ def predict_iter(
             net, dev, amp=amp_t, activation=_activation(model, output), tta=tta, stitch=stitch
         )
         if tile is None:
-            tile = default_tile(net, dev, halo=halo, multiple=m, batch_size=batch_size)
+            tile = default_tile(net, dev, halo=halo, multiple=m, batch_size=batch_size, shape=hw,
+                                overlap=overlap, blend=blend)
         first_z = 0
         yield Progress("predict", 0, None, f"on {describe_device(dev)}")
         while True:
