@@ -67,4 +67,34 @@ def test_dask_stack_current_slice_and_whole_stack_stay_lazy(make_napari_viewer, 
     assert out.data.shape == image.shape
     assert np.asarray(out.data[3]).shape == (64, 64)
     assert not notes.errors, notes.errors
+
+    # the scratch stores behind lazy results go away with what shows them
+    from napari_segnets._widgets._temp import temporary_root
+
+    first = temporary_root(out.data)
+    assert first is not None and first.is_dir()
+    assert widget.run() is not None  # the same layer gets a new result: the old store is deleted
+    wait_for(qtbot, widget)
+    second = temporary_root(widget.last_layer.data)
+    assert widget.last_layer is out and second is not None and second != first
+    assert not first.exists() and second.is_dir()
+    viewer.layers.remove(out)
+    assert not second.exists(), "removing the layer deletes its scratch store"
     REGISTRY.clear()
+
+
+def test_scratch_stores_are_deleted_at_exit_and_only_ours(tmp_path):
+    import zarr
+
+    from napari_segnets._widgets import _temp
+
+    path = _temp.temporary_store()
+    arr = zarr.open_array(path, mode="w", shape=(2, 4, 4), dtype=np.uint8)
+    folder = _temp.temporary_root(arr)
+    assert folder is not None and folder.is_dir() and folder.name.startswith("segnets-")
+    other = zarr.open_array(tmp_path / "mine.zarr", mode="w", shape=(2, 4, 4), dtype=np.uint8)
+    assert _temp.temporary_root(other) is None and not _temp.release(other)
+    assert (tmp_path / "mine.zarr").exists(), "a user's own store is never touched"
+    assert _temp.temporary_root(np.zeros(3)) is None
+    _temp.cleanup()
+    assert not folder.exists()

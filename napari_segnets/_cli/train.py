@@ -24,7 +24,7 @@ def register(sub) -> None:
         "--val-slices are held out to choose the best checkpoint.",
     )
     _data_options(p, masks_required=False)
-    p.add_argument("--arch", default=None, help="architecture: unet, atrous, fcn8s, fcn16s, fcn32s, linear, ... (required)")
+    p.add_argument("--arch", default=None, help="architecture: unet, atrous, fcn8s, fcn16s, fcn32s, linear, pca (fitted in closed form), ... (required)")
     p.add_argument("--task", choices=("segment", "autoencode"), default="segment", help="default: segment")
     size = p.add_mutually_exclusive_group()
     size.add_argument("--base", type=int, default=None, help="base channels (width) of the model")
@@ -134,8 +134,12 @@ def run_train(args: argparse.Namespace) -> int:
 
     if args.arch not in available():
         raise InputError(f"Unknown architecture {args.arch!r}; choose one of {', '.join(available())}.")
+    if args.arch == "pca" and args.task != "autoencode":
+        raise InputError("--arch pca is an autoencoder: add --task autoencode.")
     data, val = _datasets(args, args.task)
     options = _model_options(args.option)
+    if args.arch == "pca":
+        return _fit_pca(args, data, val, options)
     if args.preset:
         options["preset"] = args.preset
     model = build(
@@ -147,6 +151,30 @@ def run_train(args: argparse.Namespace) -> int:
         **options,
     )
     return _fit(args, model, data, val, _loop_kwargs(args, args.task), parent=None)
+
+
+def _fit_pca(args, data, val, options: dict) -> int:
+    """``--arch pca``: fitted in closed form (components = --base, or --option components=N)."""
+    from ..config import write_effective
+    from ..training import fit_pca_iter
+
+    if args.budget is not None:
+        raise InputError("--arch pca is sized by its components: use --base N or --option components=N, not --budget.")
+    unknown = set(options) - {"patch", "components", "max_patches"}
+    if unknown:
+        raise InputError(f"--arch pca takes the options patch, components and max_patches, not {', '.join(sorted(unknown))}.")
+    if args.base is not None:
+        options.setdefault("components", args.base)
+    out = str(args.out)
+    job = fit_pca_iter(data, val=val, checkpoint=out, seed=args.seed, **options)
+    result = common.run_job(job, args, callback=_epoch_printer(args))
+    cfg = write_effective(out, args._name, common.options_of(args), path_keys=TRAIN_PATHS)
+    print(f"checkpoint: {result.checkpoint}")
+    score = _best_score(result)
+    if score:
+        print(score)
+    common.info(f"effective config: {cfg} (repeat with --config)")
+    return 0
 
 
 def _model_options(items) -> dict:

@@ -101,7 +101,12 @@ def add_or_update(viewer, kind: str, data, name: str, **kwargs):
     if name in viewer.layers:
         layer = viewer.layers[name]
         if isinstance(layer, cls) and getattr(layer.data, "shape", None) == data.shape:
+            old = layer.data
             layer.data = data
+            if old is not data:
+                from ._temp import release
+
+                release(old)  # a scratch store the layer no longer shows (no-op for anything else)
             return layer
         viewer.layers.remove(layer)
     adder = viewer.add_image if kind == "image" else viewer.add_labels

@@ -19,17 +19,10 @@ from napari.layers import Image
 from ..errors import InputError
 from ._common import CheckpointChoice, LayerChoice, add_or_update, current_index, geometry, is_lazy
 from ._runner import JobRunner, guarded, report_exception
+from ._temp import temporary_store, watch_viewer
 
 CURRENT, STACK = "current slice", "whole stack"
 TASKS = {"segment": "labels", "autoencode": "reconstruction"}
-
-
-def temporary_store(prefix: str = "segnets-") -> str:
-    """A fresh folder path for a Zarr result of a stack larger than memory."""
-    import tempfile
-    from pathlib import Path
-
-    return str(Path(tempfile.mkdtemp(prefix=prefix)) / "result.zarr")
 
 
 def predict_job(entry, image, *, output, tile, device, threshold, lazy_out=False):
@@ -95,6 +88,7 @@ class SegmentWidget(Container):
         self.checkpoint.model.changed.connect(self._checkpoint_chosen)
         self._show_device()
         self.last_layer = None
+        watch_viewer(viewer)  # results of lazy stacks live in scratch Zarr stores: drop them with their layer
 
     # ---- reactions ---------------------------------------------------------
     def _show_device(self, *_args) -> None:
@@ -164,6 +158,12 @@ class SegmentWidget(Container):
         def done(result):
             array, meta = result
             self.last_layer = self._show(layer, entry, kind, name, array, z)
+            from ._temp import temporary_root
+
+            if temporary_root(self.last_layer.data) is not None:
+                return (f"'{name}' is kept in a scratch Zarr store, deleted when the layer is removed or "
+                        "napari closes: File > Save Selected Layers keeps it.")
+            return None
 
         return self.runner.start(lambda: predict_job(entry, source, **job_kwargs), title=f"{task} with {entry.name}", on_done=done)
 

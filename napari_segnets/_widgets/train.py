@@ -34,9 +34,18 @@ def default_checkpoint_dir() -> Path:
 
 
 def train_job(*, build, data, val, parent, **kwargs):
-    """Build the model (or fine-tune ``parent``), then train (a progress generator; worker thread)."""
+    """Build the model (or fine-tune ``parent``), then train (a progress generator; worker thread).
+
+    A PCA autoencoder is fitted in closed form instead (no steps, loss or optimizer).
+    """
     from .. import models
     from ..training import train_iter
+
+    if build["arch"] == "pca":
+        from ..training import fit_pca_iter
+
+        return (yield from fit_pca_iter(data, val=val, checkpoint=kwargs["checkpoint"],
+                                        components=build.get("base", 16)))
 
     # With a parent the loop loads its weights and normalisation and records it as parent.
     model = None if parent is not None else models.build(**build)
@@ -65,10 +74,10 @@ class TrainWidget(Container):
         self.image = LayerChoice(viewer, Image, label="image")
         self.labels_layer = LayerChoice(viewer, Labels, label="labels", nullable=True)
         self.store = FileEdit(label="store", mode="d", value=default_store())
-        # PCA autoencoders are fitted in closed form (models.fit_pca), not trained by steps
-        self.arch = ComboBox(label="architecture", value="unet",
-                             choices=[a for a in models.available() if a != "pca"])
-        self.base = SpinBox(label="base channels", min=4, max=128, value=16)
+        # "pca" is fitted in closed form (training.fit_pca_iter); "base channels" is then its components
+        self.arch = ComboBox(label="architecture", value="unet", choices=list(models.available()))
+        self.base = SpinBox(label="base channels", min=2, max=128, value=16,
+                            tooltip="width of the net; for pca, the number of principal components")
         self.parent_checkpoint = CheckpointChoice(label="fine-tune from", nullable=True)
         self.parent_checkpoint.model.value = None
         self._losses = {"segment": list(losses.SEGMENT_LOSSES), "autoencode": list(losses.AUTOENCODE_LOSSES)}
@@ -168,6 +177,12 @@ class TrainWidget(Container):
         if self.task.value == "segment" and data.has_masks:
             top = max(int(np.max(m[m != data.ignore_index], initial=0)) for m in data.labels())
             classes = 1 if top <= 1 else top + 1
+        if self.arch.value == "pca":
+            if self.task.value != "autoencode":
+                raise InputError("PCA is an autoencoder: pick task 'autoencode' to fit it.")
+            if parent is not None:
+                raise InputError("A PCA autoencoder is refitted from the data, not fine-tuned: "
+                                 "clear 'fine-tune from'.")
         build = {"arch": self.arch.value, "task": self.task.value, "classes": classes}
         if self.arch.value != "linear":  # the linear autoencoder is sized by patch, not width
             build["base"] = self.base.value
