@@ -294,9 +294,9 @@ def score_stack(pred, truth, *, kind: str = "binary", classes: int | Sequence[in
         Predicted and true labels.
     kind : {"binary", "multiclass", "membrane"}
         binary: IoU, Dice, precision, recall, pixel accuracy of class 1. multiclass: per-class IoU/Dice
-        dicts plus their means (``classes`` defaults to every label present). membrane: pixel F1 of the
-        membrane class 1, pixel accuracy, adapted Rand error and VI (cells segmented per section as in
-        :func:`rand_error`).
+        dicts plus their means (``classes`` defaults to every label present). membrane: the binary scores
+        of the membrane class 1 (its pixel F1, ``f1``, equals its Dice), plus adapted Rand error and VI
+        (cells segmented per section as in :func:`rand_error`).
     ignore : int, optional
         Ground-truth value of unlabelled pixels.
 
@@ -383,8 +383,7 @@ def _scores_from_confusion(cm: np.ndarray, labels: list[int], kind: str) -> dict
     inter, n_p, n_t = int(cm[1, 1]), int(cm[:, 1].sum()), int(cm[1, :].sum())
     precision = 1.0 if n_p == 0 and n_t == 0 else (inter / n_p if n_p else 0.0)
     recall = 1.0 if n_t == 0 else inter / n_t
+    out.update(iou=per_iou[1], dice=per_dice[1], precision=precision, recall=recall)
     if kind == "membrane":
-        out.update(f1=per_dice[1], precision=precision, recall=recall)
-    else:
-        out.update(iou=per_iou[1], dice=per_dice[1], precision=precision, recall=recall)
+        out["f1"] = per_dice[1]  # the pixel F1 of the membrane class is its Dice
     return out

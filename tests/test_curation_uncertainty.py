@@ -157,3 +157,34 @@ def test_iter_reports_progress_and_matches_plain():
     job = rank_uncertainty_iter(p)
     next(job)
     job.close()
+
+
+def test_class_first_probabilities_rank_like_class_second_and_stay_lazy():
+    """predict returns (C, Z, Y, X); class_axis=0 ranks it without materialising the stack."""
+    from napari_segnets.curation import rank_uncertainty
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(5, 3, 8, 8)) * np.array([0.1, 3, 1, 0.5, 2])[:, None, None, None]
+    zcyx = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    czyx = np.ascontiguousarray(np.moveaxis(zcyx, 1, 0))
+
+    class Counting:
+        def __init__(self, a):
+            self.a, self.shape, self.ndim, self.dtype, self.reads = a, a.shape, a.ndim, a.dtype, []
+
+        def __getitem__(self, key):
+            self.reads.append(key)
+            return self.a[key]
+
+        def __array__(self, *args, **kwargs):
+            raise AssertionError("the whole stack was materialised")
+
+    lazy = Counting(czyx)
+    expected = rank_uncertainty(zcyx, method="entropy")
+    got = rank_uncertainty(lazy, method="entropy", class_axis=0)
+    assert [k for k, _ in got] == [k for k, _ in expected]
+    np.testing.assert_allclose([v for _, v in got], [v for _, v in expected])
+    assert len(lazy.reads) == 5 and all(k[0] == slice(None) for k in lazy.reads)
+    assert [k for k, _ in got][0] == 0, "the flattest softmax (slice 0) is the most uncertain"
+    with pytest.raises(InputError, match="class_axis"):
+        rank_uncertainty(zcyx, class_axis=2)

@@ -182,6 +182,11 @@ def test_score_stack_multiclass_and_membrane():
     assert out["overall"]["rand_error"] == pytest.approx(5 / 28)
     assert out["overall"]["vi_merge"] == pytest.approx(0.5)
     assert out["overall"]["f1"] == pytest.approx(2 * 5 / (5 + 10))
+    # the membrane class's IoU and Dice come with it (Dice == F1): the same as kind="binary"
+    binary = M.score_stack(p, t, kind="binary")["overall"]
+    assert out["overall"]["dice"] == out["overall"]["f1"] == binary["dice"]
+    assert out["overall"]["iou"] == pytest.approx(5 / 10) == binary["iou"]
+    assert out["per_slice"][0]["iou"] == 1.0 and out["per_slice"][1]["iou"] == 0.0
 
 
 def test_score_stack_bad_inputs():

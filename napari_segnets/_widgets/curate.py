@@ -201,10 +201,8 @@ class CurateWidget(Container):
         except Exception:
             covered = []
         done = {c if isinstance(c, int) else c[0] for c in covered}
-        if np.ndim(prob) == 4:
-            # inference puts classes first (C, Z, Y, X); the ranking wants (Z, C, Y, X)
-            prob = np.moveaxis(np.asarray(prob), 0, 1)
-        ranking = rank_uncertainty(prob, method="entropy", exclude=sorted(done))
+        # inference puts classes first (C, Z, Y, X); read slice by slice, a lazy result stays lazy
+        ranking = rank_uncertainty(prob, method="entropy", exclude=sorted(done), class_axis=0)
         for item in ranking:
             z = _slice_of(item)
             if z not in done:

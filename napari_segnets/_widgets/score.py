@@ -21,13 +21,7 @@ def score_job(pred, truth, kind):
 
     yield Progress("score", 0, 1, "scoring")
     pred, truth = np.asarray(pred), np.asarray(truth)
-    result = metrics.score_stack(pred, truth, kind=kind)
-    if kind == "membrane":
-        # membrane scoring reports F1 and Rand error; IoU/Dice come from the binary scores
-        binary = metrics.score_stack(pred, truth, kind="binary")
-        for row, extra in zip(result["per_slice"], binary["per_slice"]):
-            row.update({k: extra[k] for k in ("iou", "dice") if k in extra})
-        result["overall"].update({k: binary["overall"][k] for k in ("iou", "dice")})
+    result = metrics.score_stack(pred, truth, kind=kind)  # membrane: IoU/Dice plus Rand error and VI
     yield Progress("score", 1, 1, "scored")
     return result
 

@@ -64,6 +64,19 @@ def _disagreement(preds: list[np.ndarray]) -> np.ndarray:
     return np.clip(2.0 * std, 0.0, 1.0).astype(np.float32)
 
 
+class _ClassFirst:
+    """A (C, Z, Y, X) array seen as (Z, C, Y, X): indexing a slice reads only that slice."""
+
+    def __init__(self, array) -> None:
+        self.array = array
+        c, z, *yx = np.shape(array)
+        self.shape = (z, c, *yx)
+        self.ndim = 4
+
+    def __getitem__(self, z):
+        return np.asarray(self.array[:, z])
+
+
 def _flip_source(flips, image, shape: tuple[int, ...]):
     """A function z -> list of flip predictions of slice z, flipped back to the original orientation."""
     if callable(flips):
@@ -120,19 +133,19 @@ def _overlaps(box, regions) -> bool:
 def rank_uncertainty(probabilities, *, method: str = "entropy", tiles: Sequence[int] | None = None,
                      exclude: Iterable | None = None,
                      flips: Callable[[np.ndarray], np.ndarray] | list | None = None,
-                     image=None) -> list[tuple]:
+                     image=None, class_axis: int = 1) -> list[tuple]:
     """Rank slices (or tiles inside slices) by model uncertainty, most uncertain first.
 
     The plain twin of :func:`rank_uncertainty_iter` (same arguments).
     """
     return drive(rank_uncertainty_iter(probabilities, method=method, tiles=tiles, exclude=exclude,
-                                       flips=flips, image=image), bar=False)
+                                       flips=flips, image=image, class_axis=class_axis), bar=False)
 
 
 def rank_uncertainty_iter(probabilities, *, method: str = "entropy",
                           tiles: Sequence[int] | None = None, exclude: Iterable | None = None,
                           flips: Callable[[np.ndarray], np.ndarray] | list | None = None,
-                          image=None) -> Job[list[tuple]]:
+                          image=None, class_axis: int = 1) -> Job[list[tuple]]:
     """Rank slices or tiles by model uncertainty, yielding a ``Progress("rank", ...)`` per slice.
 
     Parameters
@@ -156,6 +169,10 @@ def rank_uncertainty_iter(probabilities, *, method: str = "entropy",
         flip in ``FLIP_AXES`` (then ``image`` is needed).
     image : array (Z, Y, X), optional
         The image, when ``flips`` is a function.
+    class_axis : {1, 0}
+        Where the class axis of 4D probabilities (and of a list of flip predictions) is: 1 for
+        (Z, C, Y, X), 0 for (C, Z, Y, X) as :func:`napari_segnets.inference.predict` returns them.
+        Either way slices are read one at a time (a lazy array stays lazy).
 
     Returns
     -------
@@ -165,6 +182,12 @@ def rank_uncertainty_iter(probabilities, *, method: str = "entropy",
     """
     if method not in METHODS:
         raise InputError(f"method={method!r} is not one of {', '.join(METHODS)}.")
+    if class_axis not in (0, 1):
+        raise InputError(f"class_axis={class_axis!r} must be 1 for (Z, C, Y, X) or 0 for (C, Z, Y, X).")
+    if class_axis == 0 and np.ndim(probabilities) == 4:
+        probabilities = _ClassFirst(probabilities)
+        if isinstance(flips, (list, tuple)):
+            flips = [_ClassFirst(f) if np.ndim(f) == 4 else f for f in flips]
     shape = tuple(np.shape(probabilities))
     if len(shape) == 2:
         probabilities = np.asarray(probabilities)[None]
