@@ -155,7 +155,6 @@ def run_train(args: argparse.Namespace) -> int:
 
 def _fit_pca(args, data, val, options: dict) -> int:
     """``--arch pca``: fitted in closed form (components = --base, or --option components=N)."""
-    from ..config import write_effective
     from ..training import fit_pca_iter
 
     if args.budget is not None:
@@ -168,12 +167,7 @@ def _fit_pca(args, data, val, options: dict) -> int:
     out = str(args.out)
     job = fit_pca_iter(data, val=val, checkpoint=out, seed=args.seed, **options)
     result = common.run_job(job, args, callback=_epoch_printer(args))
-    cfg = write_effective(out, args._name, common.options_of(args), path_keys=TRAIN_PATHS)
-    print(f"checkpoint: {result.checkpoint}")
-    score = _best_score(result)
-    if score:
-        print(score)
-    common.info(f"effective config: {cfg} (repeat with --config)")
+    _report(args, out, result.checkpoint, result)
     return 0
 
 
@@ -217,7 +211,6 @@ def run_finetune(args: argparse.Namespace) -> int:
 
 def _fit(args, model, data, val, kwargs: dict, *, parent: str | None) -> int:
     from .. import distributed
-    from ..config import write_effective
 
     env = distributed.ddp_env()
     main_rank = env is None or env.rank == 0
@@ -235,13 +228,20 @@ def _fit(args, model, data, val, kwargs: dict, *, parent: str | None) -> int:
         result = common.run_job(job, args, callback=callback)
     if main_rank:
         best = getattr(result, "best", None) or getattr(result, "checkpoint", None) or out
-        cfg = write_effective(out, args._name, common.options_of(args), path_keys=TRAIN_PATHS)
-        print(f"checkpoint: {best}")
-        score = _best_score(result)
-        if score:
-            print(score)
-        common.info(f"effective config: {cfg} (repeat with --config)")
+        _report(args, out, best, result)
     return 0
+
+
+def _report(args, out: str, best, result) -> None:
+    """Write the effective config beside ``out``; print the checkpoint and its best validation."""
+    from ..config import write_effective
+
+    cfg = write_effective(out, args._name, common.options_of(args), path_keys=TRAIN_PATHS)
+    print(f"checkpoint: {best}")
+    score = _best_score(result)
+    if score:
+        print(score)
+    common.info(f"effective config: {cfg} (repeat with --config)")
 
 
 def _epoch_printer(args):
