@@ -18,7 +18,7 @@ from napari.layers import Image
 
 from ..errors import InputError
 from ._common import CheckpointChoice, LayerChoice, add_or_update, current_index, geometry, is_lazy
-from ._runner import JobRunner, guarded, report_exception
+from ._runner import JobRunner, guarded, notify_info, report_exception
 from ._temp import temporary_store, watch_viewer
 
 CURRENT, STACK = "current slice", "whole stack"
@@ -53,6 +53,36 @@ def _describe_device(choice: str) -> str:
     if device.type == "cpu" and (os.cpu_count() or 1) > 1:
         text += ", one core left to the viewer"  # see _runner._leave_a_core_for_the_gui
     return text
+
+
+def edited_slices(layer) -> list[int]:
+    """Slices of a predicted Labels layer that differ from the prediction as made: the user's corrections.
+
+    Compares with the copy kept in ``metadata["segnets"]["original"]``; a layer without one
+    (not predicted here, or a lazy result kept on disk) reports none.
+    """
+    original = layer.metadata.get("segnets", {}).get("original")
+    data = layer.data
+    if original is None or is_lazy(data) or np.shape(original) != np.shape(data):
+        return []
+    diff = np.asarray(data) != np.asarray(original)
+    if diff.ndim == 2:
+        return [0] if diff.any() else []
+    return [int(i) for i in np.flatnonzero(diff.reshape(diff.shape[0], -1).any(axis=1))]
+
+
+def unique_name(viewer, name: str) -> str:
+    """``name`` if no layer has it, else ``name [k]`` with the first free k."""
+    k = 1
+    candidate = name
+    while candidate in viewer.layers:
+        candidate = f"{name} [{k}]"
+        k += 1
+    return candidate
+
+
+def _span(indices: list[int]) -> str:
+    return ", ".join(map(str, indices[:8])) + (f" and {len(indices) - 8} more" if len(indices) > 8 else "")
 
 
 class SegmentWidget(Container):
@@ -168,7 +198,19 @@ class SegmentWidget(Container):
         return self.runner.start(lambda: predict_job(entry, source, **job_kwargs), title=f"{task} with {entry.name}", on_done=done)
 
     def _show(self, layer, entry, kind, name, array, z):
-        """Put the result in a layer: the slice into a full-size layer, or the whole stack."""
+        """Put the result in a layer: the slice into a full-size layer, or the whole stack.
+
+        A Labels layer whose slices the user corrected is never overwritten: the new
+        prediction then goes to a new layer and a notification says where.
+        """
+        if kind == "labels" and name in self.viewer.layers:
+            edited = edited_slices(self.viewer.layers[name])
+            touched = edited if z is None else [e for e in edited if e == z]
+            if touched:
+                new = unique_name(self.viewer, name)
+                notify_info(f"'{name}' holds your corrections on slice(s) {_span(touched)}; they are kept and "
+                            f"the new prediction went to '{new}'.")
+                name = new
         geo = geometry(layer)
         data = layer.data[0] if layer.multiscale else layer.data
         dtype = np.uint8 if kind == "labels" else np.float32
