@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 from magicgui.widgets import (
@@ -25,16 +26,16 @@ CURRENT, STACK = "current slice", "whole stack"
 TASKS = {"segment": "labels", "autoencode": "reconstruction"}
 
 
-def predict_job(entry, image, *, output, tile, device, threshold, lazy_out=False):
+def predict_job(entry, image, *, output, tile, device, threshold, lazy_out=False, out=None):
     """Load the checkpoint and predict (a progress generator; runs in the worker thread).
 
     With ``lazy_out`` the result goes into a Zarr array on disk, so a stack larger
-    than memory stays lazy end to end.
+    than memory stays lazy end to end; with ``out`` it goes into that array (the
+    widget's layer already shows it, so slices appear as they are finished).
     """
     from .. import checkpoints, inference
 
     model, meta = checkpoints.load(entry.path, device="cpu")
-    out = None
     if lazy_out:
         out = inference.create_output(temporary_store(), image.shape, model.out_channels, output)
     result = yield from inference.predict_iter(
@@ -184,9 +185,25 @@ class SegmentWidget(Container):
         job_kwargs = {"output": output, "tile": self.tile.value or None, "device": self.device.value,
                       "threshold": float(self.threshold.value)}
         job_kwargs["lazy_out"] = z is None and data.ndim == 3 and lazy
+        live = None
+        if z is None and data.ndim == 3 and not lazy:
+            # an in-memory stack: show the result layer now and fill it as slices finish
+            name, live = self._live_output(layer, entry, kind, name, data.shape)
+            job_kwargs["out"] = live.data
+        progress = {"slice": 0, "shown": 0.0, "done": False}
+
+        def on_event(event):
+            if live is None or event.stage != "predict" or "slice" not in (event.payload or {}):
+                return
+            progress["slice"] = int(event.payload["slice"])  # slices before it are written
+            now = time.monotonic()
+            if now - progress["shown"] > 0.3:  # a refresh re-slices only the slice in view
+                progress["shown"] = now
+                live.refresh()
 
         def done(result):
             array, meta = result
+            progress["done"] = True
             self.last_layer = self._show(layer, entry, kind, name, array, z)
             from ._temp import temporary_root
 
@@ -195,7 +212,49 @@ class SegmentWidget(Container):
                         "napari closes: File > Save Selected Layers keeps it.")
             return None
 
-        return self.runner.start(lambda: predict_job(entry, source, **job_kwargs), title=f"{task} with {entry.name}", on_done=done)
+        def finish():
+            if live is not None and not progress["done"]:
+                self._keep_partial(live, layer, entry, kind, progress["slice"])
+
+        return self.runner.start(lambda: predict_job(entry, source, **job_kwargs),
+                                 title=f"{task} with {entry.name}", on_event=on_event, on_done=done,
+                                 on_finish=finish)
+
+    def _live_output(self, layer, entry, kind, name, shape):
+        """The layer a whole-stack result is written into while it runs; returns ``(name, layer)``.
+
+        Made (or emptied) on the click, so its cost is paid before the worker starts and
+        the user sees slices appear. Corrected layers are left alone (see :meth:`_show`).
+        """
+        if kind == "labels" and name in self.viewer.layers and edited_slices(self.viewer.layers[name]):
+            new = unique_name(self.viewer, name)
+            notify_info(f"'{name}' holds your corrections on slice(s) "
+                        f"{_span(edited_slices(self.viewer.layers[name]))}; they are kept and the new "
+                        f"prediction goes to '{new}'.")
+            name = new
+        out = np.zeros(shape, np.uint8 if kind == "labels" else np.float32)
+        extra = {} if kind == "labels" else {"contrast_limits": tuple(layer.contrast_limits)}
+        target = add_or_update(self.viewer, kind, out, name, **geometry(layer), **extra)
+        if kind == "image":
+            target.contrast_limits = tuple(layer.contrast_limits)  # reconstructions share the input's range
+        for key in ("original", "predicted", "probabilities"):  # its data was just replaced
+            target.metadata.get("segnets", {}).pop(key, None)
+        self.last_layer = target
+        return name, target
+
+    def _keep_partial(self, live, layer, entry, kind, finished: int) -> None:
+        """After a cancel or an error: keep the slices that were finished, and say so."""
+        try:
+            live.refresh()
+        except RuntimeError:  # the layer's widgets are gone
+            return
+        if kind == "labels" and finished:
+            info = live.metadata.setdefault("segnets", {})
+            info.update(original=np.array(live.data, copy=True), checkpoint=str(entry.path),
+                        model=entry.name, source=layer.name, predicted=list(range(finished)))
+        if self.runner.cancelled:  # after an error the status keeps the error's sentence
+            kept = f"slices 0-{finished - 1} are" if finished > 1 else ("slice 0 is" if finished else "no slice is")
+            self.status.value = f"cancelled: {kept} complete in '{live.name}'"
 
     def _show(self, layer, entry, kind, name, array, z):
         """Put the result in a layer: the slice into a full-size layer, or the whole stack.

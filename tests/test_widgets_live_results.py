@@ -1,0 +1,102 @@
+"""Whole-stack results appear while they are computed, and a cancel keeps the finished slices."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from tests._widget_helpers import Notes, synthetic_layers, wait_for
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def segment(make_napari_viewer, tmp_path):
+    from napari_segnets import checkpoints, models
+    from napari_segnets._widgets import SegmentWidget
+    from napari_segnets._widgets._session import REGISTRY
+
+    REGISTRY.clear()
+    viewer = make_napari_viewer()
+    img, _truth = synthetic_layers(viewer, shape=(4, 64, 64))
+    path = checkpoints.save(tmp_path / "m.safetensors", models.build("unet", base=4, depth=2))
+    REGISTRY.add(path, task="segment")
+    widget = SegmentWidget(viewer)
+    widget.image.value, widget.checkpoint.model.value, widget.device.value = img, "m", "cpu"
+    widget.scope.value = "whole stack"
+    yield viewer, img, widget, path
+    REGISTRY.clear()
+
+
+def test_the_result_layer_exists_from_the_click_and_ends_equal_to_predict(segment, qtbot):
+    from napari_segnets import checkpoints
+    from napari_segnets.inference import predict
+
+    viewer, img, widget, path = segment
+    assert widget.run() is not None
+    live = viewer.layers["m labels"]  # synchronously, before the worker reported anything
+    assert live.data.shape == img.data.shape and live.data.dtype == np.uint8
+    assert tuple(live.scale) == tuple(img.scale)
+    wait_for(qtbot, widget)
+    assert widget.last_layer is live
+    model, meta = checkpoints.load(path)
+    expected = predict(model, img.data, output="labels", normalization=meta.get("normalization"))
+    np.testing.assert_array_equal(live.data, expected)
+    assert live.metadata["segnets"]["predicted"] == [0, 1, 2, 3]
+    np.testing.assert_array_equal(live.metadata["segnets"]["original"], expected)
+
+
+def test_cancel_keeps_the_finished_slices(segment, qtbot, monkeypatch):
+    from napari_segnets._widgets import segment as seg_module
+    from napari_segnets.progress import Progress
+
+    viewer, img, widget, path = segment
+    notes = Notes(monkeypatch)
+    reached, proceed = threading.Event(), threading.Event()
+
+    def slow_job(entry, image, *, out, **_kwargs):
+        """Writes slices 0 and 1, reports that slice 2 started, then waits for the test."""
+        for z in range(2):
+            out[z] = 1
+            yield Progress("predict", z + 1, 4, f"slice {z + 1}", {"slice": z + 1})
+        reached.set()
+        proceed.wait(30)
+        yield Progress("predict", 3, 4, "slice 3", {"slice": 2})  # cancelled here
+        out[2:] = 1
+        return out, {}
+
+    monkeypatch.setattr(seg_module, "predict_job", slow_job)
+    assert widget.run() is not None
+    qtbot.waitUntil(reached.is_set, timeout=30_000)
+    widget.runner.cancel()
+    proceed.set()
+    wait_for(qtbot, widget)
+    live = viewer.layers["m labels"]
+    assert live.data[:2].all() and not live.data[2:].any(), "finished slices kept, the rest untouched"
+    info = live.metadata["segnets"]
+    assert info["predicted"] == [0, 1] and info["model"] == "m"
+    assert "cancelled: slices 0-1 are complete in 'm labels'" == widget.status.value
+    assert not notes.errors, notes.errors
+
+
+def test_a_live_reconstruction_shares_the_input_range(make_napari_viewer, qtbot, tmp_path):
+    from napari_segnets import checkpoints, models
+    from napari_segnets._widgets import SegmentWidget
+    from napari_segnets._widgets._session import REGISTRY
+
+    REGISTRY.clear()
+    viewer = make_napari_viewer()
+    img, _truth = synthetic_layers(viewer, shape=(3, 64, 64))
+    path = checkpoints.save(tmp_path / "ae.safetensors", models.build("unet", task="autoencode", base=4, depth=2))
+    REGISTRY.add(path, task="autoencode")
+    widget = SegmentWidget(viewer)
+    widget.image.value, widget.checkpoint.model.value, widget.device.value = img, "ae", "cpu"
+    widget.task.value, widget.scope.value = "autoencode", "whole stack"
+    assert widget.run() is not None
+    live = viewer.layers["ae reconstruction"]
+    assert live.data.dtype == np.float32 and tuple(live.contrast_limits) == tuple(img.contrast_limits)
+    wait_for(qtbot, widget)
+    assert widget.last_layer is live and np.isfinite(live.data).all() and live.data.std() > 0
+    REGISTRY.clear()
