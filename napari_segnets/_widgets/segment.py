@@ -226,12 +226,7 @@ class SegmentWidget(Container):
         Made (or emptied) on the click, so its cost is paid before the worker starts and
         the user sees slices appear. Corrected layers are left alone (see :meth:`_show`).
         """
-        if kind == "labels" and name in self.viewer.layers and edited_slices(self.viewer.layers[name]):
-            new = unique_name(self.viewer, name)
-            notify_info(f"'{name}' holds your corrections on slice(s) "
-                        f"{_span(edited_slices(self.viewer.layers[name]))}; they are kept and the new "
-                        f"prediction goes to '{new}'.")
-            name = new
+        name = self._spare_corrections(kind, name)
         out = np.zeros(shape, np.uint8 if kind == "labels" else np.float32)
         extra = {} if kind == "labels" else {"contrast_limits": tuple(layer.contrast_limits)}
         target = add_or_update(self.viewer, kind, out, name, **geometry(layer), **extra)
@@ -256,20 +251,27 @@ class SegmentWidget(Container):
             kept = f"slices 0-{finished - 1} are" if finished > 1 else ("slice 0 is" if finished else "no slice is")
             self.status.value = f"cancelled: {kept} complete in '{live.name}'"
 
+    def _spare_corrections(self, kind: str, name: str, z=None) -> str:
+        """The layer to write a result to: ``name``, unless that Labels layer holds corrections on
+        the slices the result covers (any slice for a whole stack); then a new name, and a note."""
+        if kind != "labels" or name not in self.viewer.layers:
+            return name
+        edited = edited_slices(self.viewer.layers[name])
+        touched = edited if z is None else [e for e in edited if e == z]
+        if not touched:
+            return name
+        new = unique_name(self.viewer, name)
+        notify_info(f"'{name}' holds your corrections on slice(s) {_span(touched)}; they are kept and the new "
+                    f"prediction goes to '{new}'.")
+        return new
+
     def _show(self, layer, entry, kind, name, array, z):
         """Put the result in a layer: the slice into a full-size layer, or the whole stack.
 
         A Labels layer whose slices the user corrected is never overwritten: the new
         prediction then goes to a new layer and a notification says where.
         """
-        if kind == "labels" and name in self.viewer.layers:
-            edited = edited_slices(self.viewer.layers[name])
-            touched = edited if z is None else [e for e in edited if e == z]
-            if touched:
-                new = unique_name(self.viewer, name)
-                notify_info(f"'{name}' holds your corrections on slice(s) {_span(touched)}; they are kept and "
-                            f"the new prediction went to '{new}'.")
-                name = new
+        name = self._spare_corrections(kind, name, z)
         geo = geometry(layer)
         data = layer.data[0] if layer.multiscale else layer.data
         dtype = np.uint8 if kind == "labels" else np.float32
