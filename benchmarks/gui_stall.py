@@ -105,6 +105,16 @@ def main(argv=None) -> dict:
         out["new_layers"] = sum(1 for a, b in windows if 0 <= a and b <= (probe.when[-1] if probe.when else 0))
         return out
 
+    def probed(widget):
+        """Click ``widget``'s action under the probe; returns (summary, seconds)."""
+        t0 = time.perf_counter()
+        with StallProbe() as probe:
+            settle(0.1)  # the probe must tick before the click: run() itself may stall
+            widget.run()
+            wait(widget)
+            settle(0.5)  # the result's display happens after the worker ends
+        return split(probe), time.perf_counter() - t0
+
     settle()
     with StallProbe() as idle:  # the same probe with nothing running
         settle(3.0)
@@ -136,33 +146,15 @@ def main(argv=None) -> dict:
             train.epochs.value, train.steps.value = args.epochs, args.steps
             train.device.value = "cpu"
             train.output.value = Path(tmp) / "m.safetensors"
-            t0 = time.perf_counter()
-            with StallProbe() as probe:
-                settle(0.1)  # the probe must tick before the click: run() itself may stall
-                train.run()
-                wait(train)
-                settle(0.5)  # the result's display happens after the worker ends
-            rows.append((f"train ({label})", split(probe), time.perf_counter() - t0))
+            rows.append((f"train ({label})", *probed(train)))
             if "training preview" in viewer.layers:
                 viewer.layers.remove("training preview")
             name = REGISTRY.names()[0]
             seg.image.value, seg.checkpoint.model.value = img, name
             seg.device.value, seg.scope.value = "cpu", "whole stack"
-            t0 = time.perf_counter()
-            with StallProbe() as probe:
-                settle(0.1)
-                seg.run()
-                wait(seg)
-                settle(0.5)
-            rows.append((f"predict stack ({label})", split(probe), time.perf_counter() - t0))
+            rows.append((f"predict stack ({label})", *probed(seg)))
             seg.scope.value = "current slice"
-            t0 = time.perf_counter()
-            with StallProbe() as probe:
-                settle(0.1)
-                seg.run()
-                wait(seg)
-                settle(0.5)
-            rows.append((f"predict slice ({label})", split(probe), time.perf_counter() - t0))
+            rows.append((f"predict slice ({label})", *probed(seg)))
             for layer in [lyr for lyr in viewer.layers if lyr.name.endswith(" labels")]:
                 viewer.layers.remove(layer)
     _runner._leave_a_core_for_the_gui = keep
