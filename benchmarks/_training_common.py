@@ -132,3 +132,25 @@ def set_threads(args) -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+
+
+def run_with_snapshots(job, model, marks, budget: float):
+    """Drive a training job; copy the weights as each of ``marks`` (minutes) passes, and at the end.
+
+    Returns ``(result, snapshots)``, a snapshot being ``(minutes, steps, elapsed minutes, state_dict)``.
+    """
+    import copy
+
+    from napari_segnets.progress import Events
+
+    marks, snapshots, t0 = sorted(marks), [], time.perf_counter()
+    run = Events(job)
+    for event in run:
+        if event.stage != "train":
+            continue
+        elapsed = (time.perf_counter() - t0) / 60
+        while marks and elapsed >= marks[0] and marks[0] < budget:
+            snapshots.append((marks.pop(0), event.done, elapsed, copy.deepcopy(model.state_dict())))
+    result = run.result
+    snapshots.append((budget, result.steps, result.seconds / 60, copy.deepcopy(model.state_dict())))
+    return result, snapshots

@@ -11,7 +11,6 @@ non-membrane pixels per section; means over sections), after each snapshot time 
 from __future__ import annotations
 
 import argparse
-import copy
 import sys
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ from _training_common import (  # noqa: E402
     machine,
     predictor_name,
     probabilities,
+    run_with_snapshots,
     set_threads,
     table,
 )
@@ -56,17 +56,7 @@ def main(argv=None) -> None:
         batch_size=args.batch, crop=args.crop, lr=args.lr, loss="bce_dice", schedule="cosine",
         device="cpu", seed=args.seed, foreground_crop=0.0, channels_last=True,
     )  # fmt: skip
-    marks, snapshots, t0 = sorted(args.at), [], time.perf_counter()
-    while True:
-        try:
-            event = next(job)
-        except StopIteration as stop:
-            result = stop.value
-            break
-        elapsed = (time.perf_counter() - t0) / 60
-        while event.stage == "train" and marks and elapsed >= marks[0] and marks[0] < budget:
-            snapshots.append((marks.pop(0), event.done, elapsed, copy.deepcopy(model.state_dict())))
-    snapshots.append((budget, result.steps, result.seconds / 60, copy.deepcopy(model.state_dict())))
+    result, snapshots = run_with_snapshots(job, model, args.at, budget)
     truth = labels[20:30]
     rows = []
     for minutes, steps, elapsed, state in snapshots:

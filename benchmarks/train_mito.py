@@ -11,7 +11,6 @@ held-out slices (foreground IoU and Dice over all their pixels, threshold 0.5).
 from __future__ import annotations
 
 import argparse
-import copy
 import sys
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ from _training_common import (  # noqa: E402
     machine,
     predictor_name,
     probabilities,
+    run_with_snapshots,
     set_threads,
     table,
 )
@@ -58,24 +58,7 @@ def main(argv=None) -> None:
         batch_size=args.batch, crop=args.crop, lr=args.lr, loss="bce_dice", schedule="cosine",
         device="cpu", seed=args.seed, foreground_crop=0.5, channels_last=True,
     )  # fmt: skip
-    marks = sorted(args.at)
-    snapshots = []
-    t0 = time.perf_counter()
-    steps = 0
-    result = None
-    while True:
-        try:
-            event = next(job)
-        except StopIteration as stop:
-            result = stop.value
-            break
-        if event.stage != "train":
-            continue
-        steps = event.done
-        elapsed = (time.perf_counter() - t0) / 60
-        while marks and elapsed >= marks[0] and marks[0] < budget:
-            snapshots.append((marks.pop(0), steps, elapsed, copy.deepcopy(model.state_dict())))
-    snapshots.append((budget, result.steps, result.seconds / 60, copy.deepcopy(model.state_dict())))
+    result, snapshots = run_with_snapshots(job, model, args.at, budget)
     normalization = {"mode": "percentile", "low": 1.0, "high": 99.8}
     rows = []
     for minutes, n_steps, elapsed, state in snapshots:

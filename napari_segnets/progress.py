@@ -49,6 +49,21 @@ class Progress:
         return min(1.0, self.done / self.total)
 
 
+class Events:
+    """Iterate a job's events with a ``for`` loop; afterwards ``result`` holds what the job returned.
+
+    ``result`` stays None when the loop was left early. Closing the job (in a ``finally``)
+    stays the caller's business, as with the generator itself.
+    """
+
+    def __init__(self, job: Generator[Progress, None, T]) -> None:
+        self.job = job
+        self.result: T | None = None
+
+    def __iter__(self):
+        self.result = yield from self.job
+
+
 def drive(
     job: Job[T],
     *,
@@ -69,16 +84,14 @@ def drive(
     if bar is None:
         bar = sys.stderr.isatty()
     pbars: dict[str, Any] = {}
+    run = Events(job)
     try:
-        while True:
-            try:
-                event = next(job)
-            except StopIteration as stop:
-                return stop.value
+        for event in run:
             if callback is not None:
                 callback(event)
             if bar:
                 _update_bar(pbars, event)
+        return run.result
     finally:
         job.close()
         for pbar in pbars.values():

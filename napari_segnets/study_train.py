@@ -12,7 +12,7 @@ import time
 import numpy as np
 
 from .errors import InputError
-from .progress import Progress
+from .progress import Events, Progress
 
 _EVENT_EVERY = 10  # training steps per progress event: enough for a live loss curve
 
@@ -81,13 +81,9 @@ def _train_project(
         augment={"flips": True, "elastic_p": 0.0, "intensity_p": 0.0, "noise_p": 0.0},
     )  # fmt: skip
     losses = []
+    run = Events(job)
     try:
-        while True:
-            try:
-                event = next(job)
-            except StopIteration as stop:
-                result = stop.value
-                break
+        for event in run:
             if event.stage != "train":  # the loop's per-epoch summaries repeat the loss
                 continue
             losses.append(float(event.payload.get("loss", np.nan)))
@@ -98,6 +94,7 @@ def _train_project(
                 yield Progress(stage, event.done, event.total, msg, dict(event.payload))
     finally:
         job.close()
+    result = run.result
     if getattr(result, "model", None) is not None and result.model is not model:
         model.load_state_dict(result.model.state_dict())
     model.eval()

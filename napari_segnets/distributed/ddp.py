@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 
 from ..errors import InputError
-from ..progress import drive
+from ..progress import Events, drive
 
 # Extra seconds given to the loop's own clock: the ranks agree to stop at ``minutes``, then each
 # waits until its loop's clock has certainly passed the budget (see ddp_train_iter).
@@ -232,13 +232,9 @@ def ddp_train_iter(
     bad_epochs = 0
     stopped = None
     t0 = time.perf_counter()
+    run = Events(job)
     try:
-        while True:
-            try:
-                event = next(job)
-            except StopIteration as stop:
-                result = stop.value
-                break
+        for event in run:
             yield event
             if event.stage == "train" and budget is not None:
                 # Agree on the budget at every step; then make sure every rank's loop sees it run
@@ -254,12 +250,12 @@ def ddp_train_iter(
                     bad_epochs += 1
                 if early_stopping is not None and _any_rank(main_rank and bad_epochs >= early_stopping, env):
                     stopped = "early_stopping"
-                    result = None
-                    break
+                    break  # run.result stays None
     finally:
         job.close()
         if owns_group and dist.is_initialized():
             dist.destroy_process_group()
+    result = run.result
     if result is None:
         from pathlib import Path
 
