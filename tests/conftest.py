@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -65,3 +66,20 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_session_registry():
+    """Checkpoints "trained in this session" never leak from one test into the next.
+
+    Only touches the registry once a widget test imported it: core tests stay napari-free.
+    """
+
+    def clear():
+        session = sys.modules.get("napari_segnets._widgets._session")
+        if session is not None:
+            session.REGISTRY.clear()
+
+    clear()
+    yield
+    clear()

@@ -110,4 +110,3 @@ def test_train_widget_fits_pca(make_napari_viewer, qtbot, tmp_path, monkeypatch)
     assert entry.arch == "pca" and entry.task == "autoencode"
     assert np.any(viewer.layers["training preview"].data)
     assert any("val" in h and h["val"] for h in widget.history)
-    REGISTRY.clear()

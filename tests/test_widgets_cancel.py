@@ -75,7 +75,6 @@ def test_cancel_during_training(make_napari_viewer, qtbot, tmp_path, monkeypatch
     from napari_segnets._widgets import TrainWidget
     from napari_segnets._widgets._session import REGISTRY
 
-    REGISTRY.clear()
     notes = Notes(monkeypatch)
     viewer = make_napari_viewer()
     img, truth = synthetic_layers(viewer)

@@ -12,14 +12,11 @@ pytestmark = pytest.mark.gui
 
 @pytest.fixture
 def setup(make_napari_viewer, monkeypatch):
-    from napari_segnets._widgets._session import REGISTRY
 
-    REGISTRY.clear()
     notes = Notes(monkeypatch)
     viewer = make_napari_viewer()
     img, truth = synthetic_layers(viewer)
     yield viewer, img, truth, notes
-    REGISTRY.clear()
 
 
 def test_segment_without_checkpoint_and_with_a_corrupt_file(setup, tmp_path):

@@ -24,7 +24,6 @@ def test_corrected_slices_are_kept_and_the_new_prediction_goes_to_a_new_layer(
     from napari_segnets._widgets._session import REGISTRY
     from napari_segnets._widgets.segment import edited_slices
 
-    REGISTRY.clear()
     notes = Notes(monkeypatch)
     viewer = make_napari_viewer()
     img, _truth = synthetic_layers(viewer)
@@ -65,4 +64,3 @@ def test_corrected_slices_are_kept_and_the_new_prediction_goes_to_a_new_layer(
     assert whole is not first
     np.testing.assert_array_equal(first.data, corrected)
     assert not notes.errors, notes.errors
-    REGISTRY.clear()

@@ -36,7 +36,6 @@ def test_dask_stack_current_slice_and_whole_stack_stay_lazy(make_napari_viewer, 
     from napari_segnets._widgets._session import REGISTRY
     from napari_segnets.sample_data import synthetic_stack
 
-    REGISTRY.clear()
     notes = Notes(monkeypatch)
     image, _labels = synthetic_stack(shape=(4, 64, 64), seed=1)
     source = CountingStack(image)
@@ -80,7 +79,6 @@ def test_dask_stack_current_slice_and_whole_stack_stay_lazy(make_napari_viewer, 
     assert not first.exists() and second.is_dir()
     viewer.layers.remove(out)
     assert not second.exists(), "removing the layer deletes its scratch store"
-    REGISTRY.clear()
 
 
 def test_scratch_stores_are_deleted_at_exit_and_only_ours(tmp_path):

@@ -18,7 +18,6 @@ def segment(make_napari_viewer, tmp_path):
     from napari_segnets._widgets import SegmentWidget
     from napari_segnets._widgets._session import REGISTRY
 
-    REGISTRY.clear()
     viewer = make_napari_viewer()
     img, _truth = synthetic_layers(viewer, shape=(4, 64, 64))
     path = checkpoints.save(tmp_path / "m.safetensors", models.build("unet", base=4, depth=2))
@@ -27,7 +26,6 @@ def segment(make_napari_viewer, tmp_path):
     widget.image.value, widget.checkpoint.model.value, widget.device.value = img, "m", "cpu"
     widget.scope.value = "whole stack"
     yield viewer, img, widget, path
-    REGISTRY.clear()
 
 
 def test_the_result_layer_exists_from_the_click_and_ends_equal_to_predict(segment, qtbot):
@@ -86,7 +84,6 @@ def test_a_live_reconstruction_shares_the_input_range(make_napari_viewer, qtbot,
     from napari_segnets._widgets import SegmentWidget
     from napari_segnets._widgets._session import REGISTRY
 
-    REGISTRY.clear()
     viewer = make_napari_viewer()
     img, _truth = synthetic_layers(viewer, shape=(3, 64, 64))
     path = checkpoints.save(tmp_path / "ae.safetensors", models.build("unet", task="autoencode", base=4, depth=2))
@@ -99,4 +96,3 @@ def test_a_live_reconstruction_shares_the_input_range(make_napari_viewer, qtbot,
     assert live.data.dtype == np.float32 and tuple(live.contrast_limits) == tuple(img.contrast_limits)
     wait_for(qtbot, widget)
     assert widget.last_layer is live and np.isfinite(live.data).all() and live.data.std() > 0
-    REGISTRY.clear()

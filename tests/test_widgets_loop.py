@@ -17,15 +17,6 @@ from tests._widget_helpers import (
 pytestmark = pytest.mark.gui
 
 
-@pytest.fixture(autouse=True)
-def _fresh_registry():
-    from napari_segnets._widgets._session import REGISTRY
-
-    REGISTRY.clear()
-    yield
-    REGISTRY.clear()
-
-
 def _segment(qtbot, widget, image, name, scope):
     widget.image.value = image
     widget.checkpoint.model.value = name

@@ -10,15 +10,6 @@ from tests._widget_helpers import Notes, set_slice, synthetic_layers, wait_for
 pytestmark = pytest.mark.gui
 
 
-@pytest.fixture(autouse=True)
-def _fresh_registry():
-    from napari_segnets._widgets._session import REGISTRY
-
-    REGISTRY.clear()
-    yield
-    REGISTRY.clear()
-
-
 def _three_layers(viewer):
     from scipy import ndimage
 
