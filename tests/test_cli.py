@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from _model_helpers import calibrated_unet  # noqa: E402
 
-from napari_segnets.cli import main
+from napari_segnets._cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -56,18 +56,18 @@ def one_line_error(err: str) -> str:
 def test_no_arguments_calls_the_launcher_not_a_window(monkeypatch):
     calls = []
     widgets = types.ModuleType("napari_segnets._widgets")
-    widgets.launch = lambda: calls.append("launch")
-    fake_napari = types.ModuleType("napari")
-    fake_napari.run = lambda: calls.append("run")
+    launch = types.ModuleType("napari_segnets._widgets._launch")
+    launch.run_viewer = lambda: calls.append("run_viewer")
+    widgets._launch = launch
     monkeypatch.setitem(sys.modules, "napari_segnets._widgets", widgets)
-    monkeypatch.setitem(sys.modules, "napari", fake_napari)
+    monkeypatch.setitem(sys.modules, "napari_segnets._widgets._launch", launch)
     assert main([]) == 0
-    assert calls == ["launch", "run"]
+    assert calls == ["run_viewer"]
 
 
 def test_subcommands_do_not_import_napari():
     code = (
-        "import sys; from napari_segnets.cli import main\n"
+        "import sys; from napari_segnets._cli import main\n"
         "main(['evaluate', '--help'])\n"
         "print('napari' in sys.modules, 'torch' in sys.modules)"
     )
@@ -333,7 +333,7 @@ def test_bad_input_exits_2_with_one_line(case, sample, tmp_path, capsys):
 
 def test_console_entry_in_a_subprocess(sample, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    cmd = [sys.executable, "-m", "napari_segnets.cli"]
+    cmd = [sys.executable, "-m", "napari_segnets"]
     ok = subprocess.run([*cmd, "evaluate", "--prediction", str(sample / "mito.tif"), "--truth",
                          str(sample / "mito.tif"), "--json"], capture_output=True, text=True, env=env)
     assert ok.returncode == 0, ok.stderr

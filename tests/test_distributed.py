@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from _model_helpers import calibrated_unet  # noqa: E402
 
-from napari_segnets.cli import main
+from napari_segnets._cli import main
 from napari_segnets.distributed import chunk_grid, predict_volume, shard_indices
 from napari_segnets.distributed.volume import KILL_ENV, PROGRESS_FILE
 from napari_segnets.errors import InputError
@@ -111,7 +111,7 @@ def test_killed_predict_resumes_to_the_same_result(sample, tmp_path):
     # The same torch thread count in both processes: float sums then round identically.
     threads = str(torch.get_num_threads())
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS=threads, **{KILL_ENV: "4"})
-    proc = subprocess.run([sys.executable, "-m", "napari_segnets.cli", *map(str, argv), "--output", str(killed)],
+    proc = subprocess.run([sys.executable, "-m", "napari_segnets", *map(str, argv), "--output", str(killed)],
                           capture_output=True, text=True, env=env)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     record = json.loads((killed / PROGRESS_FILE).read_text())
@@ -176,7 +176,7 @@ def test_ddp_training_with_two_cpu_processes(sample, tmp_path):
     ckpt = tmp_path / "ddp.safetensors"
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "napari_segnets.cli", "train", "--images", str(sample / "img.tif"), "--masks",
+           "-m", "napari_segnets", "train", "--images", str(sample / "img.tif"), "--masks",
            str(sample / "mito.tif"), "--val-slices", "2:3", "--arch", "unet", "--base", "8",
            "--option", "depth=2", "--epochs", "1000", "--minutes", "0.02", "--crop", "32",
            "--batch-size", "2", "--out", str(ckpt), "--no-progress"]

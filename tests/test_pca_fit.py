@@ -69,7 +69,7 @@ def test_fit_pca_iter_refuses_a_parent_and_too_few_patches(stack):
 def test_cli_train_arch_pca(stack, tmp_path, capsys):
     import tifffile
 
-    from napari_segnets.cli import main
+    from napari_segnets._cli import main
 
     tifffile.imwrite(tmp_path / "img.tif", stack, photometric="minisblack")
     out = tmp_path / "pca.safetensors"

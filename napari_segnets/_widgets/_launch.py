@@ -54,6 +54,17 @@ def launch(sample: str | None = "synthetic", show: bool = True):
     return viewer
 
 
+def run_viewer(sample: str | None = "synthetic") -> None:
+    """Open the viewer with :func:`launch` and hand control to the user until it closes.
+
+    The command line's no-argument path (``napari-segnets``) calls this, lazily.
+    """
+    import napari
+
+    launch(sample)
+    napari.run()
+
+
 def _front_and_wide(viewer, dock, width: int = 440) -> None:
     try:
         from qtpy.QtCore import Qt
