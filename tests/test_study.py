@@ -1,4 +1,4 @@
-"""A tiny run of the autoencoder study's code path (synthetic images, a few steps)."""
+"""A tiny run of the autoencoder study (benchmarks/wavelet_study.py) on synthetic images, a few steps."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
+from benchmarks.wavelet_study import run_study, run_study_iter, sample_crops
 from napari_segnets.errors import InputError
-from napari_segnets.study import run_study, run_study_iter, sample_crops
 
 
 @pytest.fixture
@@ -25,7 +25,6 @@ def _tiny(stacks, **kw):
     opts = dict(
         archs=("unet",), baselines=(), budget=3000, steps=3, batch_size=2, crop=32,
         n_crops=4, test_crop=32, margin=16, minutes=None, train_images=train, test_images=test,
-        trainer="minimal",
     )  # fmt: skip
     opts.update(kw)
     return opts
@@ -34,11 +33,10 @@ def _tiny(stacks, **kw):
 @pytest.mark.slow
 def test_study_smoke_writes_table_and_figures(stacks, tmp_path):
     events = []
-    # The project's training loop (napari_segnets.training) when it can train autoencoders.
     result = run_study(
         callback=events.append,
         out_dir=tmp_path,
-        **_tiny(stacks, trainer="auto", baselines=("pca",)),
+        **_tiny(stacks, baselines=("pca",)),
     )
     stages = {e.stage for e in events}
     assert {"data", "train unet", "reconstruct unet", "analyse"} <= stages
@@ -47,7 +45,9 @@ def test_study_smoke_writes_table_and_figures(stacks, tmp_path):
     assert table.labels == ["1", "2", "3", "4", "5", "A"]
     assert np.isfinite(table.ratio["unet"]).all()
     info = result["models"]["unet"]
-    assert info["trainer"] == "project" and info["steps"] == 3 and 2500 < info["parameters"] < 3500
+    assert (
+        info["trainer"] == "train_iter" and info["steps"] == 3 and 2500 < info["parameters"] < 3500
+    )
     assert result["models"]["pca"]["trainer"] == "fit_pca"
     assert "| level | original | unet | unet / orig. |" in result["markdown"]
     names = sorted(p.name for p in tmp_path.iterdir())
@@ -75,11 +75,9 @@ def test_study_can_be_cancelled(stacks, tmp_path):
 
 
 def test_study_refuses_bad_settings(stacks, tmp_path):
-    with pytest.raises(InputError, match="trainer"):
-        run_study(out_dir=None, **_tiny(stacks, trainer="fast"))
     with pytest.raises(InputError, match="do not fit"):
         run_study(out_dir=None, **_tiny(stacks, test_crop=128))
-    with pytest.raises(InputError, match="missing"):
+    with pytest.raises(InputError, match="not found"):
         run_study(out_dir=None, data_root=tmp_path, archs=(), baselines=())
 
 
