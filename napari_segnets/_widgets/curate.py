@@ -125,7 +125,7 @@ class CurateWidget(Container):
         return guarded(self._add, self.status)
 
     def _add(self):
-        from ..session import edited_sample
+        from ..curation import edited_sample
 
         labels = self.labels_layer.require("corrected labels layer")
         image = self.image.require("image layer")

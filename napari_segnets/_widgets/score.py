@@ -91,7 +91,7 @@ class ScoreWidget(Container):
         return self.runner.start(job, title=f"score {pred.name}", on_done=done, torch_job=False)
 
     def _show(self, key, result, before) -> None:
-        from ..session import regressions
+        from ..curation import regressions
 
         rows = result["per_slice"]
         baseline_rows = before["per_slice"] if before is not None else self._previous.get(key)

@@ -1,12 +1,12 @@
-"""Core helpers of the correct-and-retrain loop (napari_segnets.session): no GUI needed."""
+"""The correct-and-retrain helpers (napari_segnets.curation.corrections): no GUI needed."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from napari_segnets.curation import changed_region, edited_sample, mark_unreviewed, regressions
 from napari_segnets.errors import InputError
-from napari_segnets.session import changed_region, edited_sample, mark_unreviewed, regressions
 
 
 def test_changed_region_is_the_box_of_the_edits():
@@ -50,10 +50,16 @@ def test_mark_unreviewed_keeps_only_the_region():
 
 
 def test_regressions_find_slices_that_got_worse():
-    before = [{"index": 0, "iou": 0.8, "rand_error": 0.1}, {"index": 1, "iou": 0.5, "rand_error": 0.3},
-              {"index": 2, "pixels": 0}]
-    after = [{"index": 0, "iou": 0.7, "rand_error": 0.05}, {"index": 1, "iou": 0.6, "rand_error": 0.4},
-             {"index": 2, "pixels": 0}]
+    before = [
+        {"index": 0, "iou": 0.8, "rand_error": 0.1},
+        {"index": 1, "iou": 0.5, "rand_error": 0.3},
+        {"index": 2, "pixels": 0},
+    ]
+    after = [
+        {"index": 0, "iou": 0.7, "rand_error": 0.05},
+        {"index": 1, "iou": 0.6, "rand_error": 0.4},
+        {"index": 2, "pixels": 0},
+    ]
     assert regressions(before, after, key="iou") == [0]
     assert regressions(before, after, key="rand_error") == [1]  # lower is better
     assert regressions(before, before) == []

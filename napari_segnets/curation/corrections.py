@@ -1,22 +1,16 @@
-"""Helpers for the interactive correct-and-retrain loop, shared by the GUI and scripts.
+"""The user's corrections: where they are, what they teach, and whether scores got worse.
 
-Small pieces the widgets need that are not GUI code: where a user's edits are,
-how to mark the pixels they did not review, and which slices got worse between
-two scorings.
+Pieces of the correct-and-retrain loop shared by the widgets and scripts: the box a
+user edited, the crop that goes into the curated :class:`~napari_segnets.curation.Store`
+with unreviewed pixels set to ``ignore_index``, and which slices got worse between two
+scorings.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .errors import InputError
-
-__all__ = [
-    "changed_region",
-    "edited_sample",
-    "mark_unreviewed",
-    "regressions",
-]
+from ..errors import InputError
 
 
 def changed_region(original, edited, *, margin: int = 0) -> tuple[slice, slice] | None:
@@ -51,28 +45,34 @@ def changed_region(original, edited, *, margin: int = 0) -> tuple[slice, slice] 
     return slice(int(y0), int(y1)), slice(int(x0), int(x1))
 
 
-def mark_unreviewed(mask, region, *, ignore: int = 255) -> np.ndarray:
-    """A copy of ``mask`` with every pixel outside ``region`` set to ``ignore``.
+def mark_unreviewed(mask, region, *, ignore_index: int = 255) -> np.ndarray:
+    """A uint8 copy of ``mask`` with every pixel outside ``region`` set to ``ignore_index``.
 
-    Training skips ``ignore`` pixels, so only what the user looked at teaches the model.
+    Training skips ``ignore_index`` pixels, so only what the user looked at teaches the model.
+    A mask that already uses ``ignore_index`` as a value is refused (never both a class and
+    "ignore").
     """
     mask = np.asarray(mask)
     if region is None:
         return mask.copy()
-    if int(ignore) > np.iinfo(np.uint8).max or mask.max(initial=0) >= ignore:
-        raise InputError(f"The mask uses the value {ignore}, which is reserved for unreviewed pixels.")
-    out = np.full(mask.shape, ignore, dtype=np.uint8)
+    if int(ignore_index) > np.iinfo(np.uint8).max or mask.max(initial=0) >= ignore_index:
+        raise InputError(
+            f"The mask uses the value {ignore_index}, which is reserved for unreviewed pixels."
+        )
+    out = np.full(mask.shape, ignore_index, dtype=np.uint8)
     out[region] = mask[region]
     return out
 
 
-def edited_sample(image, original, edited, *, margin: int = 8, min_size: int = 64, ignore: int = 255):
+def edited_sample(
+    image, original, edited, *, margin: int = 8, min_size: int = 64, ignore_index: int = 255
+):
     """Cut the part of a slice the user corrected, for the curated store.
 
     The crop is the box around the changed pixels grown by ``margin`` and, for
     context, to at least ``min_size`` pixels a side (clipped to the slice). Mask
     pixels in the crop but outside the changed box + margin were not reviewed and
-    are set to ``ignore``.
+    are set to ``ignore_index`` (:func:`mark_unreviewed`).
 
     Returns
     -------
@@ -98,16 +98,19 @@ def edited_sample(image, original, edited, *, margin: int = 8, min_size: int = 6
         lo = min(lo, size - want)  # near the far edge, grow the other way
         crop.append(slice(lo, lo + want))
     crop = tuple(crop)
-    mask = np.full(edited.shape, ignore, dtype=np.uint8)
-    if edited.max(initial=0) >= ignore:
-        raise InputError(f"The mask uses the value {ignore}, which is reserved for unreviewed pixels.")
-    mask[box] = edited[box]
+    mask = mark_unreviewed(edited, box, ignore_index=ignore_index)
     region = (crop[0].start, crop[1].start, crop[0].stop, crop[1].stop)
     return image[crop].copy(), mask[crop].copy(), region, changed
 
 
-def regressions(before: list[dict], after: list[dict], *, key: str = "iou",
-                tolerance: float = 1e-6, higher_is_better: bool | None = None) -> list[int]:
+def regressions(
+    before: list[dict],
+    after: list[dict],
+    *,
+    key: str = "iou",
+    tolerance: float = 1e-6,
+    higher_is_better: bool | None = None,
+) -> list[int]:
     """Slices whose score ``key`` got worse from ``before`` to ``after``.
 
     ``before``/``after`` are per-slice score dicts with an ``"index"`` (or
