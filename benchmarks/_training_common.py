@@ -5,43 +5,16 @@ from __future__ import annotations
 import os
 import platform
 import time
-from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[1]
-FILES = {
-    "lucchi": (
-        "epfl_lucchi_mitochondria",
-        "training_slices000-029.tif",
-        "training_groundtruth_slices000-029.tif",
-    ),
-    "isbi2012": ("isbi2012_em_segmentation", "train-volume.tif", "train-labels.tif"),
-}
-
-
-def data_root() -> Path:
-    env = os.environ.get("SEGNETS_DATA")
-    return Path(env) if env else ROOT.parent / "shared" / "data"
 
 
 def load(name: str) -> tuple[np.ndarray, np.ndarray]:
     """(image uint8 (Z, Y, X), labels 0/1) with foreground = mitochondrion (Lucchi) or membrane (ISBI)."""
-    try:
-        from napari_segnets.sample_data import load_public
+    from napari_segnets.sample_data import load_public
 
-        image, labels, _ = load_public(name, root=data_root())
-        return np.asarray(image), np.asarray(labels).astype(np.uint8)
-    except ImportError:  # the io branch is not merged here: read the TIFFs directly
-        import tifffile
-
-        folder, img, lab = FILES[name]
-        image = tifffile.imread(data_root() / folder / img)
-        labels = tifffile.imread(data_root() / folder / lab)
-        fg = (
-            labels > 0 if name == "lucchi" else labels == 0
-        )  # ISBI: 255 = cell interior, 0 = membrane
-        return image, fg.astype(np.uint8)
+    image, labels, _ = load_public(name)
+    return np.asarray(image), np.asarray(labels).astype(np.uint8)
 
 
 def predictor_name(engine: str = "predict") -> str:

@@ -58,12 +58,14 @@ def bench_file(path: Path, label: str) -> dict:
 
 
 def main() -> None:
+    from napari_segnets.io.public import data_root
+
     parser = argparse.ArgumentParser()
     parser.add_argument(
         "--big-mb", type=int, default=256, help="size of the synthetic compressed TIFF"
     )
     parser.add_argument(
-        "--data", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data")
+        "--data", default=str(data_root()), help="the public data (default: io.public.data_root())"
     )
     args = parser.parse_args()
     import tifffile

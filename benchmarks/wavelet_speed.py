@@ -18,7 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from napari_segnets.io.public import data_root
+
+DATA = data_root() or Path("shared-data-not-found")
 
 
 def test_slice(size: int) -> tuple[np.ndarray, str]:

@@ -12,21 +12,12 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def shared_data_root() -> Path | None:
-    """``../shared/data`` beside the checkout, or $SEGNETS_DATA, if present."""
-    env = os.environ.get("SEGNETS_DATA")
-    candidates = [Path(env)] if env else []
-    candidates.append(REPO.parent / "shared" / "data")
-    for c in candidates:
-        if c.is_dir():
-            return c
-    return None
-
-
 @pytest.fixture
 def shared_data() -> Path:
     """The public EM datasets; the test is skipped when they are absent."""
-    root = shared_data_root()
+    from napari_segnets.io.public import data_root
+
+    root = data_root()
     if root is None:
         pytest.skip("public EM data not found: ../shared/data is absent (set SEGNETS_DATA to its path)")
     return root

@@ -128,3 +128,21 @@ def test_long_stacks_stay_covered_by_cells():
     _, labels = synthetic_stack((60, 96, 96), seed=4)
     per_slice = labels["membranes"].mean(axis=(1, 2))
     assert per_slice.min() > 0.05 and per_slice.max() < 0.3
+
+
+def test_data_root_is_the_first_folder_holding_a_dataset(tmp_path, monkeypatch):
+    from napari_segnets.io import public
+
+    empty, real, beside = tmp_path / "empty", tmp_path / "real", tmp_path / "beside"
+    for folder in (empty, real / "epfl_lucchi_mitochondria", beside / "isbi2012_em_segmentation"):
+        folder.mkdir(parents=True)
+    monkeypatch.setattr(public, "download_cache", lambda: tmp_path / "no-cache")
+    monkeypatch.setattr(public, "beside_repo", lambda: beside)
+    monkeypatch.setenv("SEGNETS_DATA", str(real))
+    assert public.data_root() == real
+    monkeypatch.setenv("SEGNETS_DATA", str(empty))  # no dataset folder in it: look further
+    assert public.data_root() == beside
+    assert public.data_root(real) == real
+    assert public.data_root(empty) is None
+    monkeypatch.setattr(public, "beside_repo", lambda: tmp_path / "absent")
+    assert public.data_root() is None

@@ -92,6 +92,19 @@ def data_roots(root: str | os.PathLike | None = None) -> list[Path]:
     return roots
 
 
+def data_root(root: str | os.PathLike | None = None) -> Path | None:
+    """The folder that holds the public datasets, or None when there is none.
+
+    The first of :func:`data_roots` (``root``; else $SEGNETS_DATA, ``../shared/data`` beside the
+    repository, the download cache) that contains at least one dataset folder. The one finder:
+    the loaders, the sample data, the tests and the benchmarks all use it.
+    """
+    for r in data_roots(root):
+        if any((r / d["folder"]).is_dir() for d in DATASETS.values()):
+            return r
+    return None
+
+
 def download_cache() -> Path:
     """The per-user cache that :func:`fetch_public` fills when no destination is given."""
     import pooch
