@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ._common import as_dask, slice_chunks, token, unit_to_nm, want_lazy
+from ._common import as_dask, token, unit_to_nm, want_lazy
 
 _DEFAULT_DPI = {72.0, 96.0, 150.0, 300.0, 600.0}  # screen/print defaults, never an EM pixel size
 _PAGE_CHUNK_LIMIT = 256 * 1024**2  # bytes; larger pages are read tile by tile
@@ -118,10 +118,45 @@ def _check_logged(path: Path, logged: list[str]) -> None:
         )
 
 
-def _check_structure(path: Path, series, logged: list[str]) -> None:
+def _ifd_chain_end(path: Path, tif, n_pages: int) -> str | None:
+    """Walk the IFD chain ourselves: why it breaks (a reason), or None when it ends cleanly.
+
+    tifffile only logs a broken chain, and a host application may silence its logger, so a
+    truncated stack would otherwise open as its first pages without a word.
+    """
+    import struct
+
+    fmt = tif.tiff
+    size = path.stat().st_size
+    offset_fmt = fmt.byteorder + fmt.offsetformat[-1]
+    count_fmt = fmt.byteorder + fmt.tagnoformat[-1]
+    with open(path, "rb") as fh:
+        fh.seek(8 if fmt.is_bigtiff else 4)
+        offset = struct.unpack(offset_fmt, fh.read(fmt.offsetsize))[0]
+        for _ in range(n_pages + 1):
+            if offset == 0:
+                return None
+            if offset < 8 or offset + fmt.tagnosize > size:
+                return "an image directory lies beyond the end of the file"
+            fh.seek(offset)
+            count = struct.unpack(count_fmt, fh.read(fmt.tagnosize))[0]
+            fh.seek(offset + fmt.tagnosize + count * fmt.tagsize)
+            raw = fh.read(fmt.offsetsize)
+            if len(raw) < fmt.offsetsize:
+                return "an image directory is cut off"
+            offset = struct.unpack(offset_fmt, raw)[0]
+    return None  # more directories than pages: tifffile stopped on purpose (e.g. a loop)
+
+
+def _check_structure(path: Path, tif, series, logged: list[str]) -> None:
     """Refuse files whose page chain broke or whose image data run past the end of the file."""
     _check_logged(path, logged)
+    reason = _ifd_chain_end(path, tif, len(tif.pages))
+    if reason:
+        raise InputError(f"{path.name} is truncated: {reason}; re-export or re-copy the file.")
     size = path.stat().st_size
+    if series.dataoffset is not None and series.dataoffset + series.nbytes > size:
+        raise InputError(f"{path.name} is truncated: its image data run past the end of the file.")
     for page in series.pages:
         if page is None:
             continue
@@ -132,8 +167,41 @@ def _check_structure(path: Path, series, logged: list[str]) -> None:
             )
 
 
+def decode_error(name: str, exc: Exception, what: str = "TIFF") -> InputError:
+    """Our sentence for a decoding failure: a missing codec is named, never called corruption."""
+    from ._sources import failure_sentence
+
+    return InputError(failure_sentence(name, exc, what))
+
+
+def _samples(tif, series, axes: str, notes: list[str]) -> tuple[str, bool, bool]:
+    """(axes, rgb, alpha): what the sample axis (``s``) of the first series holds."""
+    if "s" not in axes:
+        return axes, False, False
+    page = series.keyframe
+    n = series.shape[axes.index("s")]
+    extra = tuple(int(e) for e in (page.extrasamples or ()))
+    if (
+        axes.startswith("s")
+        and page.software == "tifffile.py"
+        and tif.is_shaped
+        and not any("axes" in m for m in tif.shaped_metadata or ())
+    ):
+        # tifffile used to write any (3, Y, X) array as planar RGB: a z-stack saved without axes
+        notes.append(
+            f"The file is stored as planar RGB (tifffile's old default for {n} planes) without "
+            "axes; its planes are read as z slices."
+        )
+        return "q" + axes[1:], False, False
+    if int(page.photometric) in (2, 6) and n in (3, 4):  # RGB, YCbCr (decoded to RGB)
+        return axes, True, False
+    if n == 2 and extra[:1] in ((1,), (2,)):  # grey (or palette index) + alpha
+        return axes, False, True
+    return axes, False, False
+
+
 def read_tiff(path: Path, *, lazy: bool | None):
-    """Read a TIFF; returns (array, meta, axes, rgb) for :func:`finalize`."""
+    """Read a TIFF; returns (array, meta, axes, rgb, alpha) for :func:`finalize`."""
     import tifffile
 
     with _tifffile_errors() as logged:
@@ -149,40 +217,36 @@ def read_tiff(path: Path, *, lazy: bool | None):
                     f"{path.name} contains no images; the TIFF may be corrupt or truncated."
                 )
             series = tif.series[0]
-            _check_structure(path, series, logged)
-            shape, dtype, axes = tuple(series.shape), series.dtype, series.axes
-            rgb = axes.endswith("S") and shape[-1] in (3, 4)
+            _check_structure(path, tif, series, logged)
+            shape, dtype = tuple(series.shape), series.dtype
+            notes: list[str] = []
+            axes, rgb, alpha = _samples(tif, series, series.axes.lower(), notes)
             meta = {
                 "format": "bigtiff" if tif.is_bigtiff else "tiff",
                 "voxel_size": _voxel_size(tif, series),
                 "kind": _kind(tif),
+                "notes": notes,
             }
-            if "S" in axes and not rgb:
-                meta.setdefault("notes", []).append(
-                    f"The file is stored as planar RGB (tifffile's default for {shape[0]} planes); "
-                    "its planes are read as z slices."
-                )
             if len(tif.series) > 1:
-                meta.setdefault("notes", []).append(
-                    f"The file holds {len(tif.series)} image series; the first was read."
-                )
-            if rgb and meta["voxel_size"] is not None:
-                meta["voxel_size"] = meta["voxel_size"][:-1]
+                notes.append(f"The file holds {len(tif.series)} image series; the first was read.")
             if want_lazy(lazy, shape, dtype):
                 array = _lazy(path, tif, series)
             else:
                 array = _eager(path, tif, series)
                 _check_logged(path, logged)  # errors logged while decoding
-            meta.setdefault("notes", []).extend(f"tifffile: {m}" for m in dict.fromkeys(logged))
+            notes.extend(f"tifffile: {m}" for m in dict.fromkeys(logged))
         except InputError:
             tif.close()
             raise
         except Exception as exc:
             tif.close()
-            raise InputError(
-                f"{path.name} could not be decoded ({exc}); the TIFF may be corrupt or truncated."
-            ) from exc
-    return array, meta, axes.lower(), rgb
+            raise decode_error(path.name, exc) from exc
+    return array, meta, axes, rgb, alpha
+
+
+def _plane_chunks(series) -> tuple[int, ...]:
+    """One (Y, X) plane with all its samples per chunk, wherever the sample axis is stored."""
+    return tuple(int(n) if a in "YXS" else 1 for a, n in zip(series.axes, series.shape))
 
 
 def _kind(tif) -> str | None:
@@ -197,9 +261,7 @@ def _eager(path: Path, tif, series) -> np.ndarray:
         with tif:
             data = series.asarray()
     except Exception as exc:
-        raise InputError(
-            f"{path.name} could not be decoded ({exc}); the TIFF may be corrupt or truncated."
-        ) from exc
+        raise decode_error(path.name, exc) from exc
     expected = int(np.prod(series.shape))
     if data.size != expected:
         raise InputError(
@@ -224,9 +286,8 @@ def _lazy(path: Path, tif, series):
                 f"{path.name} is truncated: the image data run past the end of the file."
             ) from exc
         mm = mm.reshape(series.shape)
-        rgb = series.axes.endswith("S") and series.shape[-1] in (3, 4)
         source = reopenable(open_memmap, memmap_recipe(mm), mm, label=path.name, what="TIFF")
-        return as_dask(source, chunks=slice_chunks(mm.shape, rgb=rgb), name=name)
+        return as_dask(source, chunks=_plane_chunks(series), name=name)
     import zarr
 
     # One chunk per page (a slice) unless a page is huge: then the file's own tiles/strips.
