@@ -78,6 +78,12 @@ def to_zyx(
         for v in per_axis.values():
             del v[axis]
 
+    guessed = ""
+    if not declared and len(shape) == 3 and shape[-1] <= 4 < min(shape[:2]):
+        # A stack of 3-pixel-wide slices is implausible: a small last axis holds channels.
+        letters[:] = ["y", "x", "c"]
+        declared = True
+        guessed = f" (the file does not name its axes, so its shape {shape} was read as Y, X, C)"
     # 1. Samples of one pixel: colour -> grey, grey + alpha -> grey, anything else is refused.
     if rgb or alpha:
         si = letters.index("s") if "s" in letters else len(shape) - 1
@@ -121,7 +127,7 @@ def to_zyx(
         n = shape[letters.index("c")]
         extra = f" and {len(shape)} dimensions (axes {_upper(letters)})" if len(shape) > 3 else ""
         raise InputError(
-            f"{name} has {n} channels{extra}; only single-channel stacks can be read, "
+            f"{name} has {n} channels{extra}{guessed}; only single-channel stacks can be read, "
             "so save one channel as its own file."
         )
     if len(shape) > 3:
@@ -149,16 +155,10 @@ def to_zyx(
             notes.append(
                 f"Axis {letters[0].upper()} (size {shape[0]}) is read as the stack (z) axis."
             )
-    elif len(shape) == 3:
-        if declared:
-            notes.append(
-                f"The file's axes {_upper(letters)} name no Y and X; they were read as Z, Y, X."
-            )
-        elif shape[-1] <= 4 < min(shape[:2]):
-            notes.append(
-                f"The file does not say which axis is which; its shape {shape} was read as "
-                "(Z, Y, X): if the last axis holds colour or channels, save one channel per file."
-            )
+    elif len(shape) == 3 and declared:
+        notes.append(
+            f"The file's axes {_upper(letters)} name no Y and X; they were read as Z, Y, X."
+        )
     elif declared and set(letters) != {"y", "x"}:
         notes.append(f"The file's axes {_upper(letters)} were read as Y, X.")
     return array, "zyx"[-len(shape) :], per_axis

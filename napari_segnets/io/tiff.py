@@ -39,8 +39,12 @@ def _ome_voxel(xml: str | None, axes: str) -> list[float | None] | None:
     return out
 
 
-def _resolution_nm(page, unit_nm: float | None) -> tuple[float, float] | None:
-    """(y, x) pixel size in nm from the X/YResolution tags, or None when absent or a default."""
+def _resolution_nm(page, unit_nm: float | None, y_unit_nm: float | None = None):
+    """(y, x) pixel size in nm from the X/YResolution tags (None per axis when unknown).
+
+    ImageJ stores pixels per its own ``unit`` (and ``yunit`` when Y differs); other writers
+    use the ResolutionUnit tag. Screen/print defaults and sizes above 0.1 mm mean "uncalibrated".
+    """
     try:
         xres, yres = page.get_resolution()
         resunit = int(page.tags["ResolutionUnit"].value) if "ResolutionUnit" in page.tags else 2
@@ -48,18 +52,21 @@ def _resolution_nm(page, unit_nm: float | None) -> tuple[float, float] | None:
         return None
     if xres <= 0 or yres <= 0:
         return None
-    if resunit == 2:  # inch
+    if unit_nm is not None:  # ImageJ: the unit in its description wins over the tag
+        if xres == 1 and yres == 1:
+            return None
+        x_nm, y_nm = unit_nm, y_unit_nm or unit_nm
+    elif resunit == 2:  # inch
         if xres in _DEFAULT_DPI and yres in _DEFAULT_DPI:
             return None
-        unit_nm = 2.54e7
+        x_nm = y_nm = 2.54e7
     elif resunit == 3:  # centimetre
-        unit_nm = 1e7
-    elif unit_nm is None or (xres == 1 and yres == 1):
+        x_nm = y_nm = 1e7
+    else:
         return None
-    y, x = unit_nm / yres, unit_nm / xres
-    if y > _MAX_PIXEL_NM or x > _MAX_PIXEL_NM:
-        return None
-    return y, x
+    y, x = y_nm / yres, x_nm / xres
+    out = tuple(v if v <= _MAX_PIXEL_NM else None for v in (y, x))
+    return None if out == (None, None) else out
 
 
 def _voxel_size(tif, series) -> list[float | None] | None:
@@ -70,20 +77,13 @@ def _voxel_size(tif, series) -> list[float | None] | None:
             return sizes
     ij = tif.imagej_metadata or {}
     unit_nm = unit_to_nm(ij.get("unit")) if ij else None
-    yx = _resolution_nm(series.pages[0] if series.pages else tif.pages[0], unit_nm)
-    if yx is None:
-        return None
-    out: list[float | None] = []
-    for ax in axes:
-        if ax == "y":
-            out.append(yx[0])
-        elif ax == "x":
-            out.append(yx[1])
-        elif ax == "z" and ij.get("spacing") and unit_nm:
-            out.append(float(ij["spacing"]) * unit_nm)
-        else:
-            out.append(None)
-    return out
+    y_unit_nm = unit_to_nm(ij.get("yunit")) if ij.get("yunit") else unit_nm
+    z_unit_nm = unit_to_nm(ij.get("zunit")) if ij.get("zunit") else unit_nm
+    page = series.pages[0] if series.pages else tif.pages[0]
+    yx = _resolution_nm(page, unit_nm, y_unit_nm) or (None, None)
+    z = float(ij["spacing"]) * z_unit_nm if ij.get("spacing") and z_unit_nm else None
+    out = [{"y": yx[0], "x": yx[1], "z": z}.get(ax) for ax in axes]
+    return out if any(v is not None for v in out) else None
 
 
 class _LogCollector(logging.Handler):
