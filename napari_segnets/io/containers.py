@@ -276,16 +276,6 @@ def _zarr_listing(path: Path) -> str:
     return "its images are: " + short_list(sorted(names))
 
 
-def zarr_choices(path: Path) -> list[str]:
-    """Keys of the image-like nodes of a Zarr group (empty for a single array or image)."""
-    import zarr
-
-    node = zarr.open(str(path), mode="r")
-    if not isinstance(node, zarr.Group) or _multiscales(node.attrs) is not None:
-        return []
-    return sorted(_zarr_candidates(node, path.name))
-
-
 # ----------------------------------------------------------------------------------------- HDF5
 def _hdf5_axes(ds) -> str | None:
     """Axis letters from ilastik's ``axistags`` or h5py dimension labels, or None."""
