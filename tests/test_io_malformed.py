@@ -207,3 +207,42 @@ def test_predict_on_a_lazy_folder_with_a_corrupt_slice_exits_2(tmp_path, monkeyp
     lines = [ln for ln in err.splitlines() if ln.strip() and "warning" not in ln.lower()]
     assert code == 2, err
     assert len(lines) == 1 and "Slice s2.png in slices" in lines[0], err
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    from _model_helpers import calibrated_unet
+
+    from napari_segnets import checkpoints
+    from napari_segnets.io.normalize import normalization_spec
+
+    path = tmp_path_factory.mktemp("ckpt") / "m.safetensors"
+    image = np.random.default_rng(0).integers(0, 255, (2, 32, 32), dtype=np.uint8)
+    checkpoints.save(path, calibrated_unet(image), {"normalization": normalization_spec()})
+    return path
+
+
+SUBCOMMANDS = {
+    "train": ["train", "--images", "{bad}", "--masks", "{bad}", "--arch", "unet", "--out", "{t}/m.st"],
+    "finetune": ["finetune", "--checkpoint", "{ckpt}", "--images", "{bad}", "--masks", "{bad}",
+                 "--out", "{t}/m.st"],
+    "predict": ["predict", "--checkpoint", "{ckpt}", "--input", "{bad}", "--output", "{t}/o.zarr"],
+    "evaluate": ["evaluate", "--prediction", "{bad}", "--truth", "{bad}"],
+    "wavelets": ["wavelets", "--input", "{bad}"],
+    "curate add": ["curate", "add", "--store", "{t}/store", "--image", "{bad}", "--mask", "{bad}",
+                   "--slice", "0"],
+}  # fmt: skip
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("command", list(SUBCOMMANDS))
+def test_every_subcommand_refuses_a_bad_file_in_one_line(
+    command, checkpoint, tmp_path, monkeypatch, capsys
+):
+    bad = h5_compound(tmp_path, monkeypatch)
+    argv = [a.format(bad=bad, ckpt=checkpoint, t=tmp_path) for a in SUBCOMMANDS[command]]
+    code = main(argv + ["--no-progress"])
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 2 and len(lines) == 1, err
+    assert "table.h5 (raw) holds" in lines[0] and "Traceback" not in err

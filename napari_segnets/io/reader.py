@@ -117,30 +117,37 @@ def read(
             f"key={key!r} only applies to HDF5 files and Zarr groups, not to {fmt} {p.name}."
         )
     alpha = False
-    if fmt == "tiff":
-        from .tiff import read_tiff
+    try:
+        if fmt == "tiff":
+            from .tiff import read_tiff
 
-        array, meta, axes, rgb, alpha = read_tiff(p, lazy=lazy)
-    elif fmt == "mrc":
-        from .slices import read_mrc
+            array, meta, axes, rgb, alpha = read_tiff(p, lazy=lazy)
+        elif fmt == "mrc":
+            from .slices import read_mrc
 
-        array, meta, axes, rgb = read_mrc(p, lazy=lazy)
-    elif fmt == "zarr":
-        from .containers import read_zarr
+            array, meta, axes, rgb = read_mrc(p, lazy=lazy)
+        elif fmt == "zarr":
+            from .containers import read_zarr
 
-        array, meta, axes, rgb = read_zarr(p, key=key, lazy=lazy)
-    elif fmt == "hdf5":
-        from .containers import read_hdf5
+            array, meta, axes, rgb = read_zarr(p, key=key, lazy=lazy)
+        elif fmt == "hdf5":
+            from .containers import read_hdf5
 
-        array, meta, axes, rgb = read_hdf5(p, key=key, lazy=lazy)
-    elif fmt == "png":
-        from .slices import read_png
+            array, meta, axes, rgb = read_hdf5(p, key=key, lazy=lazy)
+        elif fmt == "png":
+            from .slices import read_png
 
-        array, meta, axes, rgb = read_png(p, lazy=lazy)
-    else:
-        from .slices import read_folder
+            array, meta, axes, rgb = read_png(p, lazy=lazy)
+        else:
+            from .slices import read_folder
 
-        array, meta, axes, rgb = read_folder(p, lazy=lazy)
+            array, meta, axes, rgb = read_folder(p, lazy=lazy)
+    except InputError:
+        raise
+    except Exception as exc:  # a third-party failure no reader anticipated: still one sentence
+        from ._sources import failure_sentence
+
+        raise InputError(failure_sentence(p.name, exc)) from exc
     meta.setdefault("key", key)
     meta["path"] = str(p)
     meta.setdefault("kind", None)
