@@ -29,15 +29,22 @@ def _contrast_limits(array, meta: dict) -> list[float] | None:
 
 
 def layer_tuple(array, meta: dict, name: str | None = None) -> tuple[Any, dict, str]:
-    """A napari layer data tuple for an array returned by :func:`napari_segnets.io.read`."""
+    """A napari layer data tuple for an array returned by :func:`napari_segnets.io.read`.
+
+    Masks (see :func:`napari_segnets.io.layer_kind`) become Labels layers, the rest Image layers.
+    """
+    from .io import layer_kind
+    from .io._common import display_scale
+
     name = name or Path(meta.get("path", "stack")).name
     kwargs: dict[str, Any] = {"name": name, "metadata": {"segnets": dict(meta)}}
-    scale = meta.get("voxel_size") or meta.get("scale")
+    voxel = meta.get("voxel_size")
+    scale = display_scale(voxel) if voxel else meta.get("scale")
     if scale is not None and len(scale) == array.ndim:
         kwargs["scale"] = tuple(float(s) for s in scale)
-        if meta.get("voxel_size"):
+        if voxel:
             kwargs["units"] = ("nm",) * array.ndim
-    if meta.get("kind") == "labels" and np.issubdtype(np.dtype(array.dtype), np.integer):
+    if layer_kind(array, meta) == "labels":
         return array, kwargs, "labels"
     limits = _contrast_limits(array, meta)
     if limits is not None:
@@ -55,14 +62,56 @@ def get_reader(path: str | list[str]):
     return _read_layers
 
 
-def _read_layers(path: str | list[str]) -> list[tuple]:
-    from .io import read
+def _notify(message: str) -> None:
+    """Show a note in napari (the status notification), or warn when napari is not running."""
+    try:
+        from napari.utils.notifications import show_info
+    except ImportError:  # the core used without napari
+        import warnings
 
+        warnings.warn(message, UserWarning, stacklevel=3)
+        return
+    show_info(message)
+
+
+def read_all(path) -> list[tuple[Any, dict]]:
+    """Every image in ``path``: one (array, meta), or one per dataset of an HDF5/Zarr container.
+
+    A container with several candidate datasets opens them all (instead of asking for a key
+    nobody can give in napari); those that cannot be read are skipped with a note, unless
+    none can.
+    """
+    from .io import AmbiguousInputError, read
+
+    try:
+        return [read(path)]
+    except AmbiguousInputError as exc:
+        choices = exc.choices
+    opened, failed = [], []
+    for key in choices:
+        try:
+            opened.append(read(path, key=key))
+        except InputError as err:
+            failed.append(err)
+    if not opened:
+        raise failed[0]
+    for err in failed:
+        opened[0][1].setdefault("notes", []).append(f"Skipped: {err}")
+    return opened
+
+
+def _read_layers(path: str | list[str]) -> list[tuple]:
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
     layers = []
     for p in paths:
-        array, meta = read(p)
-        layers.append(layer_tuple(array, meta))
+        found = read_all(p)
+        for array, meta in found:
+            name = Path(str(p)).name
+            if len(found) > 1 and meta.get("key"):
+                name = f"{name} [{meta['key']}]"
+            for note in meta.get("notes", []):
+                _notify(f"{name}: {note}")
+            layers.append(layer_tuple(array, meta, name=name))
     return layers
 
 

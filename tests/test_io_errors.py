@@ -109,7 +109,7 @@ def test_hdf5_several_candidates_without_key(tmp_path):
         f.create_dataset("raw", shape=(4, 16, 16), dtype="u1")
         f.create_dataset("pred/membranes", shape=(4, 16, 16), dtype="f4")
     with pytest.raises(
-        InputError, match=r"several 3D datasets \(pred/membranes .*raw .*\); pass key="
+        InputError, match=r"several 3D datasets \(pred/membranes .*raw .*\); choose one \(key="
     ) as info:
         read(tmp_path / "two.h5")
     _one_sentence(info.value)

@@ -182,12 +182,14 @@ def test_zarr_group_key_and_ambiguity(tmp_path, stack):
     g = zarr.open_group(str(tmp_path / "g.zarr"), mode="w")
     g.create_array("raw", shape=stack.shape, dtype="u1")[:] = stack
     g.create_array("labels", shape=stack.shape, dtype="u1")
-    with pytest.raises(InputError, match=r"several 3D arrays \(labels .*raw .*\); pass key="):
+    with pytest.raises(
+        InputError, match=r"several 3D images \(labels .*raw .*\); choose one \(key="
+    ):
         read(tmp_path / "g.zarr")
     arr, meta = read(tmp_path / "g.zarr", key="raw")
     np.testing.assert_array_equal(arr, stack)
     assert meta["key"] == "raw"
-    with pytest.raises(InputError, match="no array 'nope'; its arrays are: labels, raw"):
+    with pytest.raises(InputError, match="no array 'nope'; its images are: labels, raw"):
         read(tmp_path / "g.zarr", key="nope")
 
 

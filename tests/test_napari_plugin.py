@@ -226,7 +226,10 @@ def test_every_shared_tiff_reads_with_its_readme_shape(pm, shared_data):
             layers = _npe2_read(readme.parent / name)
             arr, kwargs, kind = layers[0]
             assert arr.shape == shape, name
-            assert arr.dtype == np.uint8 and kind == "image", name
+            # the raw stacks open as images, their 0/255 masks as Labels layers
+            images = ("raw", "volume", "training_slices")
+            expected = "image" if any(w in name for w in images) else "labels"
+            assert arr.dtype == np.uint8 and kind == expected, name
             checked += 1
     assert checked >= 10
 
@@ -287,3 +290,37 @@ def test_viewer_opens_stacks_and_samples(make_napari_viewer, tmp_path, rng):
     viewer.open_sample(PLUGIN, "synthetic")
     kinds = sorted(type(layer).__name__ for layer in viewer.layers)
     assert kinds == ["Image", "Image", "Labels"]
+
+
+@pytest.mark.gui
+def test_viewer_mask_as_labels_container_as_layers_notes_as_notifications(
+    make_napari_viewer, tmp_path, rng
+):
+    import h5py
+    from napari.utils.notifications import notification_manager
+
+    viewer = make_napari_viewer()
+    mask = np.zeros((3, 32, 32), np.uint8)
+    mask[:, 8:20, 8:20] = 255  # a 0/255 mask as labs keep them
+    tifffile.imwrite(tmp_path / "cells.tif", mask, photometric="minisblack")
+    (layer,) = viewer.open(str(tmp_path / "cells.tif"), plugin=PLUGIN)
+    assert type(layer).__name__ == "Labels" and layer.data.max() == 255
+    viewer.dims.set_current_step(0, 1)
+    rgba = layer.get_color(255)  # the object gets a visible colour, the background none
+    background = layer.get_color(0)
+    assert rgba is not None and rgba[3] > 0 and (background is None or background[3] == 0)
+    with h5py.File(tmp_path / "two.h5", "w") as f:
+        f["raw"] = rng.integers(0, 255, (3, 32, 32), dtype=np.uint8)
+        f["gt"] = mask // 255
+    layers = viewer.open(str(tmp_path / "two.h5"), plugin=PLUGIN)
+    assert {(lyr.name, type(lyr).__name__) for lyr in layers} == {
+        ("two.h5 [gt]", "Labels"),
+        ("two.h5 [raw]", "Image"),
+    }
+    rgb = rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "colour.tif", rgb, photometric="rgb")
+    seen = []
+    notification_manager.notification_ready.connect(lambda n: seen.append(str(n.message)))
+    with pytest.warns(UserWarning, match="RGB image converted"):
+        viewer.open(str(tmp_path / "colour.tif"), plugin=PLUGIN)
+    assert any("colour.tif: RGB image converted to grey" in m for m in seen), seen

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,14 @@ _UNIT_NM = {name: factor for factor, names in _UNIT_GROUPS.items() for name in n
 LAZY_ENV = "SEGNETS_LAZY_BYTES"
 
 
+class AmbiguousInputError(InputError):
+    """A container holds several candidate images; ``choices`` are the keys that would open."""
+
+    def __init__(self, message: str, choices=()):
+        super().__init__(message)
+        self.choices = list(choices)
+
+
 def unit_to_nm(unit: str | None) -> float | None:
     """Nanometres per ``unit`` (e.g. ``"µm"`` -> 1000), or None when unknown or not a length."""
     if unit is None:
@@ -34,15 +41,47 @@ def unit_to_nm(unit: str | None) -> float | None:
 
 def clean_voxel_size(sizes) -> tuple[float, ...] | None:
     """Tuple of positive finite floats, or None when any entry is missing or meaningless."""
+    partial = partial_voxel_size(sizes)
+    if partial is None or any(s is None for s in partial):
+        return None
+    return partial
+
+
+def partial_voxel_size(sizes) -> tuple[float | None, ...] | None:
+    """One entry per axis: a positive finite size, or None where that axis is uncalibrated.
+
+    None as a whole when no axis is calibrated. This is how ``meta["voxel_size"]`` keeps a
+    partial calibration: an XY pixel size without a z spacing reads ``(None, 4.0, 4.0)``.
+    """
     if sizes is None:
         return None
-    try:
-        out = tuple(float(s) for s in sizes)
-    except (TypeError, ValueError):
+    out: list[float | None] = []
+    for s in sizes:
+        try:
+            v = float(s)
+        except (TypeError, ValueError):
+            v = None
+        out.append(v if v is not None and np.isfinite(v) and v > 0 else None)
+    if not out or all(v is None for v in out):
         return None
-    if not out or not all(np.isfinite(s) and s > 0 for s in out):
+    return tuple(out)
+
+
+def display_scale(voxel) -> tuple[float, ...] | None:
+    """A full scale for a viewer: missing entries take the smallest known size (isotropic guess)."""
+    voxel = partial_voxel_size(voxel)
+    if voxel is None:
         return None
-    return out
+    fill = min(v for v in voxel if v is not None)
+    return tuple(fill if v is None else v for v in voxel)
+
+
+def short_list(items, limit: int = 6) -> str:
+    """``"a, b, c and 27 more"``: a listing that stays one readable sentence."""
+    items = [str(i) for i in items]
+    if len(items) <= limit:
+        return ", ".join(items) or "none"
+    return ", ".join(items[:limit]) + f" and {len(items) - limit} more"
 
 
 def lazy_threshold() -> int:
@@ -72,10 +111,18 @@ def want_lazy(lazy: bool | None, shape, dtype) -> bool:
     return nbytes > lazy_threshold()
 
 
-def slice_chunks(shape, native=None, *, rgb: bool = False) -> tuple[int, ...]:
-    """Tile-friendly chunks: one (Y, X) plane (with its colour samples) per chunk, or ``native``."""
+def slice_chunks(
+    shape, native=None, *, rgb: bool = False, axes: str | None = None
+) -> tuple[int, ...]:
+    """Tile-friendly chunks: one (Y, X) plane (with its samples/channels) per chunk, or ``native``.
+
+    With ``axes`` (one letter per axis), the Y, X, sample and channel axes are whole wherever
+    they are stored; otherwise the last two (three with ``rgb``) axes are.
+    """
     if native is not None:
         return tuple(int(c) for c in native)
+    if axes and len(axes) == len(shape) and "y" in axes and "x" in axes:
+        return tuple(int(n) if a in "yxsc" else 1 for a, n in zip(axes, shape))
     plane = 3 if rgb else 2
     return tuple([1] * (len(shape) - plane) + [int(s) for s in shape[-plane:]])
 
@@ -123,81 +170,58 @@ def _rgb_to_grey(array):
     return array.map_blocks(convert, drop_axis=array.ndim - 1, dtype=dtype)
 
 
-def finalize(array, meta: dict[str, Any], *, axes: str | None = None, rgb: bool = False):
-    """Squeeze singleton axes, convert RGB to grey, check 2D/3D and non-empty; fill ``meta``.
+def finalize(
+    array, meta: dict[str, Any], *, axes: str | None = None, rgb: bool = False, alpha: bool = False
+):
+    """Check and reorder a reader's array to (Y, X) or (Z, Y, X); fill ``meta``.
 
     Parameters
     ----------
-    array : numpy or dask array
+    array : numpy or dask array, as stored
     meta : dict
-        Partly filled metadata; ``voxel_size`` (if any) matches ``axes``.
+        Partly filled metadata; ``voxel_size`` and ``scale`` (if any) have one entry per stored
+        axis (None where unknown).
     axes : str, optional
-        One letter per axis of ``array`` (e.g. ``"zyx"``, ``"tczyx"``).
-    rgb : bool
-        The last axis holds colour samples (RGB or RGBA).
+        One letter per stored axis as the file declares it (e.g. ``"yxz"``, ``"tczyx"``); see
+        :mod:`napari_segnets.io.axes`.
+    rgb, alpha : bool
+        The sample axis holds RGB(A) colour / grey + alpha.
     """
+    from .axes import check_dtype, to_zyx
+
     meta.setdefault("notes", [])
     name = Path(meta.get("path", "the file")).name
     shape = tuple(int(s) for s in array.shape)
-    if any(s == 0 for s in shape) or len(shape) == 0:
+    check_dtype(array.dtype, name)
+    if len(shape) < 2:
+        raise InputError(
+            f"{name} holds a {len(shape)}D array (shape {shape}), not an image; "
+            "choose a 2D image or a 3D stack."
+        )
+    if any(s == 0 for s in shape):
         raise InputError(
             f"{name} holds an empty array (shape {shape}); choose a file or dataset with pixels in it."
         )
-    axes = (axes or "").lower()
-    if len(axes) != len(shape):
-        axes = ""
-    voxel = meta.get("voxel_size")
-    if voxel is not None and len(voxel) != len(shape) - (1 if rgb else 0):
-        voxel = None
-    if rgb:
-        if shape[-1] not in (3, 4):
-            raise InputError(
-                f"{name} has {shape[-1]} colour samples per pixel; only grey, RGB or RGBA images can be read."
-            )
-        kind = "RGBA" if shape[-1] == 4 else "RGB"
-        note = f"{kind} image converted to grey (luminance); the colour was dropped."
-        meta["notes"].append(note)
-        warnings.warn(f"{name}: {note}", UserWarning, stacklevel=3)
-        array = _rgb_to_grey(array)
-        axes = axes[:-1] if axes else ""
-        shape = shape[:-1]
-    keep = [i for i, s in enumerate(shape) if s != 1]
-    if len(keep) < 2:  # a 1 x N image: keep the last two axes so it stays an image
-        keep = list(range(len(shape)))[-2:]
-    if len(keep) != len(shape):
-        array = array[tuple(slice(None) if i in keep else 0 for i in range(len(shape)))]
-        axes = "".join(axes[i] for i in keep) if axes else ""
-        if voxel is not None:
-            voxel = tuple(voxel[i] for i in keep)
-        shape = tuple(shape[i] for i in keep)
-    if len(shape) > 3:
-        ax = f" (axes {axes.upper()})" if axes else ""
-        raise InputError(
-            f"{name} has {len(shape)} dimensions {shape}{ax}; only 2D (Y, X) or 3D (Z, Y, X) single-channel "
-            "stacks can be read, so save one channel/time point as its own file."
-        )
-    if "c" in axes:
-        n = shape[axes.index("c")]
-        raise InputError(
-            f"{name} has {n} channels; only single-channel stacks can be read, so save one channel as its own file."
-        )
-    if len(shape) == 3 and axes and axes[0] not in "zqis" and axes[1:] == "yx":
-        # q/i/s: tifffile's unknown, sequence and planar-sample axes, which are stacks anyway
-        meta["notes"].append(
-            f"Axis {axes[0].upper()} (size {shape[0]}) is read as the stack (z) axis."
-        )
-    if not axes or set(axes) - set("zyx") or len(set(axes)) != len(axes):
-        axes = "zyx"[-len(shape) :]
+    per_axis = {"voxel_size": meta.get("voxel_size"), "scale": meta.get("scale")}
+    array, axes, per_axis = to_zyx(
+        array, axes, per_axis, meta["notes"], name=name, rgb=rgb, alpha=alpha
+    )
+    dtype = np.dtype(array.dtype)
+    if dtype.kind == "b":
+        array = array.astype(np.uint8)
+    elif dtype.byteorder not in ("=", "|") and dtype != dtype.newbyteorder("="):
+        # big-endian files (and their memory maps): native pixels, also lazily
+        array = array.astype(dtype.newbyteorder("="))
+    scale = per_axis.get("scale")
     meta.update(
-        shape=shape,
+        shape=tuple(int(s) for s in array.shape),
         dtype=str(array.dtype),
         axes=axes,
-        voxel_size=clean_voxel_size(voxel),
+        voxel_size=partial_voxel_size(per_axis.get("voxel_size")),
         lazy=not isinstance(array, np.ndarray),
     )
-    if array.dtype.kind == "b":
-        array = array.astype(np.uint8)
-        meta["dtype"] = "uint8"
-    if np.issubdtype(array.dtype, np.complexfloating):
-        raise InputError(f"{name} holds complex numbers; save the magnitude as a real image first.")
+    if scale is not None:
+        meta["scale"] = [float(s) for s in scale]
+    else:
+        meta.pop("scale", None)
     return array, meta

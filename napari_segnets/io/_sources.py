@@ -7,11 +7,38 @@ schedulers. Each read is a real copy, so chunks never pin a file mapping.
 
 from __future__ import annotations
 
+import re
 import threading
 
 import numpy as np
 
 from ..errors import InputError
+
+
+def missing_codec(exc: BaseException) -> str | None:
+    """The codec's name when ``exc`` says a decoder is not installed, else None."""
+    text = str(exc)
+    if "imagecodecs" not in text and not isinstance(exc, ImportError):
+        return None
+    found = re.search(r"<\w+\.(\w+): \d+>", text)  # tifffile's "<COMPRESSION.LZW: 5>"
+    return found.group(1) if found else "a codec"
+
+
+def failure_sentence(label: str, exc: BaseException, what: str = "file") -> str:
+    """One sentence for a third-party failure while decoding: missing codec or damaged data."""
+    codec = missing_codec(exc)
+    if codec:
+        return (
+            f"{label} is compressed with {codec}, whose decoder is not installed; "
+            "install it with `pip install imagecodecs` and open the file again."
+        )
+    if isinstance(exc, MemoryError):
+        return f"{label} does not fit in memory; open it lazily (lazy=True) or crop it first."
+    reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+    return (
+        f"{label} could not be read ({reason}); the {what} may be corrupt, truncated, or "
+        "changed or removed after opening."
+    )
 
 
 class Reopenable:
@@ -37,10 +64,7 @@ class Reopenable:
         except InputError:
             raise
         except Exception as exc:
-            raise InputError(
-                f"{self.label} could not be read ({exc}); the {self.what} may be corrupt or "
-                "was changed or removed after opening."
-            ) from exc
+            raise InputError(failure_sentence(self.label, exc, self.what)) from exc
 
     def __getstate__(self):
         state = dict(self.__dict__)

@@ -12,7 +12,9 @@ MODES = ("percentile", "minmax", "fixed", "none")
 _SAMPLE_PIXELS = 4_000_000  # enough for stable percentiles, bounded for huge (lazy) stacks
 
 
-def normalization_spec(mode: str = "percentile", low: float = 1.0, high: float = 99.8, **fixed) -> dict:
+def normalization_spec(
+    mode: str = "percentile", low: float = 1.0, high: float = 99.8, **fixed
+) -> dict:
     """Describe how to normalise intensities (JSON-serialisable).
 
     Parameters
@@ -28,7 +30,9 @@ def normalization_spec(mode: str = "percentile", low: float = 1.0, high: float =
     spec: dict[str, Any] = {"mode": mode}
     if mode == "percentile":
         if not 0 <= low < high <= 100:
-            raise InputError(f"Percentiles must satisfy 0 <= low < high <= 100, got low={low}, high={high}.")
+            raise InputError(
+                f"Percentiles must satisfy 0 <= low < high <= 100, got low={low}, high={high}."
+            )
         spec.update(low=float(low), high=float(high))
     if mode == "fixed":
         if "vmin" not in fixed or "vmax" not in fixed:
@@ -42,7 +46,9 @@ def _sample(image) -> np.ndarray:
     shape = image.shape
     n = int(np.prod(shape)) if len(shape) else 0
     if n == 0:
-        raise InputError("The image is empty (a dimension of size 0); load a stack with pixels in it.")
+        raise InputError(
+            "The image is empty (a dimension of size 0); load a stack with pixels in it."
+        )
     if image.ndim == 3 and n > _SAMPLE_PIXELS:
         per_slice = shape[1] * shape[2]
         n_slices = max(1, min(shape[0], _SAMPLE_PIXELS // max(per_slice, 1)))
@@ -72,7 +78,9 @@ def fit_normalization(image, spec: dict | None = None) -> dict:
     sample = _sample(image).astype(np.float32, copy=False)
     finite = sample[np.isfinite(sample)]
     if finite.size == 0:
-        raise InputError("The image has no finite pixel values (all NaN or infinite); check the file.")
+        raise InputError(
+            "The image has no finite pixel values (all NaN or infinite); check the file."
+        )
     if mode == "minmax":
         vmin, vmax = float(finite.min()), float(finite.max())
     else:
@@ -89,7 +97,9 @@ def apply_normalization(array, fitted: dict) -> np.ndarray:
     if fitted.get("mode") == "none":
         return arr
     if "vmin" not in fitted or "vmax" not in fitted:
-        raise InputError("The normalisation has not been fitted: call fit_normalization(image, spec) first.")
+        raise InputError(
+            "The normalisation has not been fitted: call fit_normalization(image, spec) first."
+        )
     vmin, vmax = float(fitted["vmin"]), float(fitted["vmax"])
     out = (arr - vmin) * np.float32(1.0 / (vmax - vmin))
     np.clip(out, -0.5, 1.5, out=out)

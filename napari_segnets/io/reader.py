@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -66,21 +67,40 @@ def read(
     array : numpy.ndarray or dask.array.Array
         Lazy arrays have one (Y, X) plane per chunk (or the storage's own chunks).
     meta : dict
-        ``format``, ``path``, ``shape``, ``dtype``, ``lazy``, ``voxel_size`` (nm, one value per
-        axis in ``axes`` order, or None), ``axes``, ``key``, ``notes``; sometimes ``kind``
-        (``"labels"`` for files our writer made), ``scale``, ``files``.
+        ``format``, ``path``, ``shape``, ``dtype``, ``lazy``, ``voxel_size``, ``axes``
+        (``"zyx"`` or ``"yx"``), ``key``, ``notes``; sometimes ``kind`` (``"labels"`` for files
+        our writer made), ``scale``, ``files``. ``voxel_size`` is in nm, one entry per axis in
+        ``axes`` order, None for an axis the file does not calibrate (e.g. ``(None, 4.0, 4.0)``
+        for an XY pixel size without a z spacing), or None when nothing is calibrated.
 
     Raises
     ------
     InputError
-        Missing file, unknown format, corrupt/truncated data, more than 3 dimensions after
-        dropping singleton axes, several channels, an empty array, or an ambiguous HDF5/Zarr
-        container without ``key``. RGB/RGBA images are converted to grey with a warning and a
-        note in ``meta["notes"]``.
+        Missing file, not a regular file, unknown format, corrupt/truncated data, a missing
+        codec, more than 3 dimensions after dropping singleton axes, several channels or
+        samples, a 1D or empty array, non-numeric pixels, or an ambiguous HDF5/Zarr container
+        without ``key`` (:class:`AmbiguousInputError`, whose ``choices`` list the keys). Lazy
+        arrays raise InputError at compute time for the same reasons.
+
+    Notes
+    -----
+    Axes the file declares (OME, ImageJ, OME-Zarr ``axes``, MRC MAPC/MAPR/MAPS, HDF5
+    ``axistags``/``DIMENSION_LABELS``) are moved to (Z, Y, X) with their voxel sizes; readings
+    worth knowing (RGB converted to grey, a T axis read as z, a reordering) are written to
+    ``meta["notes"]``.
     """
     p = Path(os.fspath(path)).expanduser()
     if not p.exists():
         raise InputError(f"{p} does not exist; check the path (and that the disk is mounted).")
+    try:
+        mode = p.stat().st_mode
+    except OSError as exc:
+        raise InputError(f"{p} cannot be opened ({exc.strerror}); check its permissions.") from exc
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        # a pipe or device would block or stream forever: refuse before opening it
+        raise InputError(
+            f"{p.name} is not a regular file (a pipe, socket or device); save the image to a file."
+        )
     fmt = sniff(p)
     if fmt is None:
         if p.is_dir():
@@ -96,31 +116,39 @@ def read(
         raise InputError(
             f"key={key!r} only applies to HDF5 files and Zarr groups, not to {fmt} {p.name}."
         )
-    if fmt == "tiff":
-        from .tiff import read_tiff
+    alpha = False
+    try:
+        if fmt == "tiff":
+            from .tiff import read_tiff
 
-        array, meta, axes, rgb = read_tiff(p, lazy=lazy)
-    elif fmt == "mrc":
-        from .slices import read_mrc
+            array, meta, axes, rgb, alpha = read_tiff(p, lazy=lazy)
+        elif fmt == "mrc":
+            from .slices import read_mrc
 
-        array, meta, axes, rgb = read_mrc(p, lazy=lazy)
-    elif fmt == "zarr":
-        from .containers import read_zarr
+            array, meta, axes, rgb = read_mrc(p, lazy=lazy)
+        elif fmt == "zarr":
+            from .containers import read_zarr
 
-        array, meta, axes, rgb = read_zarr(p, key=key, lazy=lazy)
-    elif fmt == "hdf5":
-        from .containers import read_hdf5
+            array, meta, axes, rgb = read_zarr(p, key=key, lazy=lazy)
+        elif fmt == "hdf5":
+            from .containers import read_hdf5
 
-        array, meta, axes, rgb = read_hdf5(p, key=key, lazy=lazy)
-    elif fmt == "png":
-        from .slices import read_png
+            array, meta, axes, rgb = read_hdf5(p, key=key, lazy=lazy)
+        elif fmt == "png":
+            from .slices import read_png
 
-        array, meta, axes, rgb = read_png(p, lazy=lazy)
-    else:
-        from .slices import read_folder
+            array, meta, axes, rgb = read_png(p, lazy=lazy)
+        else:
+            from .slices import read_folder
 
-        array, meta, axes, rgb = read_folder(p, lazy=lazy)
+            array, meta, axes, rgb = read_folder(p, lazy=lazy)
+    except InputError:
+        raise
+    except Exception as exc:  # a third-party failure no reader anticipated: still one sentence
+        from ._sources import failure_sentence
+
+        raise InputError(failure_sentence(p.name, exc)) from exc
     meta.setdefault("key", key)
     meta["path"] = str(p)
     meta.setdefault("kind", None)
-    return finalize(array, meta, axes=axes, rgb=rgb)
+    return finalize(array, meta, axes=axes, rgb=rgb, alpha=alpha)

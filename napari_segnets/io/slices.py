@@ -27,8 +27,10 @@ def read_mrc(path: Path, *, lazy: bool | None):
     if data is None:
         mrc.close()
         raise InputError(f"{path.name} has an MRC header but no data; the file is incomplete.")
+    axes = _mrc_axes(mrc.header, data.ndim, notes)
     vs = mrc.voxel_size
-    voxel = [float(vs.z) / 10.0, float(vs.y) / 10.0, float(vs.x) / 10.0][-data.ndim :]
+    per_letter = {"x": float(vs.x) / 10.0, "y": float(vs.y) / 10.0, "z": float(vs.z) / 10.0}
+    voxel = [per_letter[a] for a in axes]
     meta = {"format": "mrc", "voxel_size": voxel, "notes": notes}
     if want_lazy(lazy, data.shape, data.dtype):
         # The memmap keeps the file open for as long as the dask array lives.
@@ -41,7 +43,20 @@ def read_mrc(path: Path, *, lazy: bool | None):
     else:
         array = np.array(data)
         mrc.close()
-    return array, meta, "zyx"[-data.ndim :], False
+    return array, meta, axes, False
+
+
+def _mrc_axes(header, ndim: int, notes: list[str]) -> str:
+    """Letters of the stored axes (sections, rows, columns) from MAPS/MAPR/MAPC."""
+    order = (int(header.maps), int(header.mapr), int(header.mapc))
+    if sorted(order) != [1, 2, 3]:
+        notes.append(
+            f"The MRC header's axis fields MAPC/MAPR/MAPS are {order[::-1]}, not a permutation "
+            "of 1, 2, 3; the standard order (columns = X, rows = Y, sections = Z) was assumed."
+        )
+        order = (3, 2, 1)
+    letters = "".join("xyz"[i - 1] for i in order)
+    return letters[-ndim:]
 
 
 def _permissive(path: Path, exc: Exception, notes: list[str]):
@@ -130,6 +145,22 @@ class SliceStack:
         self.ndim = len(self.shape)
 
     def __getitem__(self, key):
+        try:
+            return self._get(key)
+        except InputError:
+            raise
+        except Exception as exc:  # a slice that cannot be decoded (corrupt, removed, codec)
+            from ._sources import failure_sentence
+
+            raise InputError(failure_sentence(self._label(key), exc, "slice")) from exc
+
+    def _label(self, key) -> str:
+        first = key[0] if isinstance(key, tuple) else key
+        if isinstance(first, (int, np.integer)):
+            return f"Slice {self.files[int(first)].name} in {self.files[0].parent.name}"
+        return f"A slice in {self.files[0].parent.name}"
+
+    def _get(self, key):
         key = key if isinstance(key, tuple) else (key,)
         zs = range(self.shape[0])[key[0]]
         rest = key[1:]
@@ -137,7 +168,13 @@ class SliceStack:
             return read_slice(self.files[zs])[rest]
         out = np.empty((len(zs), *self.shape[1:]), self.dtype)[(slice(None), *rest)]
         for i, z in enumerate(zs):
-            out[i] = read_slice(self.files[z])[rest]
+            try:
+                out[i] = read_slice(self.files[z])[rest]
+            except Exception as exc:
+                from ._sources import failure_sentence
+
+                label = f"Slice {self.files[z].name} in {self.files[z].parent.name}"
+                raise InputError(failure_sentence(label, exc, "slice")) from exc
         return out
 
 
@@ -196,7 +233,7 @@ def read_folder(folder: Path, *, lazy: bool | None):
             raise InputError(
                 f"A slice in {folder.name} could not be decoded ({exc}); it may be corrupt."
             ) from exc
-    return array, meta, "zyxc" if rgb else "zyx", rgb
+    return array, meta, "zyxs" if rgb else "zyx", rgb
 
 
 def read_png(path: Path, *, lazy: bool | None):
@@ -214,4 +251,4 @@ def read_png(path: Path, *, lazy: bool | None):
         raise InputError(
             f"{path.name} is not a readable PNG ({exc}); it may be corrupt or truncated."
         ) from exc
-    return array, {"format": "png", "voxel_size": None}, "yxc" if rgb else "yx", rgb
+    return array, {"format": "png", "voxel_size": None}, "yxs" if rgb else "yx", rgb

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ._common import as_dask, slice_chunks, token, unit_to_nm, want_lazy
+from ._common import as_dask, token, unit_to_nm, want_lazy
 
 _DEFAULT_DPI = {72.0, 96.0, 150.0, 300.0, 600.0}  # screen/print defaults, never an EM pixel size
 _PAGE_CHUNK_LIMIT = 256 * 1024**2  # bytes; larger pages are read tile by tile
@@ -39,8 +39,12 @@ def _ome_voxel(xml: str | None, axes: str) -> list[float | None] | None:
     return out
 
 
-def _resolution_nm(page, unit_nm: float | None) -> tuple[float, float] | None:
-    """(y, x) pixel size in nm from the X/YResolution tags, or None when absent or a default."""
+def _resolution_nm(page, unit_nm: float | None, y_unit_nm: float | None = None):
+    """(y, x) pixel size in nm from the X/YResolution tags (None per axis when unknown).
+
+    ImageJ stores pixels per its own ``unit`` (and ``yunit`` when Y differs); other writers
+    use the ResolutionUnit tag. Screen/print defaults and sizes above 0.1 mm mean "uncalibrated".
+    """
     try:
         xres, yres = page.get_resolution()
         resunit = int(page.tags["ResolutionUnit"].value) if "ResolutionUnit" in page.tags else 2
@@ -48,18 +52,21 @@ def _resolution_nm(page, unit_nm: float | None) -> tuple[float, float] | None:
         return None
     if xres <= 0 or yres <= 0:
         return None
-    if resunit == 2:  # inch
+    if unit_nm is not None:  # ImageJ: the unit in its description wins over the tag
+        if xres == 1 and yres == 1:
+            return None
+        x_nm, y_nm = unit_nm, y_unit_nm or unit_nm
+    elif resunit == 2:  # inch
         if xres in _DEFAULT_DPI and yres in _DEFAULT_DPI:
             return None
-        unit_nm = 2.54e7
+        x_nm = y_nm = 2.54e7
     elif resunit == 3:  # centimetre
-        unit_nm = 1e7
-    elif unit_nm is None or (xres == 1 and yres == 1):
+        x_nm = y_nm = 1e7
+    else:
         return None
-    y, x = unit_nm / yres, unit_nm / xres
-    if y > _MAX_PIXEL_NM or x > _MAX_PIXEL_NM:
-        return None
-    return y, x
+    y, x = y_nm / yres, x_nm / xres
+    out = tuple(v if v <= _MAX_PIXEL_NM else None for v in (y, x))
+    return None if out == (None, None) else out
 
 
 def _voxel_size(tif, series) -> list[float | None] | None:
@@ -70,20 +77,13 @@ def _voxel_size(tif, series) -> list[float | None] | None:
             return sizes
     ij = tif.imagej_metadata or {}
     unit_nm = unit_to_nm(ij.get("unit")) if ij else None
-    yx = _resolution_nm(series.pages[0] if series.pages else tif.pages[0], unit_nm)
-    if yx is None:
-        return None
-    out: list[float | None] = []
-    for ax in axes:
-        if ax == "y":
-            out.append(yx[0])
-        elif ax == "x":
-            out.append(yx[1])
-        elif ax == "z" and ij.get("spacing") and unit_nm:
-            out.append(float(ij["spacing"]) * unit_nm)
-        else:
-            out.append(None)
-    return out
+    y_unit_nm = unit_to_nm(ij.get("yunit")) if ij.get("yunit") else unit_nm
+    z_unit_nm = unit_to_nm(ij.get("zunit")) if ij.get("zunit") else unit_nm
+    page = series.pages[0] if series.pages else tif.pages[0]
+    yx = _resolution_nm(page, unit_nm, y_unit_nm) or (None, None)
+    z = float(ij["spacing"]) * z_unit_nm if ij.get("spacing") and z_unit_nm else None
+    out = [{"y": yx[0], "x": yx[1], "z": z}.get(ax) for ax in axes]
+    return out if any(v is not None for v in out) else None
 
 
 class _LogCollector(logging.Handler):
@@ -118,10 +118,45 @@ def _check_logged(path: Path, logged: list[str]) -> None:
         )
 
 
-def _check_structure(path: Path, series, logged: list[str]) -> None:
+def _ifd_chain_end(path: Path, tif, n_pages: int) -> str | None:
+    """Walk the IFD chain ourselves: why it breaks (a reason), or None when it ends cleanly.
+
+    tifffile only logs a broken chain, and a host application may silence its logger, so a
+    truncated stack would otherwise open as its first pages without a word.
+    """
+    import struct
+
+    fmt = tif.tiff
+    size = path.stat().st_size
+    offset_fmt = fmt.byteorder + fmt.offsetformat[-1]
+    count_fmt = fmt.byteorder + fmt.tagnoformat[-1]
+    with open(path, "rb") as fh:
+        fh.seek(8 if fmt.is_bigtiff else 4)
+        offset = struct.unpack(offset_fmt, fh.read(fmt.offsetsize))[0]
+        for _ in range(n_pages + 1):
+            if offset == 0:
+                return None
+            if offset < 8 or offset + fmt.tagnosize > size:
+                return "an image directory lies beyond the end of the file"
+            fh.seek(offset)
+            count = struct.unpack(count_fmt, fh.read(fmt.tagnosize))[0]
+            fh.seek(offset + fmt.tagnosize + count * fmt.tagsize)
+            raw = fh.read(fmt.offsetsize)
+            if len(raw) < fmt.offsetsize:
+                return "an image directory is cut off"
+            offset = struct.unpack(offset_fmt, raw)[0]
+    return None  # more directories than pages: tifffile stopped on purpose (e.g. a loop)
+
+
+def _check_structure(path: Path, tif, series, logged: list[str]) -> None:
     """Refuse files whose page chain broke or whose image data run past the end of the file."""
     _check_logged(path, logged)
+    reason = _ifd_chain_end(path, tif, len(tif.pages))
+    if reason:
+        raise InputError(f"{path.name} is truncated: {reason}; re-export or re-copy the file.")
     size = path.stat().st_size
+    if series.dataoffset is not None and series.dataoffset + series.nbytes > size:
+        raise InputError(f"{path.name} is truncated: its image data run past the end of the file.")
     for page in series.pages:
         if page is None:
             continue
@@ -132,8 +167,41 @@ def _check_structure(path: Path, series, logged: list[str]) -> None:
             )
 
 
+def decode_error(name: str, exc: Exception, what: str = "TIFF") -> InputError:
+    """Our sentence for a decoding failure: a missing codec is named, never called corruption."""
+    from ._sources import failure_sentence
+
+    return InputError(failure_sentence(name, exc, what))
+
+
+def _samples(tif, series, axes: str, notes: list[str]) -> tuple[str, bool, bool]:
+    """(axes, rgb, alpha): what the sample axis (``s``) of the first series holds."""
+    if "s" not in axes:
+        return axes, False, False
+    page = series.keyframe
+    n = series.shape[axes.index("s")]
+    extra = tuple(int(e) for e in (page.extrasamples or ()))
+    if (
+        axes.startswith("s")
+        and page.software == "tifffile.py"
+        and tif.is_shaped
+        and not any("axes" in m for m in tif.shaped_metadata or ())
+    ):
+        # tifffile used to write any (3, Y, X) array as planar RGB: a z-stack saved without axes
+        notes.append(
+            f"The file is stored as planar RGB (tifffile's old default for {n} planes) without "
+            "axes; its planes are read as z slices."
+        )
+        return "q" + axes[1:], False, False
+    if int(page.photometric) in (2, 6) and n in (3, 4):  # RGB, YCbCr (decoded to RGB)
+        return axes, True, False
+    if n == 2 and extra[:1] in ((1,), (2,)):  # grey (or palette index) + alpha
+        return axes, False, True
+    return axes, False, False
+
+
 def read_tiff(path: Path, *, lazy: bool | None):
-    """Read a TIFF; returns (array, meta, axes, rgb) for :func:`finalize`."""
+    """Read a TIFF; returns (array, meta, axes, rgb, alpha) for :func:`finalize`."""
     import tifffile
 
     with _tifffile_errors() as logged:
@@ -149,40 +217,36 @@ def read_tiff(path: Path, *, lazy: bool | None):
                     f"{path.name} contains no images; the TIFF may be corrupt or truncated."
                 )
             series = tif.series[0]
-            _check_structure(path, series, logged)
-            shape, dtype, axes = tuple(series.shape), series.dtype, series.axes
-            rgb = axes.endswith("S") and shape[-1] in (3, 4)
+            _check_structure(path, tif, series, logged)
+            shape, dtype = tuple(series.shape), series.dtype
+            notes: list[str] = []
+            axes, rgb, alpha = _samples(tif, series, series.axes.lower(), notes)
             meta = {
                 "format": "bigtiff" if tif.is_bigtiff else "tiff",
                 "voxel_size": _voxel_size(tif, series),
                 "kind": _kind(tif),
+                "notes": notes,
             }
-            if "S" in axes and not rgb:
-                meta.setdefault("notes", []).append(
-                    f"The file is stored as planar RGB (tifffile's default for {shape[0]} planes); "
-                    "its planes are read as z slices."
-                )
             if len(tif.series) > 1:
-                meta.setdefault("notes", []).append(
-                    f"The file holds {len(tif.series)} image series; the first was read."
-                )
-            if rgb and meta["voxel_size"] is not None:
-                meta["voxel_size"] = meta["voxel_size"][:-1]
+                notes.append(f"The file holds {len(tif.series)} image series; the first was read.")
             if want_lazy(lazy, shape, dtype):
                 array = _lazy(path, tif, series)
             else:
                 array = _eager(path, tif, series)
                 _check_logged(path, logged)  # errors logged while decoding
-            meta.setdefault("notes", []).extend(f"tifffile: {m}" for m in dict.fromkeys(logged))
+            notes.extend(f"tifffile: {m}" for m in dict.fromkeys(logged))
         except InputError:
             tif.close()
             raise
         except Exception as exc:
             tif.close()
-            raise InputError(
-                f"{path.name} could not be decoded ({exc}); the TIFF may be corrupt or truncated."
-            ) from exc
-    return array, meta, axes.lower(), rgb
+            raise decode_error(path.name, exc) from exc
+    return array, meta, axes, rgb, alpha
+
+
+def _plane_chunks(series) -> tuple[int, ...]:
+    """One (Y, X) plane with all its samples per chunk, wherever the sample axis is stored."""
+    return tuple(int(n) if a in "YXS" else 1 for a, n in zip(series.axes, series.shape))
 
 
 def _kind(tif) -> str | None:
@@ -197,9 +261,7 @@ def _eager(path: Path, tif, series) -> np.ndarray:
         with tif:
             data = series.asarray()
     except Exception as exc:
-        raise InputError(
-            f"{path.name} could not be decoded ({exc}); the TIFF may be corrupt or truncated."
-        ) from exc
+        raise decode_error(path.name, exc) from exc
     expected = int(np.prod(series.shape))
     if data.size != expected:
         raise InputError(
@@ -224,9 +286,8 @@ def _lazy(path: Path, tif, series):
                 f"{path.name} is truncated: the image data run past the end of the file."
             ) from exc
         mm = mm.reshape(series.shape)
-        rgb = series.axes.endswith("S") and series.shape[-1] in (3, 4)
         source = reopenable(open_memmap, memmap_recipe(mm), mm, label=path.name, what="TIFF")
-        return as_dask(source, chunks=slice_chunks(mm.shape, rgb=rgb), name=name)
+        return as_dask(source, chunks=_plane_chunks(series), name=name)
     import zarr
 
     # One chunk per page (a slice) unless a page is huge: then the file's own tiles/strips.
