@@ -246,7 +246,8 @@ def _monai(net, image, plan, batch, dev, repeats) -> float:
     fitted = fit_normalization(image, spec())
     x = torch.from_numpy(np.ascontiguousarray(apply_normalization(image, fitted), dtype=np.float32))
     x = x.reshape(-1, 1, *image.shape[-2:])  # slices as the batch axis, on the host
-    overlap = [o / t for o, t in zip(plan.overlap, plan.tile)]
+    # MONAI's step is int(roi * (1 - overlap)): nudge the fraction so the step is exactly tile - overlap.
+    overlap = [(o - 0.5) / t for o, t in zip(plan.overlap, plan.tile)]
 
     def predictor(t):
         with torch.autocast(dev.type, dtype=torch.bfloat16):
