@@ -14,6 +14,7 @@ import functools
 import numpy as np
 
 from ..errors import InputError
+from .prepared import fold_batchnorm, prepared_model  # noqa: F401  (their home before the cache)
 from .tiling import align_down, align_up
 
 CPU_CORE = 512  # the smallest default core (kept pixels per side) on the CPU; halo is added on top
@@ -62,58 +63,6 @@ def amp_dtype(device, amp):
     raise InputError(
         f"Unknown amp setting {amp!r}: use None (auto), True, False, 'bf16' or 'fp16'."
     )
-
-
-def fold_batchnorm(model):
-    """Fold every eval-mode ``BatchNorm2d`` that follows a ``Conv2d`` in a ``Sequential`` into it.
-
-    The same function in one convolution instead of a convolution plus a pass over the feature map;
-    changes outputs only by float rounding. Works in place: call it on a copy.
-    """
-    import torch
-    from torch import nn
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
-    folded = 0
-    for module in model.modules():
-        if not isinstance(module, nn.Sequential):
-            continue
-        names = list(module._modules)
-        for first, second in zip(names, names[1:]):
-            conv, bn = module._modules[first], module._modules[second]
-            if (
-                type(conv) is nn.Conv2d
-                and type(bn) is nn.BatchNorm2d
-                and bn.track_running_stats
-                and conv.out_channels == bn.num_features
-            ):
-                with torch.no_grad():
-                    module._modules[first] = fuse_conv_bn_eval(conv.eval(), bn.eval())
-                module._modules[second] = nn.Identity()
-                folded += 1
-    return folded
-
-
-@contextlib.contextmanager
-def prepared_model(model, device, channels_last: bool = True, fold: bool = True):
-    """Yield an inference copy of ``model``: eval mode, on ``device``, batch norm folded, channels_last.
-
-    The caller's model is never modified (its mode, device, memory format and weights stay as they
-    were); the copy is dropped afterwards.
-    """
-    import copy
-
-    import torch
-
-    net = copy.deepcopy(model).eval()
-    for p in net.parameters():
-        p.requires_grad_(False)
-    if fold:
-        fold_batchnorm(net)
-    net.to(device)
-    if channels_last:
-        net.to(memory_format=torch.channels_last)
-    yield net
 
 
 def dihedral(x, k: int, flip: bool):
