@@ -140,21 +140,27 @@ def pretrain(image, minutes: float, seed: int, out: Path) -> dict:
 
 
 def train_library(image, strokes, minutes: float, seed: int, encoder: Path | None):
-    """Strokes through the ignore mechanism: target = stroke - 1, unpainted = ignore_index."""
+    """The net on the strokes through the library (the loop's defaults, no validation split)."""
+    import inspect
+
     import torch
 
     from napari_segnets.models import build
-    from napari_segnets.training import SliceDataset, train
+    from napari_segnets.training import SliceDataset, train, train_iter
     from napari_segnets.training.pretrain import init_encoder
 
     torch.manual_seed(seed)
     model = build("unet", base=16)
     if encoder is not None:
         init_encoder(model, encoder)
-    target = np.where(strokes > 0, strokes.astype(np.int64) - 1, 255)
+    if "annotation" in inspect.signature(train_iter).parameters:  # sparse mode is in the loop
+        data, sparse = (image, strokes), {"annotation": "sparse"}
+    else:  # before it: target = stroke - 1, unpainted = the ignore value
+        target = np.where(strokes > 0, strokes.astype(np.int64) - 1, 255)
+        data, sparse = SliceDataset(image, target, ignore_index=255), {}
     result = train(
-        model, SliceDataset(image, target, ignore_index=255), epochs=100_000, steps_per_epoch=50,
-        minutes=minutes, device="cpu", seed=seed, channels_last=True, normalization=NORMALIZATION,
+        model, data, epochs=100_000, steps_per_epoch=50, minutes=minutes, device="cpu", seed=seed,
+        channels_last=True, normalization=NORMALIZATION, **sparse,
     )  # fmt: skip
     return result.model, result.steps
 
