@@ -139,8 +139,13 @@ def pretrain(image, minutes: float, seed: int, out: Path) -> dict:
     )  # fmt: skip
 
 
-def train_library(image, strokes, minutes: float, seed: int, encoder: Path | None):
-    """The net on the strokes through the library (the loop's defaults, no validation split)."""
+def train_library(
+    image, strokes, minutes: float | None, seed: int, encoder: Path | None, steps=None
+):
+    """The net on the strokes through the library (the loop's defaults, no validation split).
+
+    ``steps``: train exactly this many steps instead of ``minutes`` (equal work, any load).
+    """
     import inspect
 
     import torch
@@ -159,8 +164,8 @@ def train_library(image, strokes, minutes: float, seed: int, encoder: Path | Non
         target = np.where(strokes > 0, strokes.astype(np.int64) - 1, 255)
         data, sparse = SliceDataset(image, target, ignore_index=255), {}
     result = train(
-        model, data, epochs=100_000, steps_per_epoch=50, minutes=minutes, device="cpu", seed=seed,
-        channels_last=True, normalization=NORMALIZATION, **sparse,
+        model, data, epochs=1 if steps else 100_000, steps_per_epoch=steps or 50, minutes=minutes,
+        device="cpu", seed=seed, channels_last=True, normalization=NORMALIZATION, **sparse,
     )  # fmt: skip
     return result.model, result.steps
 
@@ -225,12 +230,15 @@ def main(argv=None) -> None:
     )
 
     rows = []
-    prob, seconds = forest(
-        train_img, strokes, test_img, trees=args.trees, seed=args.seed, threads=args.threads
-    )
-    rows.append({"method": f"random forest ({args.trees} trees, multiscale features)",
-                 "budget (min)": f"{seconds / 60:.1f} (fit+predict)", **_scores(prob, test_truth)})  # fmt: skip
-    print(table(rows[-1:], ["method", "budget (min)", "IoU", "Dice"]), flush=True)
+    if not args.no_forest:
+        prob, seconds = forest(
+            train_img, strokes, test_img, trees=args.trees, seed=args.seed, threads=args.threads
+        )
+        rows.append({"method": f"random forest ({args.trees} trees, multiscale features)",
+                     "budget (min)": f"{seconds / 60:.1f} (fit+predict)", **_scores(prob, test_truth)})  # fmt: skip
+        print(table(rows[-1:], ["method", "budget (min)", "IoU", "Dice"]), flush=True)
+    if args.steps:
+        budgets = [None]
 
     encoders: list[tuple[str, Path | None]] = [("unet (random init)", None)]
     with tempfile.TemporaryDirectory() as tmp:
@@ -244,14 +252,17 @@ def main(argv=None) -> None:
             encoders.append((f"unet + AE encoder ({args.pretrain_minutes:g} min AE)", ae_path))
         for name, encoder in encoders:
             for minutes in budgets:
-                if USE_CLI:
+                if USE_CLI and not args.steps:
                     model, steps = train_cli(
                         train_img, strokes, minutes, args.seed, encoder, args.threads
                     )
                 else:
-                    model, steps = train_library(train_img, strokes, minutes, args.seed, encoder)
+                    model, steps = train_library(
+                        train_img, strokes, minutes, args.seed, encoder, steps=args.steps
+                    )
                 prob = probabilities(model, test_img, NORMALIZATION, engine="slice")
-                rows.append({"method": name, "budget (min)": f"{minutes:g}", "steps": steps,
+                budget = f"{args.steps} steps" if args.steps else f"{minutes:g}"
+                rows.append({"method": name, "budget (min)": budget, "steps": steps,
                              **_scores(prob, test_truth)})  # fmt: skip
                 print(
                     table(rows[-1:], ["method", "budget (min)", "steps", "IoU", "Dice"]), flush=True
