@@ -11,7 +11,7 @@ import argparse
 from ..errors import InputError
 from . import common
 
-TRAIN_PATHS = ("images", "masks", "out", "store", "checkpoint")
+TRAIN_PATHS = ("images", "masks", "out", "store", "checkpoint", "init_encoder")
 
 
 def register(sub) -> None:
@@ -33,6 +33,9 @@ def register(sub) -> None:
     p.add_argument("--preset", default=None, help="a named preset of the architecture (see the model zoo)")
     p.add_argument("--option", metavar="KEY=VALUE", action="append", default=None,
                    help="an architecture option, e.g. depth=3 or dilations=[1,2,4] (repeatable)")
+    p.add_argument("--init-encoder", metavar="AE", default=None,
+                   help="start the encoder from this autoencoder checkpoint (same --arch and width), "
+                   "e.g. one trained with --task autoencode --option skips=false on the same stack")
     _loop_options(p, lr=1e-3)
     p.set_defaults(_required=[("arch", "--arch"), ("out", "--out")])
 
@@ -150,7 +153,15 @@ def run_train(args: argparse.Namespace) -> int:
         budget=args.budget,
         **options,
     )
-    return _fit(args, model, data, val, _loop_kwargs(args, args.task), parent=None)
+    kwargs = _loop_kwargs(args, args.task)
+    if args.init_encoder is not None:
+        from ..training.pretrain import init_encoder
+
+        info = init_encoder(model, args.init_encoder)
+        if info["normalization"]:  # the encoder learned intensities normalised this way
+            kwargs["normalization"] = info["normalization"]
+        common.info(f"encoder initialised from {args.init_encoder} ({info['weights']:,} weights)")
+    return _fit(args, model, data, val, kwargs, parent=None)
 
 
 def _fit_pca(args, data, val, options: dict) -> int:

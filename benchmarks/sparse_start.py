@@ -1,0 +1,281 @@
+"""Start from a few strokes: a U-Net trained on simulated strokes beside ilastik's random forest.
+
+Strokes are simulated from the EPFL/Lucchi ground truth on 6 training slices (0, 4, ..., 20):
+3-pixel-wide pieces of the skeletons of the eroded mitochondria (label 2) and of the eroded
+background (label 1), about 1% of those slices' pixels, in ilastik's convention (0 = not
+annotated). Scored on the held-out slices 24-29 (foreground IoU and Dice over all their pixels):
+
+- ``forest``: scikit-image ``multiscale_basic_features`` + a scikit-learn random forest on the
+  stroke pixels (ilastik's pixel classifier);
+- ``unet``: the U-Net (base 16) trained on the strokes for each ``--minutes`` budget (a fresh run
+  per budget: the learning-rate schedule spans the budget);
+- ``unet + AE encoder``: the same, its encoder first copied from a skip-less U-Net autoencoder
+  trained for ``--pretrain-minutes`` on the whole unlabelled stack (slices 0-29, no labels).
+
+    PYTHONPATH=. python benchmarks/sparse_start.py --threads 2              # the real run (~40 min)
+    PYTHONPATH=. python benchmarks/sparse_start.py --minutes 0.1 --pretrain-minutes 0.1 \
+        --trees 10 --score-slices 24:25                                     # smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+from _training_common import load, machine, probabilities, set_threads, table  # noqa: E402
+
+# Until `train --sparse` is in main the net is trained through the library with the ignore
+# mechanism; set True to run the command line exactly as the README shows it.
+USE_CLI = False
+
+TRAIN_SLICES = (0, 4, 8, 12, 16, 20)
+NORMALIZATION = {"mode": "percentile", "low": 1.0, "high": 99.8}
+
+
+def _pieces(skeleton: np.ndarray, length: int, rng) -> list[np.ndarray]:
+    """Cut a skeleton into pieces at most ``length`` long (along a randomly offset grid)."""
+    from skimage.measure import label
+
+    cut = skeleton.copy()
+    oy, ox = rng.integers(length, size=2)
+    cut[(np.arange(cut.shape[0]) + oy) % length == 0, :] = False
+    cut[:, (np.arange(cut.shape[1]) + ox) % length == 0] = False
+    lab = label(cut, connectivity=2)
+    return [np.flatnonzero(lab.ravel() == i) for i in range(1, lab.max() + 1)]
+
+
+def _paint(region: np.ndarray, budget: float, *, erode: int, width: int, rng) -> np.ndarray:
+    """Strokes inside ``region``: skeleton pieces of the eroded region, drawn ``width`` wide."""
+    from scipy import ndimage as ndi
+    from skimage.morphology import disk, skeletonize
+
+    inner = ndi.binary_erosion(region, disk(erode))
+    pieces = _pieces(skeletonize(inner), 48, rng)
+    chosen, length = [], 0
+    for i in rng.permutation(len(pieces)):
+        if length * width >= budget:
+            break
+        chosen.append(pieces[i])
+        length += pieces[i].size
+    centre = np.zeros(region.size, bool)
+    centre[np.concatenate(chosen or [np.empty(0, np.int64)])] = True
+    return ndi.binary_dilation(centre.reshape(region.shape), disk(width // 2)) & region
+
+
+def simulate_strokes(
+    labels: np.ndarray,
+    *,
+    fraction: float = 0.01,
+    fg_share: float = 0.4,
+    width: int = 3,
+    seed: int = 0,
+) -> np.ndarray:
+    """Strokes from a 0/1 truth ``(Z, Y, X)``: 0 = not annotated, 1 = background, 2 = object.
+
+    About ``fraction`` of each slice's pixels are painted, ``fg_share`` of them on objects
+    (pieces of the skeletons of objects eroded by 2 pixels) and the rest on background (pieces
+    of the skeleton of the background eroded by 6 pixels), each stroke ``width`` pixels wide.
+    """
+    rng = np.random.default_rng(seed)
+    strokes = np.zeros(labels.shape, np.uint8)
+    for z, truth in enumerate(labels > 0):
+        budget = fraction * truth.size
+        fg = _paint(truth, fg_share * budget, erode=2, width=width, rng=rng)
+        bg = _paint(~truth, (1 - fg_share) * budget, erode=6, width=width, rng=rng)
+        strokes[z][bg] = 1
+        strokes[z][fg] = 2
+    return strokes
+
+
+def _scores(prob: np.ndarray, truth: np.ndarray) -> dict:
+    from napari_segnets import metrics
+
+    pred = (prob >= 0.5).astype(np.uint8)
+    return {"IoU": float(metrics.iou(pred, truth)), "Dice": float(metrics.dice(pred, truth))}
+
+
+def forest(
+    image, strokes, test_img, *, trees: int, seed: int, threads: int
+) -> tuple[np.ndarray, float]:
+    """ilastik's pixel classifier: foreground probabilities of ``test_img`` and the seconds taken."""
+    from functools import partial
+
+    from skimage.feature import multiscale_basic_features
+    from sklearn.ensemble import RandomForestClassifier
+
+    t0 = time.perf_counter()
+    feats = partial(multiscale_basic_features, sigma_min=0.7, sigma_max=16, num_sigma=6)
+    x, y = [], []
+    for img, s in zip(image, strokes):
+        f = feats(img.astype(np.float32) / 255)
+        x.append(f[s > 0])
+        y.append(s[s > 0] == 2)
+    rf = RandomForestClassifier(n_estimators=trees, n_jobs=threads or None, random_state=seed)
+    rf.fit(np.concatenate(x), np.concatenate(y))
+    prob = np.stack([
+        rf.predict_proba(feats(img.astype(np.float32) / 255).reshape(-1, len(rf.feature_importances_)))[:, 1]
+        .reshape(img.shape) for img in test_img
+    ])  # fmt: skip
+    return prob.astype(np.float32), time.perf_counter() - t0
+
+
+def pretrain(image, minutes: float, seed: int, out: Path) -> dict:
+    """Train the skip-less U-Net-16 autoencoder on the unlabelled stack; keep it at ``out``."""
+    from napari_segnets.models import build
+    from napari_segnets.training.pretrain import pretrain_encoder
+
+    model = build("unet", base=16)
+    return pretrain_encoder(
+        model, image, minutes=minutes, checkpoint=out, seed=seed, device="cpu",
+        channels_last=True, normalization=NORMALIZATION,
+    )  # fmt: skip
+
+
+def train_library(
+    image, strokes, minutes: float | None, seed: int, encoder: Path | None, steps=None
+):
+    """The net on the strokes through the library (the loop's defaults, no validation split).
+
+    ``steps``: train exactly this many steps instead of ``minutes`` (equal work, any load).
+    """
+    import inspect
+
+    import torch
+
+    from napari_segnets.models import build
+    from napari_segnets.training import SliceDataset, train, train_iter
+    from napari_segnets.training.pretrain import init_encoder
+
+    torch.manual_seed(seed)
+    model = build("unet", base=16)
+    if encoder is not None:
+        init_encoder(model, encoder)
+    if "annotation" in inspect.signature(train_iter).parameters:  # sparse mode is in the loop
+        data, sparse = (image, strokes), {"annotation": "sparse"}
+    else:  # before it: target = stroke - 1, unpainted = the ignore value
+        target = np.where(strokes > 0, strokes.astype(np.int64) - 1, 255)
+        data, sparse = SliceDataset(image, target, ignore_index=255), {}
+    result = train(
+        model, data, epochs=1 if steps else 100_000, steps_per_epoch=steps or 50, minutes=minutes,
+        device="cpu", seed=seed, channels_last=True, normalization=NORMALIZATION, **sparse,
+    )  # fmt: skip
+    return result.model, result.steps
+
+
+def train_cli(image, strokes, minutes: float, seed: int, encoder: Path | None, threads: int):
+    """``napari-segnets train --sparse`` as the README shows it, on TIFF files."""
+    import tifffile
+
+    from napari_segnets import checkpoints
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        tifffile.imwrite(tmp / "slices.tif", image)
+        tifffile.imwrite(tmp / "strokes.tif", strokes)
+        cmd = [
+            sys.executable, "-m", "napari_segnets.cli", "train", "--images", str(tmp / "slices.tif"),
+            "--masks", str(tmp / "strokes.tif"), "--sparse", "--arch", "unet",
+            "--minutes", f"{minutes:g}", "--seed", str(seed), "--out", str(tmp / "net.safetensors"),
+        ]  # fmt: skip
+        if encoder is not None:
+            cmd += ["--init-encoder", str(encoder)]
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads)) if threads else None
+        subprocess.run(cmd, check=True, env=env)
+        model, meta = checkpoints.load(tmp / "net.safetensors")
+    steps = (meta.get("training") or {}).get("steps") or (meta.get("history") or [{}])[-1].get(
+        "steps"
+    )
+    return model, steps
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--minutes", default="5,10", help="net training budgets, comma-separated")
+    ap.add_argument(
+        "--pretrain-minutes",
+        type=float,
+        default=5.0,
+        help="autoencoder budget for the pre-trained runs (0: skip them)",
+    )
+    ap.add_argument(
+        "--fraction", type=float, default=0.01, help="painted share of each stroke slice"
+    )
+    ap.add_argument("--trees", type=int, default=100, help="random-forest trees (ilastik: 100)")
+    ap.add_argument("--score-slices", default="24:30", help="held-out slices A:B to score on")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=0, help="torch/forest threads (0: default)")
+    args = ap.parse_args(argv)
+    set_threads(args)
+    budgets = [float(m) for m in args.minutes.split(",")]
+    a, b = (int(v) for v in args.score_slices.split(":"))
+
+    print("machine:", machine())
+    image, labels = load("lucchi")
+    train_img, truth_train = image[list(TRAIN_SLICES)], labels[list(TRAIN_SLICES)]
+    test_img, test_truth = image[a:b], labels[a:b]
+    strokes = simulate_strokes(truth_train, fraction=args.fraction, seed=args.seed)
+    painted = strokes > 0
+    wrong = int((painted & ((strokes == 2) != (truth_train > 0))).sum())
+    print(
+        f"strokes on slices {list(TRAIN_SLICES)}: {painted.mean():.2%} of their pixels painted, "
+        f"{(strokes == 2).sum() / painted.sum():.0%} of them on mitochondria, {wrong} disagree with the truth"
+    )
+
+    rows = []
+    if not args.no_forest:
+        prob, seconds = forest(
+            train_img, strokes, test_img, trees=args.trees, seed=args.seed, threads=args.threads
+        )
+        rows.append({"method": f"random forest ({args.trees} trees, multiscale features)",
+                     "budget (min)": f"{seconds / 60:.1f} (fit+predict)", **_scores(prob, test_truth)})  # fmt: skip
+        print(table(rows[-1:], ["method", "budget (min)", "IoU", "Dice"]), flush=True)
+    if args.steps:
+        budgets = [None]
+
+    encoders: list[tuple[str, Path | None]] = [("unet (random init)", None)]
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.pretrain_minutes > 0:
+            ae_path = Path(tmp) / "autoencoder.safetensors"
+            info = pretrain(image, args.pretrain_minutes, args.seed, ae_path)
+            print(
+                f"autoencoder: U-Net-16 without skips, {info['steps']} steps in "
+                f"{info['seconds'] / 60:.1f} min on slices 0-{image.shape[0] - 1} (no labels)", flush=True,
+            )  # fmt: skip
+            encoders.append((f"unet + AE encoder ({args.pretrain_minutes:g} min AE)", ae_path))
+        for name, encoder in encoders:
+            for minutes in budgets:
+                if USE_CLI and not args.steps:
+                    model, steps = train_cli(
+                        train_img, strokes, minutes, args.seed, encoder, args.threads
+                    )
+                else:
+                    model, steps = train_library(
+                        train_img, strokes, minutes, args.seed, encoder, steps=args.steps
+                    )
+                prob = probabilities(model, test_img, NORMALIZATION, engine="slice")
+                budget = f"{args.steps} steps" if args.steps else f"{minutes:g}"
+                rows.append({"method": name, "budget (min)": budget, "steps": steps,
+                             **_scores(prob, test_truth)})  # fmt: skip
+                print(
+                    table(rows[-1:], ["method", "budget (min)", "steps", "IoU", "Dice"]), flush=True
+                )
+
+    print(
+        f"\nstrokes: {painted.mean():.2%} of slices {list(TRAIN_SLICES)} (seed {args.seed}); scored on "
+        f"slices {a}-{b - 1} (pooled pixels, threshold 0.5); net: U-Net base 16, the loop's defaults, "
+        f"CPU, {'`train --sparse` CLI' if USE_CLI else 'library, ignore mechanism'}"
+    )
+    print(table(rows, ["method", "budget (min)", "steps", "IoU", "Dice"]))
+    print("after:", machine())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,30 @@
+"""The sparse-start benchmark's simulated strokes: ilastik's convention, about 1%, never wrong."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+from sparse_start import simulate_strokes  # noqa: E402
+
+
+def test_strokes_follow_the_truth_in_ilastiks_convention():
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:256, :256]
+    truth = np.zeros((2, 256, 256), bool)
+    for z in range(2):  # a few blobs, like mitochondria in a slice
+        for cy, cx, r in zip(*rng.integers(20, 236, (2, 6)), rng.integers(8, 20, 6)):
+            truth[z] |= (yy - cy) ** 2 / 2 + (xx - cx) ** 2 < r**2
+    strokes = simulate_strokes(truth.astype(np.uint8), fraction=0.01, seed=0)
+    assert strokes.dtype == np.uint8 and set(np.unique(strokes)) == {0, 1, 2}
+    painted = strokes > 0
+    assert 0.005 < painted.mean() < 0.02  # about 1% of the pixels
+    assert not (painted & ((strokes == 2) != truth)).any()  # every stroke tells the truth
+    for z in range(2):
+        assert (strokes[z] == 1).any() and (strokes[z] == 2).any()
+    again = simulate_strokes(truth.astype(np.uint8), fraction=0.01, seed=0)
+    assert np.array_equal(strokes, again)
