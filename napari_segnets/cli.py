@@ -19,7 +19,7 @@ import sys
 import types
 
 from . import __version__
-from ._cli import analysis, common, predict, store, train
+from ._cli import analysis, common, objects, predict, store, train
 from .errors import CheckpointError, InputError, SegnetsError
 
 PROG = "napari-segnets"
@@ -35,7 +35,7 @@ def build_parser() -> common.Parser:
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="_command", metavar="COMMAND", parser_class=common.Parser)
-    for module in (train, predict, analysis, store):
+    for module in (train, predict, analysis, store, objects):
         module.register(sub)
     return parser
 
