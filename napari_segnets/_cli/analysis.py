@@ -6,6 +6,7 @@ import argparse
 
 from ..errors import InputError
 from . import common
+from . import objects as objects_cli
 
 
 def register(sub) -> None:
@@ -26,6 +27,7 @@ def register(sub) -> None:
     e.add_argument("--binarize", action="store_true", default=False, help="treat every non-zero label as 1 (e.g. 0/255 masks)")
     e.add_argument("--per-slice", action="store_true", default=False, help="also print every slice's scores")
     e.add_argument("--json", action="store_true", default=False, help="print JSON instead of a table")
+    objects_cli.add_evaluate_option(e)
 
     w = common.command(
         sub,
@@ -95,6 +97,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     truth, _ = _slab(truth, args.slices, "ground truth")
     if np.issubdtype(pred.dtype, np.floating):
         pred = (pred >= args.threshold).astype(np.uint8) if args.kind != "multiclass" else np.rint(pred).astype(np.int64)
+    if args.objects and args.kind == "multiclass":
+        raise InputError("--objects scores binary masks or object labels; leave out --kind multiclass.")
+    objects = objects_cli.evaluate_objects(pred, truth, args.ignore) if args.objects else None
     if args.binarize:
         keep = truth == args.ignore if args.ignore is not None else None
         pred = (pred != 0).astype(np.uint8)
@@ -105,7 +110,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     for entry in result["per_slice"]:
         entry["index"] = int(entry["index"]) + first
     if args.json:
-        common.print_json(result if args.per_slice else {"overall": result["overall"]})
+        common.print_json({**(result if args.per_slice else {"overall": result["overall"]}),
+                           **({"objects": objects} if objects else {})})
         return 0
     overall = result["overall"]
     if args.per_slice:
@@ -116,6 +122,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         value = overall.get(key)
         if isinstance(value, int | float):
             print(f"{key:>10}: {float(value):.4f}")
+    if objects:
+        objects_cli.print_object_scores(objects)
     return 0
 
 

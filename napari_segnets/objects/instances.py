@@ -1,0 +1,205 @@
+"""Instances from a semantic result: connected components, hysteresis, splitting, filters.
+
+Object ids are canonical: numbered 1, 2, ... in the raster order (z, y, x) of each
+object's first voxel. The block-wise labelling (:mod:`.blockwise`) numbers the same
+way, so both give identical arrays, and an id names the same object wherever the
+labels are recomputed with the same options.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..errors import InputError
+from ..progress import Progress, drive
+from ._input import check_voxel_size, foreground
+
+SPLIT_METHODS = ("distance", "probability")
+
+
+def structure(ndim: int, connectivity: int = 1, per_slice: bool = False) -> np.ndarray:
+    """The neighbourhood of connected components (1 = faces, ndim = faces, edges and corners).
+
+    ``per_slice`` cuts every link between slices: each section of an unaligned 2D
+    stack gets its own objects.
+    """
+    from scipy import ndimage as ndi
+
+    if not 1 <= int(connectivity) <= ndim:
+        raise InputError(f"connectivity must be 1 to {ndim} for {ndim}D data, got {connectivity}.")
+    st = ndi.generate_binary_structure(ndim, int(connectivity))
+    if per_slice and ndim == 3:
+        st[0] = False
+        st[2] = False
+    return st
+
+
+def min_voxels(min_size: float | None, voxel_size) -> int:
+    """The smallest object in voxels for a minimum size in nm^3 (nm^2 for 2D)."""
+    if not min_size:
+        return 0
+    if min_size < 0:
+        raise InputError(f"The minimum size must not be negative, got {min_size}.")
+    if voxel_size is None:
+        raise InputError(
+            "A minimum size in nm^3 needs the voxel size; give it (CLI: --voxel-size Z,Y,X) or use a "
+            "file that stores it."
+        )
+    return int(math.ceil(min_size / float(np.prod(voxel_size)) - 1e-9))
+
+
+def border_faces(ndim: int, per_slice: bool) -> list[int]:
+    """The axes whose two faces count as the volume border (not z for per-slice sections)."""
+    return list(range(1, ndim)) if (per_slice and ndim == 3) else list(range(ndim))
+
+
+def label_objects_iter(source, *, voxel_size=None, min_size: float | None = None, split: str | None = None,
+                       split_depth: float | None = None, drop_border: bool = False, per_slice: bool = False,
+                       channel: int | None = None, threshold: float = 0.5,
+                       seed_threshold: float | None = None, connectivity: int = 1):
+    """Label objects in memory; a progress generator returning uint32 labels (see :func:`label_objects`)."""
+    fg = foreground(source, channel=channel, threshold=threshold, seed_threshold=seed_threshold)
+    ndim = len(fg.shape)
+    voxel = check_voxel_size(voxel_size, ndim)
+    if split not in (None, *SPLIT_METHODS):
+        raise InputError(f"split must be one of {', '.join(SPLIT_METHODS)} (or None), got {split!r}.")
+    if split == "probability" and not fg.is_probability:
+        raise InputError("Splitting on the probability map needs probabilities, not a mask; use split='distance'.")
+    smallest = min_voxels(min_size, voxel)
+    st = structure(ndim, connectivity, per_slice)
+    from scipy import ndimage as ndi
+
+    yield Progress("objects", 0, 3, "connected components")
+    everything = tuple(slice(None) for _ in range(ndim))
+    low, high = fg.block(everything)
+    labels, n = ndi.label(low, structure=st)
+    keep_seeded = None
+    if high is not None:  # hysteresis: keep objects that reach the seed threshold somewhere
+        keep_seeded = np.zeros(n + 1, bool)
+        keep_seeded[np.unique(labels[high])] = True
+        keep_seeded[0] = False
+        labels = np.where(keep_seeded[labels], labels, 0)
+    del low, high
+    if split:
+        yield Progress("objects", 1, 3, f"splitting touching objects ({split})")
+        prob = fg.probability(everything) if split == "probability" else None
+        labels = split_touching(labels, voxel, method=split, depth=split_depth, probability=prob,
+                                per_slice=per_slice, connectivity=connectivity)
+    yield Progress("objects", 2, 3, "filters and numbering")
+    keep = object_filter(labels, smallest=smallest, drop_border=drop_border, per_slice=per_slice)
+    labels = canonical(labels, keep)
+    yield Progress("objects", 3, 3, f"{int(labels.max())} objects")
+    return labels
+
+
+def label_objects(source, **kwargs) -> np.ndarray:
+    """Label the objects of a mask or of probabilities, in memory.
+
+    Parameters
+    ----------
+    source : array-like
+        A mask (bool, 0/1, 0/255, label ids: nonzero = object) or probabilities: class-first
+        (C, Z, Y, X) / (C, Y, X) as ``inference.predict`` returns them, or one foreground map.
+    voxel_size : sequence of float, optional
+        nm per voxel, z-y-x; needed for ``min_size`` and used by the distance transform.
+    min_size : float, optional
+        Objects smaller than this many nm^3 (nm^2 in 2D) are removed.
+    split : {None, "distance", "probability"}
+        Split touching objects by a seeded watershed on the distance transform or on the
+        probability map; seeds are maxima at least ``split_depth`` above their saddle.
+    split_depth : float, optional
+        nm for ``"distance"`` (default: 3 of the smallest voxel side), probability for
+        ``"probability"`` (default 0.1).
+    drop_border : bool
+        Remove objects touching the border of the volume (only y/x for ``per_slice``).
+    per_slice : bool
+        Label each slice on its own (unaligned 2D sections).
+    channel, threshold, seed_threshold
+        How probabilities become foreground (see :func:`napari_segnets.objects.foreground`);
+        ``seed_threshold`` above ``threshold`` gives hysteresis.
+    connectivity : int
+        1 = face neighbours (default), up to ndim = corners too.
+
+    Returns
+    -------
+    numpy.ndarray of uint32
+        0 = background, objects numbered 1..N in raster order of their first voxel.
+    """
+    return drive(label_objects_iter(source, **kwargs))
+
+
+def split_touching(labels: np.ndarray, voxel_size=None, *, method: str = "distance", depth=None,
+                   probability=None, per_slice: bool = False, connectivity: int = 1) -> np.ndarray:
+    """Split touching objects with a seeded watershed; never merges, never drops voxels.
+
+    Returns int64 labels (not canonical: pass them through :func:`canonical`).
+    """
+    from scipy import ndimage as ndi
+    from skimage.morphology import h_maxima
+    from skimage.segmentation import watershed
+
+    labels = np.asarray(labels)
+    if per_slice and labels.ndim == 3:
+        out = np.zeros(labels.shape, np.int64)
+        offset = 0
+        for z in range(labels.shape[0]):
+            part = split_touching(labels[z], None if voxel_size is None else voxel_size[1:], method=method,
+                                  depth=depth, probability=None if probability is None else probability[z],
+                                  connectivity=min(connectivity, 2))
+            out[z] = np.where(part > 0, part + offset, 0)
+            offset = max(offset, int(out[z].max()))
+        return out
+    mask = labels > 0
+    if not mask.any():
+        return labels.astype(np.int64)
+    spacing = tuple(voxel_size) if voxel_size is not None else (1.0,) * labels.ndim
+    if method == "distance":
+        landscape = ndi.distance_transform_edt(mask, sampling=spacing)
+        h = 3 * min(spacing) if depth is None else float(depth)
+    else:
+        if probability is None:
+            raise InputError("Splitting on the probability map needs the probabilities.")
+        sigma = [min(spacing) / s for s in spacing]  # one finest voxel, in each axis's voxels
+        landscape = ndi.gaussian_filter(np.asarray(probability, np.float32), sigma) * mask
+        h = 0.1 if depth is None else float(depth)
+    st = structure(labels.ndim, connectivity)
+    seeds, _ = ndi.label(h_maxima(landscape, h), structure=np.ones((3,) * labels.ndim, bool))
+    out = watershed(-landscape, seeds, mask=mask, connectivity=st).astype(np.int64)
+    # Objects too thin for a seed (all of them below ``h``) keep their component.
+    rest = mask & (out == 0)
+    if rest.any():
+        out[rest] = labels[rest].astype(np.int64) + int(out.max())
+    return out
+
+
+def object_filter(labels: np.ndarray, *, smallest: int = 0, drop_border: bool = False,
+                  per_slice: bool = False) -> np.ndarray | None:
+    """A boolean keep-table indexed by label (None when nothing is filtered)."""
+    if smallest <= 1 and not drop_border:
+        return None
+    top = int(labels.max()) if labels.size else 0
+    keep = np.ones(top + 1, bool)
+    if smallest > 1:
+        keep &= np.bincount(labels.ravel(), minlength=top + 1) >= smallest
+    if drop_border:
+        for axis in border_faces(labels.ndim, per_slice):
+            for face in (0, -1):
+                keep[np.unique(np.take(labels, face, axis=axis))] = False
+    keep[0] = False
+    return keep
+
+
+def canonical(labels: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray:
+    """Renumber objects 1..N in raster order of their first voxel (uint32); ``keep[id]`` False drops one."""
+    flat = np.asarray(labels).ravel()
+    ids, first = np.unique(flat, return_index=True)
+    nonzero = ids != 0
+    if keep is not None:
+        nonzero &= keep[ids]
+    ids, first = ids[nonzero], first[nonzero]
+    order = np.argsort(first, kind="stable")
+    table = np.zeros(int(flat.max()) + 1 if flat.size else 1, np.uint32)
+    table[ids[order]] = np.arange(1, len(ids) + 1, dtype=np.uint32)
+    return table[labels]

@@ -1,0 +1,184 @@
+"""Objects from masks: shapes of known size, block-wise == in-memory, splitting, scoring, input rules."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from napari_segnets import objects as ob
+from napari_segnets.errors import InputError
+
+
+def ellipsoid(shape, centre_nm, radii_nm, voxel):
+    grids = np.meshgrid(*[np.arange(s) * v for s, v in zip(shape, voxel)], indexing="ij")
+    return sum(((g - c) / r) ** 2 for g, c, r in zip(grids, centre_nm, radii_nm)) <= 1.0
+
+
+def ellipsoid_surface(a, b, c, p=1.6075):  # Knud Thomsen's approximation (error < 1.1 %)
+    return 4 * math.pi * (((a * b) ** p + (a * c) ** p + (b * c) ** p) / 3) ** (1 / p)
+
+
+def blobs(shape=(24, 70, 90), seed=0, level=0.53):
+    from scipy import ndimage as ndi
+
+    return ndi.gaussian_filter(np.random.default_rng(seed).random(shape), 2) > level
+
+
+@pytest.mark.parametrize("voxel", [(5.0, 5.0, 5.0), (20.0, 5.0, 5.0)])
+def test_balls_and_ellipsoids_measure_close_to_analytic(voxel):
+    shape = (int(420 / voxel[0]), 90, 160)
+    shapes = [((200, 220, 200), (80, 80, 80)), ((200, 220, 560), (120, 70, 90))]
+    labels = np.zeros(shape, np.uint16)
+    for k, (centre, radii) in enumerate(shapes, start=1):
+        labels[ellipsoid(shape, centre, radii, voxel)] = k
+    table = ob.measure(labels, voxel_size=voxel)
+    assert table.ids.tolist() == [1, 2]
+    for k, (_centre, (a, b, c)) in enumerate(shapes):
+        volume = 4 / 3 * math.pi * a * b * c
+        assert table["volume_nm3"][k] == pytest.approx(volume, rel=0.04)
+        assert table["surface_nm2"][k] == pytest.approx(ellipsoid_surface(a, b, c), rel=0.04)
+    ball = table.row(1)
+    assert ball["equivalent_diameter_nm"] == pytest.approx(160, rel=0.02)
+    assert ball["sphericity"] == pytest.approx(1.0, abs=0.04)
+    assert ball["centroid_y_nm"] == pytest.approx(220, abs=1)
+    assert not ball["touches_border"]
+
+
+def test_mask_encodings_give_the_same_objects():
+    mask = blobs()
+    ref = ob.label_objects(mask)
+    assert ref.max() > 10 and ref.dtype == np.uint32
+    for enc in (mask.astype(np.uint8), mask.astype(np.uint8) * 255, mask.astype(np.int32) * 7):
+        np.testing.assert_array_equal(ob.label_objects(enc), ref)
+    # probabilities, class-first as predict returns them (sigmoid: 1 channel; softmax: 2)
+    p = mask.astype(np.float32) * 0.8 + 0.1
+    np.testing.assert_array_equal(ob.label_objects(p[None]), ref)
+    np.testing.assert_array_equal(ob.label_objects(np.stack([1 - p, p])), ref)
+    np.testing.assert_array_equal(ob.label_objects(p), ref)  # one foreground map (Z, Y, X)
+    # (C, Y, X) softmax of one image is told apart from a (Z, Y, X) stack by its sums
+    np.testing.assert_array_equal(ob.label_objects(np.stack([1 - p[3], p[3]])), ob.label_objects(mask[3]))
+
+
+def test_ambiguous_or_wrong_input_is_refused():
+    p = np.random.default_rng(0).random((3, 4, 16, 16)).astype(np.float32)
+    with pytest.raises(InputError, match="3 classes"):
+        ob.label_objects(p / p.sum(0))
+    assert ob.label_objects(p / p.sum(0), channel=2).shape == (4, 16, 16)
+    with pytest.raises(InputError, match="not probabilities"):
+        ob.label_objects(np.full((4, 16, 16), 7.0))
+    with pytest.raises(InputError, match="voxel size"):
+        ob.label_objects(blobs(), min_size=1000)
+    with pytest.raises(InputError):
+        ob.label_objects(np.zeros((2, 2, 3, 4, 4), np.uint8))
+
+
+def test_hysteresis_min_size_and_border():
+    vol = np.zeros((10, 40, 40), np.float32)
+    vol[2:6, 5:15, 5:15] = 0.6  # never reaches the seed threshold
+    vol[2:6, 20:30, 5:15] = 0.6
+    vol[4, 25, 10] = 0.95
+    vol[2:4, 32:34, 20:22] = 0.9  # 8 voxels: small
+    vol[0:3, 20:30, 25:35] = 0.9  # touches z = 0
+    assert ob.label_objects(vol).max() == 4
+    assert ob.label_objects(vol, seed_threshold=0.8).max() == 3
+    assert ob.label_objects(vol, seed_threshold=0.8, voxel_size=(10, 10, 10), min_size=9000).max() == 2
+    only = ob.label_objects(vol, seed_threshold=0.8, drop_border=True, voxel_size=(10, 10, 10), min_size=9000)
+    assert only.max() == 1 and only[4, 25, 10] == 1
+
+
+@pytest.mark.parametrize("options", [
+    {},
+    {"threshold": 0.6, "seed_threshold": 0.7, "voxel_size": (10, 5, 5), "min_size": 25 * 250},
+    {"threshold": 0.6, "drop_border": True},
+    {"threshold": 0.6, "per_slice": True, "drop_border": True, "voxel_size": (10, 5, 5)},
+])
+def test_blockwise_equals_in_memory(options, tmp_path):
+    import dask.array as da
+    import zarr
+
+    from napari_segnets.io import read
+
+    rng = np.random.default_rng(1)
+    from scipy import ndimage as ndi
+
+    p = ndi.gaussian_filter(rng.random((26, 70, 90)).astype(np.float32), 2)
+    p = (p - p.min()) / (p.max() - p.min())
+    source = p if options else p > 0.6
+    ref = ob.label_objects(source, **options)
+    assert ref.max() > 5
+    out = zarr.zeros(ref.shape, dtype=np.uint32, chunks=(9, 24, 32))
+    n = ob.label_blockwise(source, out, block=(9, 24, 32), **options)  # many objects cross block faces
+    assert n == ref.max()
+    np.testing.assert_array_equal(out[:], ref)
+    # lazy class-first input, written to a new OME-Zarr that io.read opens as labels
+    lazy = da.from_array(np.stack([1 - p, p]), chunks=(1, 8, 35, 45)) if options else da.from_array(source)
+    ob.label_blockwise(lazy, tmp_path / "labels.zarr", block=(13, 35, 45), **options)
+    back, meta = read(tmp_path / "labels.zarr")
+    np.testing.assert_array_equal(np.asarray(back), ref)
+    if options.get("voxel_size"):
+        assert tuple(meta["voxel_size"]) == tuple(options["voxel_size"])
+
+
+def test_blockwise_refuses_split():
+    with pytest.raises(InputError, match="in memory"):
+        ob.label_blockwise(blobs(), np.zeros((24, 70, 90), np.uint32), split="distance")
+
+
+def test_touching_balls_are_split():
+    voxel = (20.0, 5.0, 5.0)
+    shape = (24, 70, 110)
+    a = ellipsoid(shape, (240, 175, 150), (90, 90, 90), voxel)
+    b = ellipsoid(shape, (240, 175, 290), (90, 90, 90), voxel)
+    mask = a | b
+    assert ob.label_objects(mask, voxel_size=voxel).max() == 1
+    two = ob.label_objects(mask, voxel_size=voxel, split="distance")
+    assert two.max() == 2
+    assert set(np.unique(two[a & ~b])) == {1} and set(np.unique(two[b & ~a])) == {2}
+    assert (two > 0).sum() == mask.sum()  # nothing lost
+    # on the probability map: lower between the two
+    from scipy import ndimage as ndi
+
+    prob = ndi.distance_transform_edt(mask, sampling=voxel).astype(np.float32)
+    prob = 0.5 + 0.5 * prob / prob.max()
+    prob[~mask] = 0.0
+    assert ob.label_objects(prob[None], voxel_size=voxel, split="probability").max() == 2
+    per = ob.label_objects(mask, voxel_size=voxel, split="distance", per_slice=True)
+    assert len(np.unique(per[12])) == 3  # background and two halves in the middle section
+
+
+def test_per_slice_labels_sections_separately():
+    mask = np.zeros((3, 10, 10), bool)
+    mask[:, 2:5, 2:5] = True
+    labels = ob.label_objects(mask, per_slice=True)
+    assert labels.max() == 3 and len(np.unique(labels[1])) == 2
+
+
+def test_scores_of_labels_against_themselves_and_a_damaged_copy():
+    truth = ob.label_objects(blobs())
+    n = int(truth.max())
+    same = ob.score_objects(truth, truth)
+    assert same["f1"] == 1.0 and same["ap"] == 1.0 and same["count_error"] == 0
+    assert same["volume_fraction_error"] == 0.0 and same["matched_volume_error"] == 0.0
+    perm = np.concatenate([[0], 1 + np.random.default_rng(0).permutation(n)])
+    shuffled = perm[truth]  # other ids, same objects
+    shuffled[shuffled == shuffled.max()] = 0  # and one object missed
+    s = ob.score_objects(shuffled.astype(np.int64), truth)
+    assert s["tp"] == n - 1 and s["fn"] == 1 and s["fp"] == 0 and s["count_error"] == -1
+    assert s["recall"] == pytest.approx((n - 1) / n) and s["precision"] == 1.0
+    assert s["volume_fraction_error"] < 0
+
+
+def test_matched_volume_error_and_ap_thresholds():
+    truth = np.zeros((1, 20, 40), np.uint8)
+    truth[0, 2:12, 2:12] = 1  # 100 voxels
+    truth[0, 2:12, 20:30] = 2
+    pred = np.zeros_like(truth)
+    pred[0, 2:12, 2:10] = 5  # IoU 0.8, 20 % too small
+    pred[0, 2:12, 20:25] = 6  # IoU 0.5
+    s = ob.score_objects(pred, truth, voxel_size=(1, 2, 2))
+    assert s["tp"] == 2 and s["f1"] == 1.0
+    assert s["ap50"] == 1.0 and s["ap75"] == pytest.approx(0.5, abs=0.01)
+    assert s["matched_volume_error"] == pytest.approx((-0.2 - 0.5) / 2)
+    assert s["matched_volume_error_nm3"] == pytest.approx((-20 - 50) / 2 * 4)
