@@ -112,3 +112,43 @@ class Notes:
         monkeypatch.setattr(_runner, "show_error", self.errors.append)
         monkeypatch.setattr(_runner, "show_warning", self.warnings.append)
         monkeypatch.setattr(_runner, "show_info", self.infos.append)
+
+
+class ReentrantBar:
+    """Stands in for napari's progress bar, which runs Qt's event loop inside its updates.
+
+    Each update first waits until the worker threads are idle, so the job has ended and
+    all of its signals (events, result, ``finished``) are queued; the ``processEvents``
+    that follows then delivers them inside the handler of an earlier event: the worst
+    case of napari's re-entrance, every time.
+    """
+
+    made: list[ReentrantBar] = []
+
+    def __init__(self, total=0, desc=""):
+        self.total, self.desc, self.n, self.closed = total, desc, 0, False
+        ReentrantBar.made.append(self)
+        self._spin()
+
+    def refresh(self):
+        self._spin()
+
+    def close(self):
+        self.closed = True
+
+    @staticmethod
+    def _spin():
+        from qtpy.QtCore import QThreadPool
+        from qtpy.QtWidgets import QApplication
+
+        QThreadPool.globalInstance().waitForDone(30_000)
+        QApplication.processEvents()
+
+
+def reentrant_bars(monkeypatch) -> list[ReentrantBar]:
+    """Make the job runner use :class:`ReentrantBar`; returns the list of bars it makes."""
+    from napari_segnets._widgets import _runner
+
+    ReentrantBar.made = []
+    monkeypatch.setattr(_runner, "napari_progress", ReentrantBar)
+    return ReentrantBar.made

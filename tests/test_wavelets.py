@@ -177,6 +177,21 @@ def test_mosaic_with_reference_scaling(em_like):
         W.mosaic(em_like, reference=em_like[:32])
 
 
+def test_mosaic_detail_bands_show_edges_over_a_black_noise_floor():
+    # An EM-like finest level: noise everywhere, a few strong edges (a 20-pixel square).
+    rng = np.random.default_rng(0)
+    image = rng.normal(100.0, 4.0, (256, 256))
+    image[101:121, 101:121] += 80.0  # odd start: the edges fall inside Haar pairs
+    m = W.mosaic(image, level=1)
+    for band in (m[:128, 128:], m[128:, :128]):  # vertical and horizontal details, own contrast each
+        edges = np.zeros(band.shape, bool)
+        edges[50:61, 50:61] = True  # the square's edges in band coordinates, with a margin
+        assert band[edges].max() == 1.0, "the edges reach white"
+        noise = band[~edges]
+        assert np.median(noise) == 0.0, "half the noise (below the band's median) is black"
+        assert (noise > 0.5).mean() < 0.05, "the noise stays dark"
+
+
 def test_mosaic_of_constant_image():
     m = W.mosaic(np.full((16, 16), 3.0), level=2)
     assert np.all(m[:4, :4] == 0.5)

@@ -79,6 +79,48 @@ def test_cancel_keeps_the_finished_slices(segment, qtbot, monkeypatch):
     assert not notes.errors, notes.errors
 
 
+def test_a_cancel_keeps_the_finished_slices_when_the_gui_sees_the_job_late(segment, qtbot, monkeypatch):
+    """The GUI handles nothing until the cancelled job is over: its bar re-enters the event loop.
+
+    The real napari progress bar calls ``processEvents`` as it is made and updated, so Qt
+    delivers ``finished`` inside the first event's handler; the runner must still handle
+    the events first.
+    """
+    from qtpy.QtCore import QThreadPool
+
+    from napari_segnets._widgets import segment as seg_module
+    from napari_segnets.progress import Progress
+
+    viewer, img, widget, path = segment
+    notes = Notes(monkeypatch)
+    reached, proceed = threading.Event(), threading.Event()
+
+    def slow_job(entry, image, *, out, **_kwargs):
+        yield Progress("predict", 0, None, "on cpu (1 threads)")
+        for z in range(2):
+            out[z] = 1
+            yield Progress("predict", z + 1, 4, f"slice {z + 1}", {"slice": z + 1})
+        reached.set()
+        proceed.wait(30)
+        yield Progress("predict", 3, 4, "slice 3", {"slice": 2})  # cancelled here
+        out[2:] = 1
+        return out, {}
+
+    monkeypatch.setattr(seg_module, "predict_job", slow_job)
+    assert widget.run() is not None
+    assert reached.wait(30)  # the GUI thread waits here without handling any Qt event
+    widget.runner.cancel()
+    proceed.set()
+    assert QThreadPool.globalInstance().waitForDone(30_000)  # every signal is queued now
+    wait_for(qtbot, widget)
+    live = viewer.layers["m labels"]
+    assert live.metadata["segnets"]["predicted"] == [0, 1]
+    assert widget.status.value == "cancelled: slices 0-1 are complete in 'm labels'"
+    assert viewer.status == "segment with m: cancelled"
+    assert not widget.runner.job and widget.runner.record.finished
+    assert not notes.errors, notes.errors
+
+
 def test_a_live_reconstruction_shares_the_input_range(make_napari_viewer, qtbot, tmp_path):
     from napari_segnets import checkpoints, models
     from napari_segnets._widgets import SegmentWidget

@@ -25,16 +25,16 @@ def test_warm_up_imports_the_torch_stack_once_in_the_background():
 
 
 def test_warm_up_survives_a_module_that_cannot_be_imported():
-    from napari_segnets._widgets import _runner
+    from napari_segnets._widgets import _warm
 
-    _runner._import_all(["napari_segnets_no_such_module", "json"], collect=False)  # logs, does not raise
+    _warm._import_all(["napari_segnets_no_such_module", "json"], collect=False)  # logs, does not raise
 
 
 def test_creating_a_widget_starts_the_warm_up(make_napari_viewer):
-    from napari_segnets._widgets import SegmentWidget, _runner
+    from napari_segnets._widgets import SegmentWidget, _warm
 
     SegmentWidget(make_napari_viewer())
-    assert _runner._warm["thread"] is not None
+    assert _warm._warm["thread"] is not None
 
 
 def _setup(widget, img, truth, tmp_path, task):

@@ -9,10 +9,10 @@ notifications with the sentence the core wrote (never a traceback dialog).
 
 from __future__ import annotations
 
-import importlib
 import logging
-import threading
+from collections import deque
 from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
 from typing import Any
 
 from napari.qt.threading import GeneratorWorker, create_worker
@@ -20,69 +20,14 @@ from napari.utils import progress as napari_progress
 from napari.utils.notifications import show_error, show_info, show_warning
 
 from ..errors import SegnetsError
+from ._warm import _leave_a_core_for_the_gui, warm_up
 
 log = logging.getLogger(__name__)
 
-__all__ = ["JobRunner", "notify_error", "notify_info", "notify_warning", "report_exception", "warm_up"]
-
-# What a first training or prediction run imports. Imported in a job's worker
-# thread instead, this is ~2 s of module execution (torch, and torch._dynamo,
-# which torch's optimizers import on first use) competing with the GUI thread for
-# the GIL: measured event-loop stalls of 0.4-0.6 s at the start of the first run.
-WARM_MODULES = (
-    "torch",
-    "torch._dynamo",
-    "safetensors.torch",
-    "napari_segnets.models.unet",
-    "napari_segnets.models.atrous",
-    "napari_segnets.models.fcn",
-    "napari_segnets.models.pca",
-    "napari_segnets.checkpoints",
-    "napari_segnets.metrics",
-    "napari_segnets.inference",
-    "napari_segnets.training.loop",
-    "napari_segnets.training.setup",
-    "napari_segnets.training.augment",
-    "napari_segnets.training.losses",
-    "napari_segnets.training.finetune",
-)
-_warm: dict[str, threading.Thread | None] = {"thread": None}
-_warm_lock = threading.Lock()
-
-
-def _import_all(names, collect: bool = True) -> None:
-    for name in names:
-        try:
-            importlib.import_module(name)
-        except Exception as exc:  # a missing optional piece shows up, with its message, when a job needs it
-            log.debug("napari-segnets warm-up: %s not imported (%s)", name, exc)
-    if collect:
-        # The imports add a few hundred thousand long-lived objects, enough to make
-        # the garbage collector's next automatic pass a full one: ~240 ms holding
-        # the GIL, measured landing in the first second of the first training run.
-        # Collect now, while the user is still choosing layers, instead.
-        import gc
-
-        gc.collect()
-
-
-def warm_up(modules=WARM_MODULES) -> threading.Thread:
-    """Import the torch stack in a background thread, once per process; returns that thread.
-
-    The widgets call this when they are created, so the imports happen while the
-    user is still choosing layers, not during the first job. Python's per-module
-    import locks make a job that starts early simply wait for the module it needs.
-    Not a daemon thread: interpreter shutdown waits for it rather than killing an
-    import halfway.
-    """
-    with _warm_lock:
-        thread = _warm["thread"]
-        if thread is None:
-            thread = threading.Thread(target=_import_all, args=(tuple(modules),),
-                                      name="napari-segnets-warm-up", daemon=False)
-            _warm["thread"] = thread
-            thread.start()
-    return thread
+__all__ = [
+    "JobRecord", "JobRunner", "notify_error", "notify_info", "notify_warning", "report_exception",
+    "warm_up",
+]
 
 
 def notify_error(message: str) -> None:
@@ -156,24 +101,13 @@ class _ClosingWorker(GeneratorWorker):
             self._gen.close()
 
 
-def _leave_a_core_for_the_gui():
-    """Run torch on all cores but one in this (worker) thread; returns a restore function.
+class _JobFailed(Exception):
+    """A RuntimeError raised by a job, carried out of the worker thread.
 
-    On a 2-core machine torch's intra-op threads otherwise spin on both cores and
-    the GUI thread waits for a time slice: measured stalls of seconds (see
-    benchmarks/gui_stall.py). OpenMP thread counts are per calling thread, so
-    this leaves scripts and other threads alone.
+    superqt's generator worker takes a RuntimeError from the generator for "the
+    worker was deleted": it emits neither ``errored`` nor ``finished``, so the
+    widget would wait forever. torch reports most of its errors as RuntimeError.
     """
-    import os
-
-    import torch
-
-    before = torch.get_num_threads()
-    wanted = max(1, min(before, (os.cpu_count() or 1) - 1))
-    if wanted == before:
-        return lambda: None
-    torch.set_num_threads(wanted)
-    return lambda: torch.set_num_threads(before)
 
 
 def _passthrough(job_factory: Callable[[], Generator], reserve_core: bool) -> Generator:
@@ -184,12 +118,154 @@ def _passthrough(job_factory: Callable[[], Generator], reserve_core: bool) -> Ge
     try:
         job = job_factory()
         result = yield from job
+    except RuntimeError as exc:
+        raise _JobFailed(exc) from exc
     finally:
         if job is not None:
             job.close()
         if restore is not None:
             restore()
     return result
+
+
+@dataclass
+class JobRecord:
+    """What one job reported, in the order it reported it; final when ``on_finish`` runs.
+
+    Attributes
+    ----------
+    title : str
+        The job's title.
+    events : int
+        Progress events handled.
+    facts : dict
+        The job's event payloads merged in order (the latest value of each key wins),
+        e.g. ``facts["slice"]`` after a cancelled prediction.
+    result : object
+        What the job returned (None unless ``returned``).
+    returned, cancelled : bool
+        The job ran to its end; the user cancelled it before it did.
+    error : BaseException or None
+        What the job raised.
+    status : str or None
+        The status line the job ended with.
+    finished : bool
+        All of the job's signals have been handled.
+    """
+
+    title: str
+    events: int = 0
+    facts: dict = field(default_factory=dict)
+    result: Any = None
+    returned: bool = False
+    cancelled: bool = False
+    error: BaseException | None = None
+    status: str | None = None
+    finished: bool = False
+
+
+class _Job:
+    """One job's signals, handled strictly in the order the worker emitted them.
+
+    napari's progress bar calls ``QApplication.processEvents()`` while it updates,
+    so Qt may deliver the worker's next signals (even ``finished``) while an
+    earlier one is still being handled. Each signal is queued here; a signal that
+    arrives during handling waits for the handler in progress, which then drains
+    the queue. ``finished`` is therefore handled last, after every event.
+    """
+
+    def __init__(self, runner: JobRunner, worker, title: str, on_event, on_done, on_finish) -> None:
+        self.runner, self.worker, self.title = runner, worker, title
+        self.on_event, self.on_done, self.on_finish = on_event, on_done, on_finish
+        self.record = JobRecord(title)
+        self.bars: dict[str, Any] = {}
+        self._queue: deque = deque()
+        self._draining = False
+        worker.yielded.connect(lambda event: self.post("event", event))
+        worker.returned.connect(lambda result: self.post("returned", result))
+        worker.errored.connect(lambda exc: self.post("errored", exc))
+        worker.finished.connect(lambda: self.post("finished", None))
+
+    def post(self, kind: str, value) -> None:
+        self._queue.append((kind, value))
+        if self._draining:
+            return  # re-entered from inside a handler: the drain below takes it, in order
+        self._draining = True
+        try:
+            while self._queue:
+                self._handle(*self._queue.popleft())
+        finally:
+            self._draining = False
+
+    def _handle(self, kind: str, value) -> None:
+        record = self.record
+        if record.finished:
+            return
+        if kind == "finished":
+            self._finish()
+            return
+        try:
+            if kind == "event":
+                record.events += 1
+                payload = getattr(value, "payload", None)
+                if isinstance(payload, dict):
+                    record.facts.update(payload)
+                self._show_event(value)
+                if self.on_event is not None:
+                    self.on_event(value)
+            elif kind == "returned":
+                record.returned, record.result = True, value
+                record.status = f"{self.title}: done"
+                if self.on_done is not None:
+                    message = self.on_done(value)
+                    if isinstance(message, str):
+                        record.status = message
+            elif kind == "errored":
+                record.error = value.__cause__ if isinstance(value, _JobFailed) else value
+                record.status = report_exception(record.error, self.runner.label)
+        except Exception as exc:  # a display bug must not kill the job silently
+            record.status = report_exception(exc, self.runner.label)
+
+    def _finish(self) -> None:
+        record, runner = self.record, self.runner
+        record.finished = True
+        record.cancelled = runner.cancelled and not record.returned and record.error is None
+        runner.cancelled = record.cancelled
+        if record.cancelled:
+            record.status = f"{self.title}: cancelled"
+        try:
+            for bar in self.bars.values():
+                bar.close()
+        finally:
+            self.bars.clear()
+            runner.worker = None
+            runner.job = None
+            runner._set_busy(False)
+            if record.status is not None:
+                runner._status(record.status)
+        if self.on_finish is not None:
+            try:
+                self.on_finish()
+            except Exception as exc:
+                record.status = report_exception(exc, runner.label)
+
+    def _show_event(self, event) -> None:
+        stage = getattr(event, "stage", None)
+        if stage is None:
+            return
+        total = event.total if event.total else 0
+        bar = self.bars.get(stage)
+        if bar is None:
+            # creating the bar may run Qt events (see the class docstring): register it first
+            bar = self.bars[stage] = napari_progress(total=total, desc=f"{self.title}: {stage}")
+        elif total and bar.total != total:
+            bar.total = total
+        bar.n = int(event.done)
+        bar.refresh()
+        message = event.message or (
+            f"{stage} {event.done}/{event.total}" if event.total else f"{stage} {event.done}"
+        )
+        self.runner._status(f"{self.title}: {message}")
 
 
 class JobRunner:
@@ -203,6 +279,11 @@ class JobRunner:
         A status label inside the widget, updated with each event's message.
     run_button, cancel_button : magicgui buttons or None
         Disabled/enabled while a job runs; the cancel button calls :meth:`cancel`.
+
+    Attributes
+    ----------
+    record : JobRecord or None
+        The latest job's record: what it reported, returned or raised.
     """
 
     def __init__(self, viewer=None, *, label=None, run_buttons=(), cancel_button=None) -> None:
@@ -211,8 +292,9 @@ class JobRunner:
         self.run_buttons = list(run_buttons)
         self.cancel_button = cancel_button
         self.worker: GeneratorWorker | None = None
+        self.job: _Job | None = None
+        self.record: JobRecord | None = None
         self.cancelled = False
-        self._bars: dict[str, Any] = {}
         warm_up()
         if cancel_button is not None:
             cancel_button.enabled = False
@@ -220,7 +302,7 @@ class JobRunner:
 
     @property
     def running(self) -> bool:
-        """Whether a job is in flight."""
+        """Whether a job is in flight (its signals not all handled yet)."""
         return self.worker is not None
 
     def start(
@@ -236,7 +318,8 @@ class JobRunner:
         """Start ``job_factory()`` in a worker thread.
 
         ``on_event`` gets every Progress event, ``on_done`` the job's return value
-        (not called after a cancel or an error), ``on_finish`` is always called.
+        (not called after a cancel or an error), ``on_finish`` is always called, last,
+        after every event was handled; :attr:`record` then tells what happened.
         ``torch_job``: the job runs torch, which then leaves one core to the GUI.
         Returns the worker, or None when a job is already running.
         """
@@ -248,49 +331,10 @@ class JobRunner:
             _passthrough, job_factory, torch_job, _worker_class=_ClosingWorker, _ignore_errors=True
         )
         self.worker = worker
+        self.job = _Job(self, worker, title, on_event, on_done, on_finish)
+        self.record = self.job.record
         self._set_busy(True)
         self._status(f"{title}: starting")
-
-        outcome = {"status": None}
-
-        def _yielded(event):
-            if outcome["status"] is not None:
-                return  # a late event after the result: keep the final status
-            try:
-                self._show_event(title, event)
-                if on_event is not None:
-                    on_event(event)
-            except Exception as exc:  # a display bug must not kill the job silently
-                report_exception(exc)
-
-        def _returned(result):
-            outcome["status"] = f"{title}: done"
-            try:
-                if on_done is not None:
-                    message = on_done(result)
-                    if isinstance(message, str):
-                        outcome["status"] = message
-            except Exception as exc:
-                outcome["status"] = report_exception(exc, self.label)
-
-        def _errored(exc):
-            outcome["status"] = report_exception(exc, self.label)
-
-        def _finished():
-            self._close_bars()
-            self.worker = None
-            self._set_busy(False)
-            if self.cancelled:
-                outcome["status"] = f"{title}: cancelled"
-            if outcome["status"] is not None:
-                self._status(outcome["status"])
-            if on_finish is not None:
-                on_finish()
-
-        worker.yielded.connect(_yielded)
-        worker.returned.connect(_returned)
-        worker.errored.connect(_errored)
-        worker.finished.connect(_finished)
         worker.start()
         return worker
 
@@ -312,31 +356,12 @@ class JobRunner:
             QThread.msleep(5)
 
     # ---- display -----------------------------------------------------------
-    def _show_event(self, title: str, event) -> None:
-        stage = getattr(event, "stage", None)
-        if stage is None:
-            return
-        bar = self._bars.get(stage)
-        total = event.total if event.total else 0
-        if bar is None:
-            bar = self._bars[stage] = napari_progress(total=total, desc=f"{title}: {stage}")
-        elif total and bar.total != total:
-            bar.total = total
-        bar.n = int(event.done)
-        bar.refresh()
-        message = event.message or (
-            f"{stage} {event.done}/{event.total}" if event.total else f"{stage} {event.done}"
-        )
-        self._status(f"{title}: {message}")
-
-    def _close_bars(self) -> None:
-        for bar in self._bars.values():
-            bar.close()
-        self._bars.clear()
-
     def _status(self, text: str) -> None:
         if self.label is not None:
-            self.label.value = text
+            try:
+                self.label.value = text
+            except RuntimeError:  # the widget was closed while the job ran
+                pass
         if self.viewer is not None:
             try:
                 self.viewer.status = text

@@ -190,20 +190,18 @@ class SegmentWidget(Container):
             # an in-memory stack: show the result layer now and fill it as slices finish
             name, live = self._live_output(layer, entry, kind, name, data.shape)
             job_kwargs["out"] = live.data
-        progress = {"slice": 0, "shown": 0.0, "done": False}
+        shown = {"at": 0.0}
 
         def on_event(event):
-            if live is None or event.stage != "predict" or "slice" not in (event.payload or {}):
+            if live is None or event.stage != "predict":
                 return
-            progress["slice"] = int(event.payload["slice"])  # slices before it are written
             now = time.monotonic()
-            if now - progress["shown"] > 0.3:  # a refresh re-slices only the slice in view
-                progress["shown"] = now
+            if now - shown["at"] > 0.3:  # a refresh re-slices only the slice in view
+                shown["at"] = now
                 live.refresh()
 
         def done(result):
             array, meta = result
-            progress["done"] = True
             self.last_layer = self._show(layer, entry, kind, name, array, z)
             from ._temp import temporary_root
 
@@ -213,8 +211,10 @@ class SegmentWidget(Container):
             return None
 
         def finish():
-            if live is not None and not progress["done"]:
-                self._keep_partial(live, layer, entry, kind, progress["slice"])
+            record = self.runner.record
+            if live is not None and not record.returned:
+                # the job's last "slice": the slice it was working on, all before it written
+                self._keep_partial(live, layer, entry, kind, int(record.facts.get("slice", 0)))
 
         return self.runner.start(lambda: predict_job(entry, source, **job_kwargs),
                                  title=f"{task} with {entry.name}", on_event=on_event, on_done=done,

@@ -16,6 +16,9 @@ ORIENTATIONS = ("horizontal", "vertical", "diagonal")
 # 1024x1024 mosaic stays fast; the strided subsample is deterministic.
 _MAX_PERCENTILE_SAMPLES = 1 << 16
 _DETAIL_PERCENTILE = 99.5
+# A detail band is shown from its noise floor (its median |coefficient|) up. In EM the finest
+# bands are mostly noise; shown from zero, they are uniform grey speckle hiding the few edges.
+_NOISE_SIGMAS = 4.0
 _APPROX_PERCENTILES = (0.5, 99.5)
 
 
@@ -318,10 +321,15 @@ def _subsample(values: np.ndarray) -> np.ndarray:
     return flat[::step]
 
 
-def _detail_range(band: np.ndarray) -> float:
+def _detail_range(band: np.ndarray) -> tuple[float, float]:
+    """``(floor, top)`` of a detail band's |coefficients|: shown black at the floor, white at the top."""
     mag = np.abs(band)
-    top = float(np.percentile(_subsample(mag), _DETAIL_PERCENTILE))
-    return top if top > 0 else float(mag.max())
+    floor, top = (float(v) for v in np.percentile(_subsample(mag), (50.0, _DETAIL_PERCENTILE)))
+    if top <= floor:  # most coefficients alike (a pattern, or a few strong ones): show against zero
+        return 0.0, float(mag.max())
+    # a band of pure noise would stretch its own speckle to white: white no lower than
+    # 4 noise sigmas (the median |c| of Gaussian noise is 0.6745 sigma), rarely reached by noise
+    return floor, max(top, _NOISE_SIGMAS * floor / 0.6745)
 
 
 def _approx_range(band: np.ndarray) -> tuple[float, float]:
@@ -329,10 +337,10 @@ def _approx_range(band: np.ndarray) -> tuple[float, float]:
     return (lo, hi) if hi > lo else (float(band.min()), float(band.max()))
 
 
-def _scale_detail(band: np.ndarray, top: float) -> np.ndarray:
-    if top <= 0:
+def _scale_detail(band: np.ndarray, floor: float, top: float) -> np.ndarray:
+    if top <= floor:
         return np.zeros(band.shape, np.float32)
-    return np.clip(np.abs(band) / top, 0.0, 1.0).astype(np.float32)
+    return np.clip((np.abs(band) - floor) / (top - floor), 0.0, 1.0).astype(np.float32)
 
 
 def _scale_approx(band: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -356,8 +364,11 @@ def mosaic(image, wavelet="haar", level=1, *, reference=None) -> np.ndarray:
     quadrant is itself split again, k times in all (the full multi-level mosaic for
     ``level=None``).
 
-    Scaling, per band so that every band is visible: detail bands show
-    ``|coefficient|`` divided by the band's 99.5th percentile; the approximation is
+    Scaling, per band so that every band is visible: each detail band shows
+    ``|coefficient|`` from black at the band's median (its noise floor: the finest EM
+    bands are mostly noise, which would otherwise fill them with grey speckle) to white
+    at its 99.5th percentile, or at 4 noise sigmas (median / 0.6745) when that is higher,
+    so that a band of pure noise stays dark; the approximation is
     stretched between its 0.5th and 99.5th percentiles; all clipped to [0, 1]
     (percentiles from a strided subsample of at most 65,536 values). A band with no
     signal is 0 (a constant approximation is 0.5). With ``reference``, every band is
@@ -410,12 +421,12 @@ def mosaic(image, wavelet="haar", level=1, *, reference=None) -> np.ndarray:
     ys, xs = dec.shape
     for k in range(level):
         cH, cV, cD = dec.details[k]
-        tops = [_detail_range(b) for b in ref.details[k]]
+        ranges = [_detail_range(b) for b in ref.details[k]]  # each band its own contrast
         h, w = cH.shape
         region = canvas[:ys, :xs]
-        _place(region, _scale_detail(cV, tops[1]), 0, w)
-        _place(region, _scale_detail(cH, tops[0]), h, 0)
-        _place(region, _scale_detail(cD, tops[2]), h, w)
+        _place(region, _scale_detail(cV, *ranges[1]), 0, w)
+        _place(region, _scale_detail(cH, *ranges[0]), h, 0)
+        _place(region, _scale_detail(cD, *ranges[2]), h, w)
         ys, xs = min(h, ys), min(w, xs)
     approx = dec.approximations[level - 1]
     lo, hi = _approx_range(ref.approximations[level - 1])
