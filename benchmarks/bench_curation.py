@@ -69,8 +69,8 @@ def main() -> None:
     mem_t[:, ::32, :] = 1
     mem_p = mem_t.copy()
     mem_p[:, 100:104, ::7] = 1
-    metrics.score_stack(mem_p[:1], mem_t[:1], kind="membrane")  # warm-up: scipy/skimage imports
-    t = _time(lambda: metrics.score_stack(mem_p, mem_t, kind="membrane"), repeat=1)
+    metrics.score_stack(mem_p[:1], mem_t[:1], mode="membrane")  # warm-up: scipy/skimage imports
+    t = _time(lambda: metrics.score_stack(mem_p, mem_t, mode="membrane"), repeat=1)
     rows.append(("metrics.score_stack membrane (4x512x512, 256 cells/slice)", 4 * 512 * 512 / 1e6 / t, "MP/s"))
 
     width = max(len(r[0]) for r in rows)

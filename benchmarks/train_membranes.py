@@ -1,6 +1,6 @@
 """Membrane benchmark: U-Net (16 base channels) on ISBI 2012 sections 0-19, scored on sections 20-29.
 
-Scores (from napari_segnets.metrics.score_stack, kind="membrane"): pixel F1 of the membrane class,
+Scores (from napari_segnets.metrics.score_stack, mode="membrane"): pixel F1 of the membrane class,
 pixel accuracy, adapted Rand error and variation of information (cells = connected components of
 non-membrane pixels per section; means over sections), after each snapshot time of one run.
 
@@ -66,7 +66,7 @@ def main(argv=None) -> None:
             probabilities(model, image[20:30], {"mode": "percentile", "low": 1.0, "high": 99.8})
             >= 0.5
         )
-        overall = metrics.score_stack(pred.astype(np.uint8), truth, kind="membrane")["overall"]
+        overall = metrics.score_stack(pred.astype(np.uint8), truth, mode="membrane")["overall"]
         rows.append({
             "budget (min)": f"{minutes:g}", "trained (min)": f"{elapsed:.1f}", "steps": steps,
             "pixel F1": overall.get("f1"), "pixel acc.": overall.get("pixel_accuracy"),

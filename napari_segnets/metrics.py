@@ -4,13 +4,15 @@ Conventions (the same in every function):
 
 - ``pred`` and ``truth`` are integer label arrays of the same shape (bool is fine for binary). Float arrays
   are accepted only when every value is a whole number; threshold probabilities first.
-- ``ignore``: pixels where ``truth == ignore`` (unlabelled pixels) are left out of every score.
-- Binary (labels 0/1): IoU, Dice and F1 are for the foreground class 1.
-- A class absent from both ``pred`` and ``truth`` scores IoU = Dice = 1.0: the two masks agree perfectly
-  that there is nothing there (so an empty prediction of an empty slice is perfect, not undefined).
+- ``ignore_index``: pixels where ``truth == ignore_index`` (unlabelled pixels) are left out of every
+  score. None by default: no value means "unlabelled" unless the caller names one.
+- Binary (labels 0/1): IoU, Dice and F1 are for the foreground class 1. :func:`score_stack` in its
+  binary and membrane modes reads any full mask (0/1, 0/255, bool, label ids): nonzero = object.
+- A class absent from both ``pred`` and ``truth`` has no IoU or Dice: it is undefined (NaN), never
+  1.0, so an empty slice predicted empty does not count as a success. Means skip undefined values.
 - A class present in only one of them scores 0.0.
 - Bad inputs (shape mismatch, empty arrays, NaN, fractional or negative labels, labels outside
-  ``classes``, nothing left after ``ignore``) raise :class:`~napari_segnets.errors.InputError`.
+  ``classes``, nothing left after ``ignore_index``) raise :class:`~napari_segnets.errors.InputError`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ __all__ = [
     "confusion_matrix",
     "dice",
     "f1",
+    "format_score",
     "iou",
     "membrane_to_cells",
     "pixel_accuracy",
@@ -53,7 +56,7 @@ def _as_labels(arr, name: str) -> np.ndarray:
     raise InputError(f"The {name} array has dtype {a.dtype}; pass integer labels.")
 
 
-def _prepare(pred, truth, ignore) -> tuple[np.ndarray, np.ndarray]:
+def _prepare(pred, truth, ignore_index) -> tuple[np.ndarray, np.ndarray]:
     """Return flattened (pred, truth) with ignored pixels removed, after checking them."""
     p = _as_labels(pred, "prediction")
     t = _as_labels(truth, "ground-truth")
@@ -63,12 +66,12 @@ def _prepare(pred, truth, ignore) -> tuple[np.ndarray, np.ndarray]:
         )
     p = p.ravel()
     t = t.ravel()
-    if ignore is not None:
-        keep = t != ignore
+    if ignore_index is not None:
+        keep = t != ignore_index
         p, t = p[keep], t[keep]
         if t.size == 0:
             raise InputError(
-                f"Every ground-truth pixel equals the ignore value {ignore}; there is nothing to score."
+                f"Every ground-truth pixel equals ignore_index={ignore_index}; there is nothing to score."
             )
     if (p.size and p.min() < 0) or (t.size and t.min() < 0):
         raise InputError("Labels must not be negative; use 0 for background and 1, 2, ... for classes.")
@@ -101,16 +104,16 @@ def _class_list(p: np.ndarray, t: np.ndarray, classes) -> tuple[list[int], bool]
     return [int(c) for c in classes], False
 
 
-def confusion_matrix(pred, truth, classes: int, ignore=None) -> np.ndarray:
+def confusion_matrix(pred, truth, classes: int, ignore_index=None) -> np.ndarray:
     """Pixel counts ``m[t, p]`` for ``classes`` labels 0..classes-1, ignored pixels left out."""
-    p, t = _prepare(pred, truth, ignore)
+    p, t = _prepare(pred, truth, ignore_index)
     _class_list(p, t, int(classes))  # range check
     k = int(classes)
     return np.bincount(t.astype(np.int64) * k + p, minlength=k * k).reshape(k, k)
 
 
-def _per_class(pred, truth, classes, ignore, score) -> float | dict[int, float]:
-    p, t = _prepare(pred, truth, ignore)
+def _per_class(pred, truth, classes, ignore_index, score) -> float | dict[int, float]:
+    p, t = _prepare(pred, truth, ignore_index)
     labels, binary = _class_list(p, t, classes)
     out: dict[int, float] = {}
     for c in labels:  # boolean passes beat a bincount confusion matrix here (no int64 temporaries)
@@ -121,15 +124,27 @@ def _per_class(pred, truth, classes, ignore, score) -> float | dict[int, float]:
 
 def _iou_counts(inter: int, n_p: int, n_t: int) -> float:
     union = n_p + n_t - inter
-    return 1.0 if union == 0 else inter / union
+    return float("nan") if union == 0 else inter / union  # nothing to find, nothing found: undefined
 
 
 def _dice_counts(inter: int, n_p: int, n_t: int) -> float:
     total = n_p + n_t
-    return 1.0 if total == 0 else 2.0 * inter / total
+    return float("nan") if total == 0 else 2.0 * inter / total
 
 
-def iou(pred, truth, classes=None, ignore=None) -> float | dict[int, float]:
+def _nanmean(values) -> float:
+    finite = [v for v in values if np.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
+def format_score(value) -> str:
+    """``0.8765`` -> ``"0.8765"``; an undefined score (NaN) -> ``"undefined"``."""
+    if value is None or not np.isfinite(value):
+        return "undefined"
+    return f"{float(value):.4f}"
+
+
+def iou(pred, truth, classes=None, ignore_index=None) -> float | dict[int, float]:
     """Intersection over union (Jaccard index).
 
     Parameters
@@ -139,31 +154,31 @@ def iou(pred, truth, classes=None, ignore=None) -> float | dict[int, float]:
     classes : None, int or sequence of int
         None: binary (a float for class 1) when all labels are 0/1, else a dict for every label present.
         An int K: a dict for classes 0..K-1 (labels >= K are an error). A sequence: a dict for those labels.
-    ignore : int, optional
+    ignore_index : int, optional
         Ground-truth value of unlabelled pixels, left out of the score.
 
     Returns
     -------
     float or dict
-        Foreground IoU (binary) or ``{class: IoU}``. Two empty masks score 1.0.
+        Foreground IoU (binary) or ``{class: IoU}``. A class in neither mask: NaN (undefined).
     """
-    return _per_class(pred, truth, classes, ignore, _iou_counts)
+    return _per_class(pred, truth, classes, ignore_index, _iou_counts)
 
 
-def dice(pred, truth, classes=None, ignore=None) -> float | dict[int, float]:
+def dice(pred, truth, classes=None, ignore_index=None) -> float | dict[int, float]:
     """Dice coefficient (F1 of the pixel sets); same arguments and conventions as :func:`iou`."""
-    return _per_class(pred, truth, classes, ignore, _dice_counts)
+    return _per_class(pred, truth, classes, ignore_index, _dice_counts)
 
 
-def pixel_accuracy(pred, truth, ignore=None) -> float:
+def pixel_accuracy(pred, truth, ignore_index=None) -> float:
     """Fraction of (non-ignored) pixels whose label is right."""
-    p, t = _prepare(pred, truth, ignore)
+    p, t = _prepare(pred, truth, ignore_index)
     return float(np.count_nonzero(p == t)) / t.size
 
 
-def f1(pred, truth, positive: int = 1, ignore=None) -> float:
-    """Pixel F1 of the ``positive`` class (e.g. membrane pixels in ISBI 2012); 1.0 when both lack it."""
-    p, t = _prepare(pred, truth, ignore)
+def f1(pred, truth, positive: int = 1, ignore_index=None) -> float:
+    """Pixel F1 of the ``positive`` class (e.g. membrane pixels in ISBI 2012); NaN when both lack it."""
+    p, t = _prepare(pred, truth, ignore_index)
     pp, tp_ = p == positive, t == positive
     return _dice_counts(int(np.count_nonzero(pp & tp_)), int(np.count_nonzero(pp)), int(np.count_nonzero(tp_)))
 
@@ -187,7 +202,7 @@ def membrane_to_cells(membrane, *, connectivity: int = 1, fill: bool = False) ->
     return cells
 
 
-def _segmentations(pred, truth, ignore, membrane: bool, connectivity: int):
+def _segmentations(pred, truth, ignore_index, membrane: bool, connectivity: int):
     p = _as_labels(pred, "prediction")
     t = _as_labels(truth, "ground-truth")
     if p.shape != t.shape:
@@ -197,10 +212,10 @@ def _segmentations(pred, truth, ignore, membrane: bool, connectivity: int):
     if (p.min() < 0) or (t.min() < 0):
         raise InputError("Labels must not be negative; use 0 for background and 1, 2, ... for segments.")
     if not membrane:
-        if ignore is not None:
-            t = np.where(t == ignore, 0, t)
+        if ignore_index is not None:
+            t = np.where(t == ignore_index, 0, t)
         return p, t
-    unlabelled = (t == ignore) if ignore is not None else None
+    unlabelled = (t == ignore_index) if ignore_index is not None else None
     if p.ndim != 2:
         raise InputError(
             f"Membrane maps must be 2D sections, got shape {p.shape}; score stacks with score_stack()."
@@ -214,7 +229,7 @@ def _segmentations(pred, truth, ignore, membrane: bool, connectivity: int):
     return p_cells, t_cells
 
 
-def rand_error(pred, truth, *, membrane: bool = False, ignore=None, connectivity: int = 1,
+def rand_error(pred, truth, *, membrane: bool = False, ignore_index=None, connectivity: int = 1,
                details: bool = False) -> float | dict[str, float]:
     """Adapted Rand error (0 = perfect), via ``skimage.metrics.adapted_rand_error``.
 
@@ -231,7 +246,7 @@ def rand_error(pred, truth, *, membrane: bool = False, ignore=None, connectivity
         share of same-segment pixel pairs in the prediction that are also together in the truth (low
         precision = false merges) and recall the reverse (low recall = false splits).
     """
-    p, t = _segmentations(pred, truth, ignore, membrane, connectivity)
+    p, t = _segmentations(pred, truth, ignore_index, membrane, connectivity)
     r = _rand_parts(p, t)
     return r if details else r["error"]
 
@@ -258,11 +273,11 @@ def _rand_parts(p: np.ndarray, t: np.ndarray) -> dict[str, float]:
     return {"error": float(error), "precision": float(precision), "recall": float(recall)}
 
 
-def variation_of_information(pred, truth, *, membrane: bool = False, ignore=None,
+def variation_of_information(pred, truth, *, membrane: bool = False, ignore_index=None,
                              connectivity: int = 1) -> dict[str, float]:
     """Variation of information in bits, via ``skimage.metrics.variation_of_information``.
 
-    Ground-truth pixels labelled 0 (or ``ignore``) are left out. ``membrane=True`` segments membrane maps
+    Ground-truth pixels labelled 0 (or ``ignore_index``) are left out. ``membrane=True`` segments membrane maps
     into cells first, exactly as in :func:`rand_error`.
 
     Returns
@@ -271,7 +286,7 @@ def variation_of_information(pred, truth, *, membrane: bool = False, ignore=None
         ``{"vi": split + merge, "split": H(pred | truth), "merge": H(truth | pred)}``: ``split`` grows when
         the prediction cuts true segments apart, ``merge`` when it joins them.
     """
-    p, t = _segmentations(pred, truth, ignore, membrane, connectivity)
+    p, t = _segmentations(pred, truth, ignore_index, membrane, connectivity)
     return _vi_parts(p, t)
 
 
@@ -284,20 +299,21 @@ def _vi_parts(p: np.ndarray, t: np.ndarray) -> dict[str, float]:
     return {"vi": float(split + merge), "split": float(split), "merge": float(merge)}
 
 
-def score_stack(pred, truth, *, kind: str = "binary", classes: int | Sequence[int] | None = None,
-                ignore=None, connectivity: int = 1) -> dict:
+def score_stack(pred, truth, *, mode: str = "binary", classes: int | Sequence[int] | None = None,
+                ignore_index=None, connectivity: int = 1) -> dict:
     """Score a stack slice by slice and as a whole.
 
     Parameters
     ----------
     pred, truth : array (Z, Y, X) or (Y, X)
         Predicted and true labels.
-    kind : {"binary", "multiclass", "membrane"}
+    mode : {"binary", "multiclass", "membrane"}
         binary: IoU, Dice, precision, recall, pixel accuracy of class 1. multiclass: per-class IoU/Dice
         dicts plus their means (``classes`` defaults to every label present). membrane: the binary scores
         of the membrane class 1 (its pixel F1, ``f1``, equals its Dice), plus adapted Rand error and VI
-        (cells segmented per section as in :func:`rand_error`).
-    ignore : int, optional
+        (cells segmented per section as in :func:`rand_error`). binary and membrane read any full
+        mask (0/1, 0/255, bool, label ids): every nonzero value is the object.
+    ignore_index : int, optional
         Ground-truth value of unlabelled pixels.
 
     Returns
@@ -307,8 +323,8 @@ def score_stack(pred, truth, *, kind: str = "binary", classes: int | Sequence[in
         pixels); a slice with every pixel ignored has only those two keys. Overall pixel scores pool the
         pixels of all slices (the usual test-volume IoU); overall Rand error and VI are means over slices.
     """
-    if kind not in ("binary", "multiclass", "membrane"):
-        raise InputError(f"kind={kind!r} is not one of 'binary', 'multiclass', 'membrane'.")
+    if mode not in ("binary", "multiclass", "membrane"):
+        raise InputError(f"mode={mode!r} is not one of 'binary', 'multiclass', 'membrane'.")
     p_all = _as_labels(pred, "prediction")
     t_all = _as_labels(truth, "ground-truth")
     if p_all.shape != t_all.shape:
@@ -320,19 +336,22 @@ def score_stack(pred, truth, *, kind: str = "binary", classes: int | Sequence[in
         p_all, t_all = p_all[None], t_all[None]
     if p_all.ndim != 3:
         raise InputError(f"score_stack takes 2D or 3D (Z, Y, X) arrays, got shape {p_all.shape}.")
-    p_flat, t_flat = _prepare(p_all, t_all, ignore)
-    if kind == "multiclass":
+    if mode != "multiclass":  # full masks in any binary encoding: nonzero = object
+        unlabelled = None if ignore_index is None else t_all == ignore_index
+        p_all, t_all = (p_all != 0).view(np.uint8), (t_all != 0).view(np.uint8)
+        if unlabelled is not None:
+            ignore_index = 2  # out of the 0/1 range, so never a class
+            t_all = np.where(unlabelled, np.uint8(2), t_all)
+    p_flat, t_flat = _prepare(p_all, t_all, ignore_index)
+    if mode == "multiclass":
         labels, _ = _class_list(p_flat, t_flat, classes)
-        labels = [c for c in labels if c != ignore]
+        labels = [c for c in labels if c != ignore_index]
         k = max(labels) + 1
         top = max(int(p_flat.max()), int(t_flat.max()))
         if top >= k:
             raise InputError(f"Found label {top} outside classes {labels}; pass the right classes.")
     else:
         labels, k = [0, 1], 2
-        top = max(int(p_flat.max()), int(t_flat.max()))
-        if top > 1:
-            raise InputError(f"kind={kind!r} needs 0/1 labels but found label {top}; use kind='multiclass'.")
 
     per_slice: list[dict] = []
     total = np.zeros((k, k), dtype=np.int64)
@@ -340,17 +359,17 @@ def score_stack(pred, truth, *, kind: str = "binary", classes: int | Sequence[in
     for z in range(p_all.shape[0]):
         entry: dict = {"index": z}
         t_z = t_all[z]
-        n_valid = int(t_z.size if ignore is None else np.count_nonzero(t_z != ignore))
+        n_valid = int(t_z.size if ignore_index is None else np.count_nonzero(t_z != ignore_index))
         entry["pixels"] = n_valid
         if n_valid == 0:
             per_slice.append(entry)
             continue
-        cm = confusion_matrix(p_all[z], t_z, k, ignore)
+        cm = confusion_matrix(p_all[z], t_z, k, ignore_index)
         total += cm
-        entry.update(_scores_from_confusion(cm, labels, kind))
-        if kind == "membrane":
+        entry.update(_scores_from_confusion(cm, labels, mode))
+        if mode == "membrane":
             if np.any(t_z == 0):  # some cell interior to score (segmented once for Rand and VI)
-                p_cells, t_cells = _segmentations(p_all[z], t_z, ignore, True, connectivity)
+                p_cells, t_cells = _segmentations(p_all[z], t_z, ignore_index, True, connectivity)
                 r, v = _rand_parts(p_cells, t_cells), _vi_parts(p_cells, t_cells)
                 entry.update(rand_error=r["error"], rand_precision=r["precision"],
                              rand_recall=r["recall"], vi=v["vi"], vi_split=v["split"], vi_merge=v["merge"])
@@ -358,15 +377,15 @@ def score_stack(pred, truth, *, kind: str = "binary", classes: int | Sequence[in
                 vis.append(v)
         per_slice.append(entry)
     overall = {"pixels": int(total.sum()), "slices": len(per_slice)}
-    overall.update(_scores_from_confusion(total, labels, kind))
-    if kind == "membrane" and rand:
+    overall.update(_scores_from_confusion(total, labels, mode))
+    if mode == "membrane" and rand:
         overall.update(rand_error=float(np.mean(rand)), vi=float(np.mean([v["vi"] for v in vis])),
                        vi_split=float(np.mean([v["split"] for v in vis])),
                        vi_merge=float(np.mean([v["merge"] for v in vis])))
     return {"per_slice": per_slice, "overall": overall}
 
 
-def _scores_from_confusion(cm: np.ndarray, labels: list[int], kind: str) -> dict:
+def _scores_from_confusion(cm: np.ndarray, labels: list[int], mode: str) -> dict:
     """Pixel scores from a confusion matrix ``cm[truth, pred]``."""
     out: dict = {"pixel_accuracy": float(np.trace(cm) / cm.sum())}
     per_iou, per_dice = {}, {}
@@ -375,15 +394,16 @@ def _scores_from_confusion(cm: np.ndarray, labels: list[int], kind: str) -> dict
         n_p, n_t = int(cm[:, c].sum()), int(cm[c, :].sum())
         per_iou[c] = _iou_counts(inter, n_p, n_t)
         per_dice[c] = _dice_counts(inter, n_p, n_t)
-    if kind == "multiclass":
+    if mode == "multiclass":
         out["iou"], out["dice"] = per_iou, per_dice
-        out["mean_iou"] = float(np.mean(list(per_iou.values())))
-        out["mean_dice"] = float(np.mean(list(per_dice.values())))
+        out["mean_iou"] = _nanmean(per_iou.values())
+        out["mean_dice"] = _nanmean(per_dice.values())
         return out
     inter, n_p, n_t = int(cm[1, 1]), int(cm[:, 1].sum()), int(cm[1, :].sum())
-    precision = 1.0 if n_p == 0 and n_t == 0 else (inter / n_p if n_p else 0.0)
-    recall = 1.0 if n_t == 0 else inter / n_t
+    nan = float("nan")
+    precision = (nan if n_t == 0 else 0.0) if n_p == 0 else inter / n_p
+    recall = nan if n_t == 0 else inter / n_t
     out.update(iou=per_iou[1], dice=per_dice[1], precision=precision, recall=recall)
-    if kind == "membrane":
+    if mode == "membrane":
         out["f1"] = per_dice[1]  # the pixel F1 of the membrane class is its Dice
     return out

@@ -28,9 +28,9 @@ def test_empty_masks():
     z = np.zeros((3, 3), np.uint8)
     one = z.copy()
     one[1, 1] = 1
-    assert M.iou(z, z) == 1.0  # both agree there is nothing: perfect
-    assert M.dice(z, z) == 1.0
-    assert M.f1(z, z) == 1.0
+    # nothing to find and nothing found: undefined, never a perfect 1.0 (issue 13)
+    assert np.isnan(M.iou(z, z)) and np.isnan(M.dice(z, z)) and np.isnan(M.f1(z, z))
+    assert M.format_score(M.iou(z, z)) == "undefined" and M.format_score(0.5) == "0.5000"
     assert M.iou(one, z) == 0.0  # something predicted where there is nothing
     assert M.iou(z, one) == 0.0  # something missed
     assert M.dice(z, one) == 0.0
@@ -40,9 +40,9 @@ def test_ignore_pixels_left_out():
     truth = np.array([[1, 255, 0, 1]])
     pred = np.array([[1, 1, 1, 0]])
     # scored pixels: pred [1, 1, 0] vs truth [1, 0, 1]: intersection 1, union 3, 1 of 3 right
-    assert M.iou(pred, truth, ignore=255) == pytest.approx(1 / 3)
-    assert M.pixel_accuracy(pred, truth, ignore=255) == pytest.approx(1 / 3)
-    assert M.dice(pred, truth, ignore=255) == pytest.approx(0.5)
+    assert M.iou(pred, truth, ignore_index=255) == pytest.approx(1 / 3)
+    assert M.pixel_accuracy(pred, truth, ignore_index=255) == pytest.approx(1 / 3)
+    assert M.dice(pred, truth, ignore_index=255) == pytest.approx(0.5)
 
 
 def test_multiclass_per_class_by_hand():
@@ -53,8 +53,9 @@ def test_multiclass_per_class_by_hand():
     assert M.dice(pred, truth, classes=3) == pytest.approx({0: 1.0, 1: 0.0, 2: 0.5})
     # auto: labels beyond 0/1 give a dict for every label present
     assert M.iou(pred, truth) == pytest.approx({0: 1.0, 1: 0.0, 2: 1 / 3})
-    # an explicit class list; class 5 is absent from both -> 1.0
-    assert M.iou(pred, truth, classes=[2, 5]) == pytest.approx({2: 1 / 3, 5: 1.0})
+    # an explicit class list; class 5 is absent from both -> undefined
+    out = M.iou(pred, truth, classes=[2, 5])
+    assert out[2] == pytest.approx(1 / 3) and np.isnan(out[5])
     assert M.pixel_accuracy(pred, truth) == pytest.approx(0.5)
     cm = M.confusion_matrix(pred, truth, 3)
     assert cm.tolist() == [[1, 0, 0], [0, 0, 1], [0, 1, 1]]
@@ -69,7 +70,7 @@ def test_multiclass_per_class_by_hand():
         (np.array([0.0, 0.4]), np.array([0, 1]), {}, "fractional"),
         (np.array([0, -1]), np.array([0, 1]), {}, "negative"),
         (np.array([0, 2]), np.array([0, 1]), {"classes": 2}, "classes=2"),
-        (np.array([0, 1]), np.array([255, 255]), {"ignore": 255}, "ignore value"),
+        (np.array([0, 1]), np.array([255, 255]), {"ignore_index": 255}, "ignore_index=255"),
         (np.array(["a", "b"]), np.array([0, 1]), {}, "dtype"),
     ],
 )
@@ -141,7 +142,7 @@ def test_membrane_cells_and_ignore():
     # ignored truth pixels are left out: hiding the right cell leaves one cell, which "none" gets right
     t = truth.copy()
     t[:, 3:] = 255
-    assert M.rand_error(np.zeros_like(t), t, membrane=True, ignore=255) == pytest.approx(0.0)
+    assert M.rand_error(np.zeros_like(t), t, membrane=True, ignore_index=255) == pytest.approx(0.0)
     with pytest.raises(InputError, match="2D"):
         M.rand_error(np.zeros((2, 5, 5)), np.zeros((2, 5, 5)), membrane=True)
     with pytest.raises(InputError, match="no labelled segment"):
@@ -151,10 +152,10 @@ def test_membrane_cells_and_ignore():
 def test_score_stack_binary_pools_pixels():
     pred = np.stack([np.array([[1, 1, 0, 0]]), np.zeros((1, 4), int), np.array([[1, 1, 1, 1]])])
     truth = np.stack([np.array([[1, 0, 1, 0]]), np.zeros((1, 4), int), np.full((1, 4), 255)])
-    out = M.score_stack(pred, truth, ignore=255)
+    out = M.score_stack(pred, truth, ignore_index=255)
     s0, s1, s2 = out["per_slice"]
     assert s0["iou"] == pytest.approx(1 / 3) and s0["pixels"] == 4
-    assert s1["iou"] == 1.0 and s1["dice"] == 1.0  # empty slice predicted empty
+    assert np.isnan(s1["iou"]) and np.isnan(s1["dice"])  # empty slice predicted empty: undefined
     assert s2 == {"index": 2, "pixels": 0}  # every pixel ignored: nothing scored
     # pooled: intersection 1, union 3 over slices 0 and 1
     o = out["overall"]
@@ -168,33 +169,48 @@ def test_score_stack_binary_pools_pixels():
 def test_score_stack_multiclass_and_membrane():
     truth = np.array([[[0, 1, 2, 2]]])
     pred = np.array([[[0, 2, 2, 1]]])
-    o = M.score_stack(pred, truth, kind="multiclass", classes=3)["overall"]
+    o = M.score_stack(pred, truth, mode="multiclass", classes=3)["overall"]
     assert o["iou"] == pytest.approx({0: 1.0, 1: 0.0, 2: 1 / 3})
     assert o["mean_iou"] == pytest.approx((1 + 0 + 1 / 3) / 3)
     assert o["mean_dice"] == pytest.approx(0.5)
 
     t = np.stack([_membrane_truth()] * 2)
     p = np.stack([_membrane_truth(), np.zeros((5, 5), np.uint8)])
-    out = M.score_stack(p, t, kind="membrane")
+    out = M.score_stack(p, t, mode="membrane")
     assert out["per_slice"][0]["rand_error"] == 0.0
     assert out["per_slice"][1]["rand_error"] == pytest.approx(5 / 14)
     assert out["per_slice"][1]["f1"] == 0.0
     assert out["overall"]["rand_error"] == pytest.approx(5 / 28)
     assert out["overall"]["vi_merge"] == pytest.approx(0.5)
     assert out["overall"]["f1"] == pytest.approx(2 * 5 / (5 + 10))
-    # the membrane class's IoU and Dice come with it (Dice == F1): the same as kind="binary"
-    binary = M.score_stack(p, t, kind="binary")["overall"]
+    # the membrane class's IoU and Dice come with it (Dice == F1): the same as mode="binary"
+    binary = M.score_stack(p, t, mode="binary")["overall"]
     assert out["overall"]["dice"] == out["overall"]["f1"] == binary["dice"]
     assert out["overall"]["iou"] == pytest.approx(5 / 10) == binary["iou"]
     assert out["per_slice"][0]["iou"] == 1.0 and out["per_slice"][1]["iou"] == 0.0
 
 
 def test_score_stack_bad_inputs():
-    with pytest.raises(InputError, match="kind"):
-        M.score_stack(P, T, kind="fancy")
-    with pytest.raises(InputError, match="multiclass"):
-        M.score_stack(np.array([[0, 2]]), np.array([[0, 1]]))
+    with pytest.raises(InputError, match="mode"):
+        M.score_stack(P, T, mode="fancy")
     with pytest.raises(InputError, match="shape"):
         M.score_stack(np.zeros((2, 4, 4)), np.zeros((2, 4, 5)))
     with pytest.raises(InputError, match="2D or 3D"):
         M.score_stack(np.zeros((1, 2, 4, 4)), np.zeros((1, 2, 4, 4)))
+
+
+def test_score_stack_reads_any_binary_truth_encoding():
+    """0/255, bool, 16-bit and label-id truth are all 'nonzero = object' in binary mode."""
+    pred = np.array([[[1, 1, 0, 0]]], np.uint8)
+    truth01 = np.array([[[1, 0, 1, 0]]], np.uint8)
+    expected = M.score_stack(pred, truth01)["overall"]["iou"]
+    assert expected == pytest.approx(1 / 3)
+    for truth in (truth01 * 255, truth01.astype(bool), truth01.astype(np.uint16) * 65535,
+                  np.array([[[7, 0, 9, 0]]], np.int32)):
+        assert M.score_stack(pred, truth)["overall"]["iou"] == pytest.approx(expected)
+    # a prediction saved as 0/255 too
+    assert M.score_stack(pred * 255, truth01 * 255)["overall"]["iou"] == pytest.approx(expected)
+    # an explicit ignore value still means "unlabelled", even in a 0/255 mask
+    t = np.array([[[255, 0, 255, 0, 3]]], np.uint8)
+    out = M.score_stack(np.array([[[1, 1, 0, 0, 1]]]), t, ignore_index=3)["overall"]
+    assert out["pixels"] == 4 and out["iou"] == pytest.approx(1 / 3)

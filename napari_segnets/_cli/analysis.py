@@ -82,7 +82,7 @@ def _slab(array, slices, what):
 def run_evaluate(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ..metrics import score_stack
+    from ..metrics import format_score, score_stack
 
     pred, _ = common.read_array(args.prediction, "Prediction", lazy=False)
     truth, _ = common.read_array(args.truth, "Ground truth", lazy=False)
@@ -106,7 +106,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         truth = (truth != 0).astype(np.uint8)
         if keep is not None:
             truth[keep] = args.ignore
-    result = score_stack(pred, truth, kind=args.kind, ignore=args.ignore)
+    result = score_stack(pred, truth, mode=args.kind, ignore_index=args.ignore)
     for entry in result["per_slice"]:
         entry["index"] = int(entry["index"]) + first
     if args.json:
@@ -121,7 +121,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     for key in ("iou", "dice", "mean_iou", "mean_dice", "f1", "precision", "recall", "pixel_accuracy", "rand_error", "vi"):
         value = overall.get(key)
         if isinstance(value, int | float):
-            print(f"{key:>10}: {float(value):.4f}")
+            print(f"{key:>10}: {format_score(value)}")
     if objects:
         objects_cli.print_object_scores(objects)
     return 0

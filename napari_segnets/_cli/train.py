@@ -29,7 +29,9 @@ def register(sub) -> None:
     size = p.add_mutually_exclusive_group()
     size.add_argument("--base", type=int, default=None, help="base channels (width) of the model")
     size.add_argument("--budget", type=int, default=None, help="number of weights to match (picks the width)")
-    p.add_argument("--classes", type=int, default=1, help="output classes for segmentation (1 = binary, sigmoid)")
+    p.add_argument("--classes", type=int, default=None,
+                   help="classes incl. background (1 or 2 = binary: every nonzero mask value is the object); "
+                   "default: read from the masks (0/1, 0/255, bool, label ids = binary)")
     p.add_argument("--preset", default=None, help="a named preset of the architecture (see the model zoo)")
     p.add_argument("--option", metavar="KEY=VALUE", action="append", default=None,
                    help="an architecture option, e.g. depth=3 or dilations=[1,2,4] (repeatable)")
@@ -56,7 +58,12 @@ def register(sub) -> None:
 
 def _data_options(p, *, masks_required: bool) -> None:
     p.add_argument("--images", metavar="IMG", default=None, help="image stack (TIFF, MRC, Zarr, HDF5, PNG folder)")
-    p.add_argument("--masks", metavar="MASK", default=None, help="integer masks of the same shape (segmentation)")
+    p.add_argument("--masks", metavar="MASK", default=None,
+                   help="masks of the same shape: 0 = background, nonzero = object (0/1, 0/255, bool, label ids)")
+    p.add_argument("--sparse", action="store_true", default=False,
+                   help="the masks are strokes (ilastik: 0 = not annotated, 1 = background, 2 = object ...)")
+    p.add_argument("--ignore-index", type=int, default=None, metavar="V",
+                   help="full masks: the value of pixels nobody labelled (default: none)")
     p.add_argument("--key", default=None, help="dataset key inside HDF5/Zarr inputs")
     p.add_argument("--val-slices", metavar="A:B", default=None, help="slices A..B-1 held out for validation")
     p.add_argument("--out", metavar="CKPT", default=None, help="where to save the best checkpoint (.safetensors)")
@@ -114,6 +121,21 @@ def _datasets(args: argparse.Namespace, task: str):
     return pick(train_idx), pick(val_idx)
 
 
+def _read_masks(args, data, val, classes):
+    """SliceDatasets of the training and validation pairs, masks read by ``training.masks``."""
+    from ..training import SliceDataset
+
+    if data[1] is None:
+        return data, val
+    rules = {"annotation": "sparse" if args.sparse else "full", "classes": classes,
+             "ignore_index": args.ignore_index}
+    train_ds = SliceDataset(data[0], data[1], name="training", **rules)
+    val_ds = None if val is None else SliceDataset(val[0], val[1], name="validation", **rules)
+    for note in train_ds.notes:
+        common.info(note)
+    return train_ds, val_ds
+
+
 def _loop_kwargs(args: argparse.Namespace, task: str) -> dict:
     return dict(
         task=task,
@@ -145,10 +167,15 @@ def run_train(args: argparse.Namespace) -> int:
         return _fit_pca(args, data, val, options)
     if args.preset:
         options["preset"] = args.preset
+    data, val = _read_masks(args, data, val, args.classes)
+    classes = 1
+    if args.task == "segment":  # the masks decide (or --classes): 2 classes = one sigmoid channel
+        data.check()
+        classes = 1 if data.classes <= 2 else data.classes
     model = build(
         args.arch,
         task=args.task,
-        classes=args.classes if args.task == "segment" else 1,
+        classes=classes,
         base=args.base,
         budget=args.budget,
         **options,
@@ -211,12 +238,16 @@ def run_finetune(args: argparse.Namespace) -> int:
         from ..training import SliceDataset
 
         store = Store(common.existing(args.store, "Store"))
-        data = SliceDataset.from_store(store, split="train")
+        rules = {"classes": int(getattr(model, "out_channels", 1)),
+                 "annotation": "sparse" if args.sparse else "full"}
+        data = SliceDataset.from_store(store, split="train", **rules)
         val = None
         if any(True for _ in store.samples(split="val")):
-            val = SliceDataset.from_store(store, split="val")
+            val = SliceDataset.from_store(store, split="val", **rules)
     else:
         data, val = _datasets(args, task)
+        if task == "segment":
+            data, val = _read_masks(args, data, val, int(getattr(model, "out_channels", 1)))
     return _fit(args, model, data, val, _loop_kwargs(args, task), parent=str(args.checkpoint))
 
 

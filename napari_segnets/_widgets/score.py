@@ -21,7 +21,7 @@ def score_job(pred, truth, kind):
 
     yield Progress("score", 0, 1, "scoring")
     pred, truth = np.asarray(pred), np.asarray(truth)
-    result = metrics.score_stack(pred, truth, kind=kind)  # membrane: IoU/Dice plus Rand error and VI
+    result = metrics.score_stack(pred, truth, mode=kind)  # membrane: IoU/Dice plus Rand error and VI
     yield Progress("score", 1, 1, "scored")
     return result
 
@@ -117,4 +117,6 @@ class ScoreWidget(Container):
 
 
 def _fmt(value) -> str:
-    return "" if value is None else f"{float(value):.3f}"
+    if value is None:
+        return ""
+    return "undefined" if not np.isfinite(value) else f"{float(value):.3f}"  # NaN: empty truth

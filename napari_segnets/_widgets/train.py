@@ -175,8 +175,8 @@ class TrainWidget(Container):
         parent = self.parent_checkpoint.entry(required=False)
         classes = 1
         if self.task.value == "segment" and data.has_masks:
-            top = max(int(np.max(m[m != data.ignore_index], initial=0)) for m in data.labels())
-            classes = 1 if top <= 1 else top + 1
+            data.check()  # no objects or no background: refused before any work
+            classes = 1 if data.classes <= 2 else data.classes
         if self.arch.value == "pca":
             if self.task.value != "autoencode":
                 raise InputError("PCA is an autoencoder: pick task 'autoencode' to fit it.")

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..io.normalize import apply_normalization, fit_normalization, normalization_spec
+from .masks import IGNORE, require_both, to_targets
 
 _MAX_FG_COORDS = 200_000  # foreground pixels remembered per slice for foreground-centred crops
 
@@ -31,24 +32,10 @@ def _as_slices(array, what: str) -> np.ndarray:
     return arr
 
 
-def _as_labels(mask: np.ndarray) -> np.ndarray:
-    if mask.dtype == bool:
-        return mask.astype(np.uint8)
-    if np.issubdtype(mask.dtype, np.floating):
-        if not np.all(np.isfinite(mask)) or not np.all(mask == np.round(mask)):
-            raise InputError(
-                "The mask holds non-integer values; give integer class labels (0, 1, ...)."
-            )
-        return mask.astype(np.int64)
-    if not np.issubdtype(mask.dtype, np.integer):
-        raise InputError(f"The mask has dtype {mask.dtype}; give integer class labels (0, 1, ...).")
-    return mask
-
-
 @dataclass
 class _Source:
     image: np.ndarray  # (Z, Y, X) raw intensities
-    mask: np.ndarray | None  # (Z, Y, X) integer labels, or None (autoencoding)
+    mask: np.ndarray | None  # (Z, Y, X) targets 0..K-1 and IGNORE (masks.to_targets), or None
     name: str
     records: list = field(default_factory=list)  # provenance per slice (store records), optional
 
@@ -56,28 +43,50 @@ class _Source:
 class SliceDataset:
     """2D slices with optional masks, one sample per slice.
 
+    Masks are read once, here, by :func:`napari_segnets.training.masks.to_targets`.
+
     Parameters
     ----------
     image : array-like
         ``(Y, X)`` or ``(Z, Y, X)``; numpy or dask (read into memory here).
     mask : array-like, optional
-        Integer labels of the same shape (0 = background, 1.. = classes, ``ignore_index`` =
-        unlabelled); ``None`` for autoencoding.
-    ignore_index : int
-        Label value for pixels that carry no training signal.
+        Labels of the same shape; ``None`` for autoencoding.
+    annotation : {"full", "sparse"}
+        Full masks (0 = background; 0/1, 0/255, bool, label ids ...) or sparse strokes
+        (ilastik: 0 = not annotated, 1 = background, 2 = first class, ...).
+    classes : int, optional
+        Classes including background (1 or 2 = binary); ``None`` reads the mask (see ``to_targets``).
+    ignore_index : int, optional
+        Full masks only: the mask value of pixels nobody labelled (none unless given).
     name : str
         A label for messages and provenance.
     """
 
-    def __init__(self, image, mask=None, *, ignore_index: int = 255, name: str = "data"):
-        self.ignore_index = int(ignore_index)
+    def __init__(
+        self,
+        image,
+        mask=None,
+        *,
+        annotation: str = "full",
+        classes: int | None = None,
+        ignore_index: int | None = None,
+        name: str = "data",
+    ):
+        self.annotation, self.classes_arg, self.ignore_index = annotation, classes, ignore_index
+        self.classes = 0  # classes including background, over all sources (0: no masks)
+        self.notes: list[str] = []
         self._sources: list[_Source] = []
         self._items: list[tuple[int, int]] = []
         if image is not None:
             self._add(image, mask, name)
 
+    def _like(self) -> SliceDataset:
+        return SliceDataset(
+            None, annotation=self.annotation, classes=self.classes_arg, ignore_index=self.ignore_index
+        )
+
     # -- construction -----------------------------------------------------------------
-    def _add(self, image, mask, name, records=None):
+    def _add(self, image, mask, name, records=None, *, ignore_index="same", targets=False):
         img = _as_slices(image, f"image {name!r}")
         if img.dtype.kind not in "uif" and img.dtype != bool:
             raise InputError(
@@ -91,7 +100,21 @@ class SliceDataset:
                     f"The mask of {name!r} has shape {tuple(np.shape(mask))} but the image {tuple(np.shape(image))}; "
                     "they must match pixel for pixel."
                 )
-            msk = _as_labels(msk)
+            if targets:  # already read (a subset of this dataset)
+                k = self.classes
+            else:
+                ignore = self.ignore_index if ignore_index == "same" else ignore_index
+                t = to_targets(
+                    msk,
+                    annotation=self.annotation,
+                    classes=self.classes_arg,
+                    ignore_index=ignore,
+                    what=f"mask {name!r}",
+                )
+                msk, k = t.labels, t.classes
+                if t.note:
+                    self.notes.append(t.note)
+            self.classes = max(self.classes, k)
         if self._sources and (msk is None) != (self._sources[0].mask is None):
             raise InputError(
                 "Mix of slices with and without masks; give masks for all slices or for none."
@@ -101,9 +124,12 @@ class SliceDataset:
         self._items.extend((src, z) for z in range(img.shape[0]))
 
     @classmethod
-    def from_pairs(cls, pairs: Sequence, *, ignore_index: int = 255) -> SliceDataset:
-        """Build from a list of ``(image, mask)`` pairs (slices may differ in size)."""
-        ds = cls(None, ignore_index=ignore_index)
+    def from_pairs(cls, pairs: Sequence, **kwargs) -> SliceDataset:
+        """Build from a list of ``(image, mask)`` pairs (slices may differ in size).
+
+        Keyword arguments are those of :class:`SliceDataset`.
+        """
+        ds = cls(None, **kwargs)
         for i, pair in enumerate(pairs):
             image, mask = pair if isinstance(pair, tuple | list) else (pair, None)
             ds._add(image, mask, f"pair {i}")
@@ -112,29 +138,34 @@ class SliceDataset:
         return ds
 
     @classmethod
-    def from_store(
-        cls, store, split: str | None = "train", *, ignore_index: int = 255
-    ) -> SliceDataset:
-        """All live samples of a curated :class:`napari_segnets.curation.Store` in ``split``."""
+    def from_store(cls, store, split: str | None = "train", **kwargs) -> SliceDataset:
+        """All live samples of a curated :class:`napari_segnets.curation.Store` in ``split``.
+
+        Each sample's unlabelled value is the ``ignore_value`` its record names.
+        """
         records = list(store.samples(split=split))
         if not records:
             raise InputError(
                 f"The curated store has no samples in split {split!r}; add corrected slices before training."
             )
-        ds = cls(None, ignore_index=ignore_index)
+        ds = cls(None, **kwargs)
         for rec in records:
-            sid = rec["id"] if isinstance(rec, dict) else rec.id
+            get = rec.get if isinstance(rec, dict) else lambda k, _r=rec: getattr(_r, k, None)
+            sid = get("id")
             image, mask = store.load(sid)
-            ds._add(image, mask, f"store sample {sid}", records=[rec])
+            ds._add(image, mask, f"store sample {sid}", records=[rec],
+                    ignore_index=get("ignore_value"))
         return ds
 
     def subset(self, indices: Sequence[int]) -> SliceDataset:
         """A dataset of the chosen slices (by position in this dataset)."""
-        ds = SliceDataset(None, ignore_index=self.ignore_index)
+        ds = self._like()
+        ds.classes, ds.notes = self.classes, list(self.notes)
         for i in indices:
             src, z = self._items[int(i)]
             s = self._sources[src]
-            ds._add(s.image[z], None if s.mask is None else s.mask[z], f"{s.name}[{z}]", s.records)
+            ds._add(s.image[z], None if s.mask is None else s.mask[z], f"{s.name}[{z}]", s.records,
+                    targets=True)
         return ds
 
     # -- queries ------------------------------------------------------------------------
@@ -158,29 +189,21 @@ class SliceDataset:
         )
 
     def check(self, *, classes: int | None = None) -> None:
-        """Raise :class:`InputError` when empty, all-ignore, or labels lie outside ``0..classes-1``."""
+        """Refuse an empty dataset, masks with more classes than the model, or masks without
+        background or without objects (nothing to learn), before any work is done."""
         if not self._items:
             raise InputError("The dataset is empty; give at least one slice.")
         if not self.has_masks:
             return
-        n_labelled = 0
-        for s in self._sources:
-            valid = s.mask != self.ignore_index
-            n_labelled += int(valid.sum())
-            if classes is not None and valid.any():
-                lo, hi = int(s.mask[valid].min()), int(s.mask[valid].max())
-                top = max(classes, 2) - 1  # a 1-channel (sigmoid) model has labels 0 and 1
-                if lo < 0 or hi > top:
-                    raise InputError(
-                        f"The mask of {s.name!r} has labels {lo}..{hi} but the model has classes 0..{top} "
-                        f"(and {self.ignore_index} for unlabelled pixels); e.g. a 0/255 mask must be "
-                        "converted with mask > 0."
-                    )
-        if n_labelled == 0:
+        if classes is not None and self.classes > max(int(classes), 2):
             raise InputError(
-                f"Every mask pixel is the ignore value {self.ignore_index}: nothing is labelled, so there is "
-                "nothing to learn; label some pixels first."
+                f"The masks hold {self.classes} classes but the model has {max(int(classes), 2)}; "
+                f"build the model with classes={self.classes}."
             )
+        require_both(
+            (s.mask for s in self._sources), what=f"training data ({self._sources[0].name})",
+            sparse=self.annotation == "sparse",
+        )
 
     def normalized(self, spec: dict | None) -> list[np.ndarray]:
         """Float32 slices, normalised with ``spec`` fitted per source stack (as inference fits per image)."""
@@ -191,7 +214,8 @@ class SliceDataset:
         ]
 
     def labels(self) -> list[np.ndarray | None]:
-        """Integer masks per slice (``None`` entries for autoencoding data)."""
+        """Targets per slice: ``0..K-1`` and ``IGNORE`` for unlabelled pixels (``None`` entries
+        for autoencoding data)."""
         return [self.slice(i)[1] for i in range(len(self))]
 
 
@@ -215,7 +239,7 @@ class CropSampler:
         masks,
         *,
         crop: int,
-        ignore_index: int = 255,
+        ignore_index: int = IGNORE,
         foreground_crop: float = 0.0,
         augmenter=None,
     ):

@@ -67,7 +67,8 @@ def train_iter(
     device: str = "auto",
     amp: bool | None = None,
     seed: int = 0,
-    ignore_index: int = 255,
+    ignore_index: int | None = None,
+    annotation: str = "full",
     checkpoint=None,
     resume=None,
     parent=None,
@@ -108,8 +109,13 @@ def train_iter(
         also helps on CPUs (about 1.3x faster U-Net training on the project's 2-core box).
     seed : int
         Fixed seed: identical weights on the CPU for the same inputs.
-    ignore_index : int
-        Mask value of unlabelled pixels: they carry no gradient.
+    ignore_index : int, optional
+        Full masks: the mask value of pixels nobody labelled (none unless given); they carry
+        no loss and no gradient.
+    annotation : {"full", "sparse"}
+        ``"full"``: masks label every pixel, 0 = background (0/1, 0/255, bool, label ids ...
+        are all read right: :func:`~napari_segnets.training.masks.to_targets`). ``"sparse"``:
+        strokes in ilastik's convention (0 = not annotated, 1 = background, 2 = first class).
     checkpoint : path, optional
         Where to keep the best checkpoint; ``<name>.last.safetensors`` keeps the latest epoch,
         and ``.optim.safetensors`` sidecars the optimizer state for resume.
@@ -149,6 +155,7 @@ def train_iter(
         device=device,
         amp=amp,
         ignore_index=ignore_index,
+        annotation=annotation,
         resume=resume,
         parent=parent,
         augment=augment,
@@ -235,7 +242,11 @@ def train_iter(
             if run.val_images is not None:
                 entry["val"], preview = _validate(run, task)
                 current = entry["val"]["score"]
-                improved = best_score is None or (np.isfinite(current) and current > best_score)
+                # an undefined score (NaN: no object in the validation truth nor the prediction)
+                # ranks below every defined one
+                improved = best_score is None or (
+                    np.isfinite(current) and not (np.isfinite(best_score) and current <= best_score)
+                )
             else:  # without validation the latest weights are the best known
                 current, improved = None, True
             history.append(entry)
@@ -367,7 +378,7 @@ def _epoch_message(entry: dict, epochs: int) -> str:
     msg = f"epoch {entry['epoch']}/{epochs} loss {entry['loss']:.4f}"
     val = entry.get("val")
     if val and "iou" in val:
-        msg += f" val IoU {val['score']:.3f}"
+        msg += " val IoU " + ("undefined" if not np.isfinite(val["score"]) else f"{val['score']:.3f}")
     elif val:
         msg += f" val MSE {val['mse']:.5f}"
     return msg

@@ -6,7 +6,9 @@ otherwise the classes are exclusive (softmax). Autoencoder losses (``mse``, ``l1
 reconstruction and a float target of the same shape, plus an optional boolean ``valid`` mask.
 
 Ignored pixels are removed by selecting, not by multiplying a possibly non-finite value by
-zero: a target value of 255 in a binary BCE would otherwise poison the sum with ``inf * 0``.
+zero: an out-of-range target in a binary BCE would otherwise poison the sum with ``inf * 0``.
+The default ``ignore_index`` is :data:`~napari_segnets.training.masks.IGNORE` (-1), the value
+``to_targets`` gives unlabelled pixels: it is never a class.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from ..errors import InputError
+from .masks import IGNORE
 
 SEGMENT_LOSSES = ("bce", "dice", "bce_dice", "ce", "ce_dice", "focal")
 AUTOENCODE_LOSSES = ("mse", "l1")
@@ -47,7 +50,7 @@ def _mean(values, weights):
     return (values * weights).sum() / weights.sum().clamp_min(1e-6)
 
 
-def bce(logits, target, *, ignore_index=255, class_weights=None):
+def bce(logits, target, *, ignore_index=IGNORE, class_weights=None):
     """Binary cross-entropy on one logit channel; ``class_weights`` = ``(w_background, w_foreground)``."""
     import torch.nn.functional as F
 
@@ -58,7 +61,7 @@ def bce(logits, target, *, ignore_index=255, class_weights=None):
     return _mean(per_pixel, _pixel_weights(safe, valid, class_weights, logits.device))
 
 
-def cross_entropy(logits, target, *, ignore_index=255, class_weights=None):
+def cross_entropy(logits, target, *, ignore_index=IGNORE, class_weights=None):
     """Softmax cross-entropy on integer labels ``0..C-1``."""
     import torch.nn.functional as F
 
@@ -67,7 +70,7 @@ def cross_entropy(logits, target, *, ignore_index=255, class_weights=None):
     return _mean(per_pixel, _pixel_weights(safe, valid, class_weights, logits.device))
 
 
-def soft_dice(logits, target, *, ignore_index=255, class_weights=None, smooth=1.0):
+def soft_dice(logits, target, *, ignore_index=IGNORE, class_weights=None, smooth=1.0):
     """1 - soft Dice over the batch; binary: the foreground; multi-class: mean over classes."""
     import torch
     import torch.nn.functional as F
@@ -92,7 +95,7 @@ def soft_dice(logits, target, *, ignore_index=255, class_weights=None, smooth=1.
     return 1 - dice.mean()
 
 
-def focal(logits, target, *, ignore_index=255, class_weights=None, gamma=2.0):
+def focal(logits, target, *, ignore_index=IGNORE, class_weights=None, gamma=2.0):
     """Focal loss (Lin et al. 2017): cross-entropy scaled by ``(1 - p_true) ** gamma``."""
     import torch
     import torch.nn.functional as F
@@ -133,7 +136,7 @@ def make_loss(
     name: str,
     *,
     task: str = "segment",
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE,
     class_weights: Sequence[float] | None = None,
 ) -> Callable:
     """Return ``loss(output, target)`` for a name in :data:`LOSSES`.

@@ -10,6 +10,7 @@ from ..errors import CheckpointError, InputError
 from .augment import make_augmenter
 from .datasets import CropSampler, SliceDataset
 from .losses import make_loss
+from .masks import IGNORE
 from .state import load_optimizer, sidecar_path
 
 TASKS = ("segment", "autoencode")
@@ -44,21 +45,29 @@ class Run:
     start_epoch: int = 0
 
 
-def as_dataset(data, ignore_index: int, what: str) -> SliceDataset:
-    """Accept a SliceDataset, an ``(image, mask)`` tuple, a bare image (autoencoding) or a Store."""
+def as_dataset(
+    data, what: str, *, annotation: str = "full", classes: int | None = None,
+    ignore_index: int | None = None,
+) -> SliceDataset:
+    """Accept a SliceDataset, an ``(image, mask)`` tuple, a bare image (autoencoding) or a Store.
+
+    Masks are read by :func:`napari_segnets.training.masks.to_targets` with the given rules.
+    """
     if isinstance(data, SliceDataset):
         return data
     if data is None:
         raise InputError(
             f"No {what} data was given; pass a SliceDataset, an (image, mask) pair or a Store."
         )
+    kw = {"annotation": annotation, "classes": classes, "ignore_index": ignore_index}
     if hasattr(data, "samples") and hasattr(data, "load"):
         return SliceDataset.from_store(
-            data, split="train" if what == "training" else "val", ignore_index=ignore_index
+            data, split="train" if what == "training" else "val", annotation=annotation,
+            classes=classes,
         )
     if isinstance(data, tuple) and len(data) == 2:
-        return SliceDataset(data[0], data[1], ignore_index=ignore_index, name=what)
-    return SliceDataset(data, None, ignore_index=ignore_index, name=what)
+        return SliceDataset(data[0], data[1], name=what, **kw)
+    return SliceDataset(data, None, name=what, **kw)
 
 
 def _choose(name, value, allowed):
@@ -114,6 +123,7 @@ def prepare_run(
     device,
     amp,
     ignore_index,
+    annotation,
     resume,
     parent,
     augment,
@@ -191,16 +201,20 @@ def prepare_run(
             f"use e.g. {max(multiple, crop // multiple * multiple)}."
         )
 
-    data = as_dataset(data, ignore_index, "training")
-    val = None if val is None else as_dataset(val, ignore_index, "validation")
     n_classes = int(getattr(model, "out_channels", 1))
+    rules = {"annotation": annotation, "ignore_index": ignore_index,
+             "classes": n_classes if task == "segment" else None}
+    data = as_dataset(data, "training", **rules)
+    val = None if val is None else as_dataset(val, "validation", **rules)
     if task == "segment":
         for ds, what in ((data, "training"), (val, "validation")):
             if ds is not None and not ds.has_masks:
                 raise InputError(
                     f"The {what} data has no masks; segmentation needs (image, mask) pairs."
                 )
-            if ds is not None:
+            if ds is data:
+                ds.check(classes=n_classes)
+            elif ds is not None and ds.classes > max(n_classes, 2):
                 ds.check(classes=n_classes)
     else:
         data.check()
@@ -226,7 +240,7 @@ def prepare_run(
         images,
         masks,
         crop=crop,
-        ignore_index=ignore_index,
+        ignore_index=IGNORE,
         foreground_crop=foreground_crop if task == "segment" else 0.0,
         augmenter=make_augmenter(augment),
     )
@@ -237,7 +251,7 @@ def prepare_run(
                 f"class_weights has {len(class_weights)} values but the model has "
                 f"{max(n_classes, 2)} classes; give one weight per class."
             )
-    loss_fn = make_loss(loss, task=task, ignore_index=ignore_index, class_weights=class_weights)
+    loss_fn = make_loss(loss, task=task, ignore_index=IGNORE, class_weights=class_weights)
     opt = _make_optimizer(optimizer, model.parameters(), lr, weight_decay)
 
     run = Run(
@@ -248,7 +262,7 @@ def prepare_run(
         loss_fn=loss_fn,
         sampler=sampler,
         n_classes=n_classes,
-        ignore_index=ignore_index,
+        ignore_index=IGNORE,
         train_pixels=sum(i.size for i in images),
         normalization=norm,
         amp=use_amp,

@@ -99,8 +99,8 @@ def score(
     pred = np.concatenate([to_labels(p).ravel() for p in preds])
     truth = np.concatenate([t.ravel() for t in truths])
     classes = [1] if n_classes <= 2 else list(range(1, n_classes))
-    iou = _per_class(metrics.iou(pred, truth, classes=classes, ignore=ignore_index), classes)
-    dice = _per_class(metrics.dice(pred, truth, classes=classes, ignore=ignore_index), classes)
+    iou = _per_class(metrics.iou(pred, truth, classes=classes, ignore_index=ignore_index), classes)
+    dice = _per_class(metrics.dice(pred, truth, classes=classes, ignore_index=ignore_index), classes)
     finite = [v for v in iou.values() if np.isfinite(v)]
     return {"iou": iou, "dice": dice, "score": float(np.mean(finite)) if finite else float("nan")}
 

@@ -1,0 +1,173 @@
+"""Masks as they come (issue 13): every usual encoding trains the intended classes; nothing is dropped."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_segnets.errors import InputError
+from napari_segnets.training import SliceDataset, make_loss, train
+from napari_segnets.training.masks import IGNORE, to_targets
+from napari_segnets.training.validate import score
+
+torch = pytest.importorskip("torch")
+
+FAST = dict(crop=32, batch_size=2, device="cpu", augment=False, schedule="none", epochs=1,
+            steps_per_epoch=2)
+
+
+def blobs(n=2, size=48, seed=0):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    image = np.zeros((n, size, size), np.float32)
+    mask = np.zeros((n, size, size), np.uint8)
+    for z in range(n):
+        for _ in range(4):
+            cy, cx = rng.integers(8, size - 8, 2)
+            mask[z][(yy - cy) ** 2 + (xx - cx) ** 2 < int(rng.integers(3, 7)) ** 2] = 1
+        image[z] = mask[z] * 0.6 + rng.normal(0.2, 0.1, (size, size))
+    return image, mask
+
+
+def tiny(classes=1):
+    from napari_segnets.models import build
+
+    torch.manual_seed(0)
+    return build("unet", classes=classes, base=4, depth=2)
+
+
+def _weights(model):
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+_, M01 = blobs()
+ENCODINGS = {
+    "0/255": M01 * 255,
+    "bool": M01.astype(bool),
+    "0/65535": M01.astype(np.uint16) * 65535,
+    "0/max int32": M01.astype(np.int32) * np.iinfo(np.int32).max,
+    "float 0/1": M01.astype(np.float32),
+}
+
+
+@pytest.mark.parametrize("name", list(ENCODINGS))
+def test_binary_encodings_read_as_0_1(name):
+    t = to_targets(ENCODINGS[name])
+    assert t.classes == 2 and t.note == ""
+    np.testing.assert_array_equal(t.labels, M01)
+
+
+def test_binary_encodings_train_exactly_like_0_1():
+    """The same seed on a 0/255, bool or 16-bit mask gives the weights a 0/1 mask gives."""
+    image, mask = blobs()
+    reference = _weights(train(tiny(), (image, mask), **FAST).model)
+    for name in ("0/255", "bool", "0/65535"):
+        got = _weights(train(tiny(), (image, ENCODINGS[name]), **FAST).model)
+        assert torch.equal(got, reference), name
+
+
+def test_label_image_is_foreground_with_a_note():
+    _, mask = blobs(1, size=96)
+    ids = np.zeros(mask.shape, np.uint16)
+    ids[mask.astype(bool)] = np.arange(1, mask.sum() + 1) % 40 + 1  # 40 instance ids
+    t = to_targets(ids)
+    np.testing.assert_array_equal(t.labels, mask)
+    assert t.classes == 2 and "label image" in t.note
+    ds = SliceDataset(np.zeros(mask.shape, np.float32), ids)
+    assert ds.notes and ds.classes == 2
+
+
+def test_multiclass_mask_needs_its_classes_and_trains_them():
+    image, mask = blobs()
+    labels = mask.copy()
+    labels[:, :, :10][labels[:, :, :10] == 1] = 2
+    with pytest.raises(InputError, match="pass classes=3"):
+        to_targets(labels)  # 0/1/2: three classes or one object class? refuse, saying what to pass
+    t = to_targets(labels, classes=3)
+    np.testing.assert_array_equal(t.labels, labels)
+    result = train(tiny(classes=3), (image, labels), loss="ce", **FAST)  # the model says 3 classes
+    assert np.isfinite(result.history[0]["loss"])
+    # a binary model reads every nonzero value as its object class (and says so)
+    assert "one foreground class" in to_targets(labels, classes=1).note
+    with pytest.raises(InputError, match="classes=3 allows 0..2"):
+        to_targets(labels * 100, classes=3)  # 0/100/200: values that are not classes
+
+
+def test_ignore_only_when_named():
+    mask = np.array([[0, 255, 7]], np.uint8)
+    with pytest.raises(InputError, match="values 0, 7, 255"):
+        to_targets(mask)
+    t = to_targets(mask, ignore_index=7)
+    assert t.labels.tolist() == [[0, 1, IGNORE]]
+
+
+def test_data_without_objects_or_background_is_refused_before_any_work(tmp_path):
+    image, mask = blobs()
+    out = tmp_path / "m.safetensors"
+    with pytest.raises(InputError, match="no object pixels"):
+        train(tiny(), (image, np.zeros_like(mask)), checkpoint=out, **FAST)
+    with pytest.raises(InputError, match="no background"):
+        train(tiny(), (image, np.full_like(mask, 255)), checkpoint=out, **FAST)
+    assert not list(tmp_path.iterdir())  # nothing saved
+
+
+def test_empty_truth_is_undefined_not_perfect():
+    empty = [np.zeros((8, 8), np.float32)]
+    result = score(empty, [np.zeros((8, 8), np.int8)], n_classes=2, ignore_index=IGNORE)
+    assert np.isnan(result["score"]) and np.isnan(result["iou"]["1"])
+    from napari_segnets.training.loop import _epoch_message
+
+    msg = _epoch_message({"epoch": 1, "loss": 0.1, "val": result}, 1)
+    assert "undefined" in msg and "1.000" not in msg
+
+
+def test_sparse_strokes_give_exactly_zero_gradient_on_unpainted_pixels():
+    strokes = np.zeros((2, 16, 16), np.uint8)
+    strokes[:, 2, 2:12] = 1  # background stroke
+    strokes[:, 9, 3:9] = 2  # object stroke
+    t = to_targets(strokes, annotation="sparse")
+    assert t.classes == 2
+    target = torch.from_numpy(t.labels.astype(np.int64))
+    painted = torch.from_numpy(strokes != 0)
+    for name in ("bce_dice", "focal", "bce"):
+        logits = torch.randn(2, 1, 16, 16, requires_grad=True)
+        make_loss(name)(logits, target).backward()
+        assert torch.all(logits.grad[:, 0][~painted] == 0), name
+        assert torch.any(logits.grad[:, 0][painted] != 0), name
+
+
+def test_sparse_training_runs_and_refuses_strokes_of_one_class():
+    image, mask = blobs()
+    strokes = np.zeros_like(mask)
+    strokes[:, 4, :] = 1
+    strokes[mask.astype(bool) & (np.arange(48)[None, :, None] % 3 == 0)] = 2
+    result = train(tiny(), (image, strokes), annotation="sparse", **FAST)
+    assert np.isfinite(result.history[0]["loss"])
+    with pytest.raises(InputError, match="no object strokes"):
+        train(tiny(), (image, np.where(strokes == 2, 0, strokes)), annotation="sparse", **FAST)
+    with pytest.raises(InputError, match="leave ignore_index unset"):
+        to_targets(strokes, annotation="sparse", ignore_index=0)
+
+
+def test_cli_trains_on_0_255_masks_and_refuses_an_all_background_mask(tmp_path, capsys):
+    import tifffile
+
+    from napari_segnets import checkpoints
+    from napari_segnets.cli import main
+
+    image, mask = blobs(4)
+    for name, data in (("img", image), ("mask255", mask * 255), ("empty", np.zeros_like(mask))):
+        tifffile.imwrite(tmp_path / f"{name}.tif", data, photometric="minisblack")
+    common = ["train", "--images", tmp_path / "img.tif", "--arch", "unet", "--base", 4,
+              "--option", "depth=2", "--epochs", 1, "--steps-per-epoch", 1, "--crop", 32,
+              "--batch-size", 1, "--val-slices", "3:4", "--no-progress", "--device", "cpu"]
+    out = tmp_path / "m.safetensors"
+    assert main([str(a) for a in [*common, "--masks", tmp_path / "mask255.tif", "--out", out]]) == 0
+    model, meta = checkpoints.load(out)
+    assert model.out_channels == 1  # 0/255 is binary
+    capsys.readouterr()
+    bad = tmp_path / "bad.safetensors"
+    assert main([str(a) for a in [*common, "--masks", tmp_path / "empty.tif", "--out", bad]]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no object pixels" in err[0]
+    assert not bad.exists()
