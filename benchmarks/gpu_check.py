@@ -283,7 +283,7 @@ def part_train(args) -> dict:
     ckpt = work / "default_recipe.safetensors"
     dev = device_name(args.cpu_smoke)
     val = f"{n_train - 4}:{n_train}"
-    cmd = [sys.executable, "-m", "napari_segnets.cli", "train", "--arch", "unet",
+    cmd = [sys.executable, "-m", "napari_segnets", "train", "--arch", "unet",
            "--images", str(work / "train.tif"), "--masks", str(work / "train_masks.tif"),
            "--val-slices", val, "--minutes", str(args.train_minutes), "--device", dev,
            "--seed", str(args.seed), "--out", str(ckpt), "--no-progress"]  # fmt: skip

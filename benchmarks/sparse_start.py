@@ -181,7 +181,7 @@ def train_cli(image, strokes, minutes: float, seed: int, encoder: Path | None, t
         tifffile.imwrite(tmp / "slices.tif", image)
         tifffile.imwrite(tmp / "strokes.tif", strokes)
         cmd = [
-            sys.executable, "-m", "napari_segnets.cli", "train", "--images", str(tmp / "slices.tif"),
+            sys.executable, "-m", "napari_segnets", "train", "--images", str(tmp / "slices.tif"),
             "--masks", str(tmp / "strokes.tif"), "--sparse", "--arch", "unet",
             "--minutes", f"{minutes:g}", "--seed", str(seed), "--out", str(tmp / "net.safetensors"),
         ]  # fmt: skip

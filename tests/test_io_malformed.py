@@ -15,7 +15,7 @@ import pytest
 import tifffile
 
 from napari_segnets import _napari
-from napari_segnets.cli import main
+from napari_segnets._cli import main
 from napari_segnets.errors import InputError
 from napari_segnets.io import read
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from napari_segnets.cli import main
+from napari_segnets._cli import main
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
 

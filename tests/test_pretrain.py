@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from napari_segnets import checkpoints
-from napari_segnets.cli import main
+from napari_segnets._cli import main
 from napari_segnets.errors import InputError
 from napari_segnets.models import build
 from napari_segnets.training.pretrain import (

@@ -153,7 +153,7 @@ def test_cli_trains_on_0_255_masks_and_refuses_an_all_background_mask(tmp_path, 
     import tifffile
 
     from napari_segnets import checkpoints
-    from napari_segnets.cli import main
+    from napari_segnets._cli import main
 
     image, mask = blobs(4)
     for name, data in (("img", image), ("mask255", mask * 255), ("empty", np.zeros_like(mask))):
