@@ -4,7 +4,7 @@
 plugin's widgets. Subcommands run the same core headless::
 
     napari-segnets train --images IMG --masks MASK --arch unet --out model.safetensors
-    napari-segnets predict --checkpoint model.safetensors --input stack.tif --output pred.zarr
+    napari-segnets predict --checkpoint model.safetensors --input stack.tif --out pred.zarr
     napari-segnets evaluate --prediction pred.zarr --truth mask.tif --json
 
 The CLI holds no business logic: it parses, calls core functions (driving their

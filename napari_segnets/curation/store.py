@@ -4,7 +4,7 @@ Layout of a store folder::
 
     manifest.jsonl     one JSON record per line, oldest first (samples and removals)
     images/NAME.tif    the image of each sample (one 2D slice or region)
-    masks/NAME.tif     its mask: integer labels, ``ignore_value`` (default 255) = not labelled
+    masks/NAME.tif     its mask: integer labels, ``ignore_index`` (default 255) = not labelled
     README.txt         this layout in words, for people opening the folder without the plugin
     .lock              taken while the manifest is appended to
 
@@ -48,7 +48,7 @@ README_TEXT = """\
 Curated training set written by napari-segnets.
 
 images/   one TIFF per sample: a 2D slice or region of the source image
-masks/    the matching TIFF (same name): integer labels; the value given as "ignore_value"
+masks/    the matching TIFF (same name): integer labels; the value given as "ignore_index"
           in the manifest (usually 255) marks pixels nobody labelled
 manifest.jsonl
           one JSON record per line, oldest first. "kind": "sample" records give the id, version,
@@ -125,7 +125,7 @@ class Store:
 
     # ---------------------------------------------------------------- writing
     def add(self, image, mask, *, source, index, region=None, checkpoint=None, changed_pixels=None,
-            split="train", note="", ignore_value=255, classes=None) -> dict:
+            split="train", note="", ignore_index=255, classes=None) -> dict:
         """Add a corrected slice or region and return its manifest record.
 
         Parameters
@@ -133,7 +133,7 @@ class Store:
         image : array (Y, X)
             The grey-level slice or region, stored as given.
         mask : array (Y, X)
-            Integer labels; ``ignore_value`` marks pixels nobody checked (left out of training).
+            Integer labels; ``ignore_index`` marks pixels nobody checked (left out of training).
         source : str or path
             The image file (or layer name) the sample came from.
         index : int
@@ -146,19 +146,19 @@ class Store:
             How many pixels the person changed.
         split : {"train", "val"}
         note : str
-        ignore_value : int or None
+        ignore_index : int or None
         classes : int, optional
             The number of classes the model predicts; labels outside 0..classes-1 (other than
-            ``ignore_value``) are refused.
+            ``ignore_index``) are refused.
 
         Returns
         -------
         dict
             The record: ``id``, ``version``, provenance fields, file names and their sha256 hashes.
         """
-        ignore_value = v.check_ignore(ignore_value)
+        ignore_index = v.check_ignore(ignore_index)
         img = v.check_image(image)
-        msk = v.check_mask(mask, img.shape, ignore_value, classes)
+        msk = v.check_mask(mask, img.shape, ignore_index, classes)
         source = v.check_source(source)
         index = v.check_index(index)
         region = v.check_region(region, img.shape)
@@ -173,7 +173,7 @@ class Store:
         name = f"{v.slug(source)}_z{index:04d}{where}_{sample_id}.tif"
         image_bytes, mask_bytes = _tiff_bytes(img), _tiff_bytes(msk)
         labels, counts = np.unique(msk, return_counts=True)
-        label_pixels = {str(int(lab)): int(n) for lab, n in zip(labels, counts) if lab != ignore_value}
+        label_pixels = {str(int(lab)): int(n) for lab, n in zip(labels, counts) if lab != ignore_index}
         record = {
             "kind": "sample",
             "format": FORMAT,
@@ -185,7 +185,7 @@ class Store:
             "changed_pixels": changed,
             "split": split,
             "note": note,
-            "ignore_value": ignore_value,
+            "ignore_index": ignore_index,
             "shape": list(img.shape),
             "image_dtype": str(img.dtype),
             "mask_dtype": str(msk.dtype),
