@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
-    except SegnetsError as exc:  # Cancelled, StoreError and other failures meant for people
+    except SegnetsError as exc:  # StoreError and other failures meant for people
         _error(prefix, exc)
         return EXIT_FAILURE
 

@@ -30,7 +30,6 @@ from napari_segnets.curation import _validate as v
 from napari_segnets.curation._integrity import _is_temp, tidy_store, verify_store
 from napari_segnets.curation._manifest import (
     append_record,
-    crash_point,
     exclusive_lock,
     read_manifest,
 )
@@ -204,7 +203,6 @@ class Store:
                 # rename (not the hard link of overwrite=False) also works on network/FAT drives.
                 atomic_write_bytes(target, data)
                 written.append(target)
-                crash_point(f"after_{rel.split('/')[0][:-1]}")  # after_image, after_mask
             fsync_dir(self.root)
         except BaseException:
             # Files of a sample that never reached the manifest are useless: take them back.
@@ -220,7 +218,6 @@ class Store:
             record["supersedes"] = earlier[-1]["id"] if earlier else None
             record["time"] = _now()
             append_record(self.manifest_path, record)
-        crash_point("after_manifest")
         return dict(record)
 
     def remove(self, sample_id: str, reason: str = "", *, all_versions: bool = False) -> dict:

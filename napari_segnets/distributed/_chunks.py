@@ -42,8 +42,8 @@ def plan_chunks(
     """
     from ..io.normalize import fit_normalization, normalization_spec
 
-    task = meta.get("task") or getattr(model, "task", "segment")
-    allowed = OUTPUTS_BY_TASK.get(task, ("labels", "probabilities", "reconstruction"))
+    task = model.task  # checkpoints.load builds every model with task, size_multiple, halo, out_channels
+    allowed = OUTPUTS_BY_TASK[task]
     output = output or allowed[0]
     if output not in allowed:
         what = "an autoencoder" if task == "autoencode" else "a segmentation model"
@@ -68,8 +68,8 @@ def plan_chunks(
                 f"Slices {start}:{stop} do not fit the stack of {shape3[0]}; give 0 <= A < B <= {shape3[0]}."
             )
         shape3, z_offset = (stop - start, *shape3[1:]), start
-    multiple = max(1, int(getattr(model, "size_multiple", 1) or 1))
-    halo = int(getattr(model, "halo", 0) or 0) if halo is None else int(halo)
+    multiple = int(model.size_multiple)
+    halo = int(model.halo) if halo is None else int(halo)
     if halo < 0:
         raise InputError(f"The halo must be 0 or more pixels, got {halo}.")
     halo = _round_up(halo, multiple)
@@ -82,7 +82,7 @@ def plan_chunks(
     else:  # fitted once on the whole volume: every chunk maps intensities the same way
         norm = normalization_spec("fixed", vmin=fitted["vmin"], vmax=fitted["vmax"])
 
-    out_channels = int(getattr(model, "out_channels", 1) or 1)
+    out_channels = int(model.out_channels)
     channels = None if output == "labels" or out_channels == 1 else out_channels
     if output == "labels":
         dtype = "uint8" if out_channels <= 255 else "uint16"
