@@ -41,7 +41,7 @@ def test_round_trip_and_provenance(store, rng, tmp_path):
     assert mask2.dtype == np.uint8 and np.array_equal(mask2, mask)
     assert rec["version"] == 1 and rec["supersedes"] is None
     assert rec["checkpoint"] == {"path": str(ckpt.resolve()), "sha256": hashlib.sha256(b"weights").hexdigest()}
-    assert rec["changed_pixels"] == 40 and rec["split"] == "train" and rec["ignore_index"] == 255
+    assert rec["changed_pixels"] == 40 and rec["split"] == "train" and rec["ignore_value"] == 255
     assert rec["time"].endswith("+00:00")
     assert rec["label_pixels"] == {str(c): int((mask == c).sum()) for c in (0, 1)}
     # readable without the plugin: TIFFs beside a JSON-lines manifest naming them with their hashes

@@ -47,7 +47,7 @@ README_TEXT = """\
 Curated training set written by napari-segnets.
 
 images/   one TIFF per sample: a 2D slice or region of the source image
-masks/    the matching TIFF (same name): integer labels; the value given as "ignore_index"
+masks/    the matching TIFF (same name): integer labels; the value recorded as "ignore_value"
           in the manifest (usually 255) marks pixels nobody labelled
 manifest.jsonl
           one JSON record per line, oldest first. "kind": "sample" records give the id, version,
@@ -184,7 +184,9 @@ class Store:
             "changed_pixels": changed,
             "split": split,
             "note": note,
-            "ignore_index": ignore_index,
+            # The manifest's on-disk key stays "ignore_value" (format 1): every store written so far
+            # and SliceDataset.from_store read it there. The API name is ignore_index.
+            "ignore_value": ignore_index,
             "shape": list(img.shape),
             "image_dtype": str(img.dtype),
             "mask_dtype": str(msk.dtype),
