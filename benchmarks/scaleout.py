@@ -35,7 +35,7 @@ import numpy as np
 
 SHAPE = [512, 2048, 2048]  # 2 GiB of uint8; --shape changes it for a quick smoke run
 CHUNKS = (1, 1024, 1024)
-KIND = "probabilities"  # float32: runs are compared by their largest difference, not by labels
+OUTPUT = "probabilities"  # float32: runs are compared by their largest difference, not by labels
 
 
 def make_volume(path: Path) -> float:
@@ -132,7 +132,7 @@ def run_cluster(n: int, ckpt: Path, volume: Path, out: Path, slices: int, thread
         start_rss = client.run(_rss_mib)
         t = time.perf_counter()
         result = predict_volume(ckpt, volume, out, scheduler=cluster.scheduler_address, torch_threads=threads,
-                                slices=(0, slices), chunks=CHUNKS, kind=KIND, overwrite=True)
+                                slices=(0, slices), chunks=CHUNKS, output=OUTPUT, overwrite=True)
         seconds = time.perf_counter() - t
         peaks = client.run(_peak_rss_mib)
     finally:
@@ -150,7 +150,7 @@ def run_inprocess(ckpt: Path, volume: Path, out: Path, slices: int) -> dict:
     sampler = RssSampler()
     sampler.start()
     t = time.perf_counter()
-    result = predict_volume(ckpt, volume, out, slices=(0, slices), chunks=CHUNKS, kind=KIND, overwrite=True)
+    result = predict_volume(ckpt, volume, out, slices=(0, slices), chunks=CHUNKS, output=OUTPUT, overwrite=True)
     seconds = time.perf_counter() - t
     sampler.stop.set()
     sampler.join()
@@ -184,7 +184,7 @@ def main(argv=None) -> int:
     mpx = args.slices * SHAPE[1] * SHAPE[2] / 1e6
     print(f"volume: {tuple(SHAPE)} uint8 = {np.prod(SHAPE) / 2**30:.1f} GiB Zarr, chunks {CHUNKS}, written in {gen:.0f} s "
           f"(0 = reused); predicting slices 0:{args.slices} = {mpx:.1f} MP")
-    print(f"model: U-Net base 4, depth 1 ({n_params} weights), {KIND} output (float32), "
+    print(f"model: U-Net base 4, depth 1 ({n_params} weights), {OUTPUT} output (float32), "
           "1024x1024 chunks + halo")
     rows = []
     if not args.no_inprocess:

@@ -15,7 +15,3 @@ class CheckpointError(SegnetsError):
 
 class StoreError(SegnetsError):
     """The curated training-set store refused an operation or is inconsistent."""
-
-
-class Cancelled(SegnetsError):
-    """A long job was cancelled by the user."""

@@ -108,7 +108,7 @@ def test_train_predict_evaluate_end_to_end(sample, tmp_path, capsys):
     assert "val_slices: '3:4'" in effective.read_text()
 
     pred = tmp_path / "pred.zarr"
-    code, out, err = run(["predict", "--checkpoint", ckpt, "--input", sample / "img.tif", "--output", pred,
+    code, out, err = run(["predict", "--checkpoint", ckpt, "--input", sample / "img.tif", "--out", pred,
                           "--chunks", "2,32,64"], capsys)
     assert code == 0, err
     assert "4/4 chunks" in out
@@ -181,13 +181,13 @@ def test_effective_config_repeats_a_predict_run(sample, tmp_path, capsys, monkey
 
     out_path = tmp_path / "p.zarr"
     argv = ["predict", "--checkpoint", sample / "seg.safetensors", "--input", sample / "img.tif",
-            "--output", out_path, "--kind", "probabilities", "--chunks", "2,64,64"]
+            "--out", out_path, "--output", "probabilities", "--chunks", "2,64,64"]
     code, _, err = run(argv, capsys)
     assert code == 0, err
     first = zarr.open_array(str(out_path), mode="r")[...]
     effective = Path(str(out_path) + ".config.yaml")
     text = effective.read_text()
-    assert "command: predict" in text and "kind: probabilities" in text
+    assert "command: predict" in text and "output: probabilities" in text
     monkeypatch.chdir(tmp_path.parent)  # absolute paths in the file: works from anywhere
     code, out, err = run(["predict", "--config", effective], capsys)
     assert code == 0, err
@@ -233,7 +233,7 @@ def test_autoencode_to_tiff_then_wavelets(sample, tmp_path, capsys):
 
     recon = tmp_path / "recon.tif"
     code, out, err = run(["autoencode", "--checkpoint", sample / "ae.safetensors", "--input",
-                          sample / "img.tif", "--output", recon], capsys)
+                          sample / "img.tif", "--out", recon], capsys)
     assert code == 0, err
     data = tifffile.imread(recon)
     assert data.shape == (4, 64, 64) and data.dtype == np.float32
@@ -248,7 +248,7 @@ def test_autoencode_to_tiff_then_wavelets(sample, tmp_path, capsys):
     code, out, _ = run(["wavelets", "--input", sample / "img.tif"], capsys)
     assert code == 0 and out.splitlines()[0].split() == ["level", "power", "std"]
     code, _, err = run(["autoencode", "--checkpoint", sample / "ae.safetensors", "--input",
-                        sample / "img.tif", "--output", recon], capsys)
+                        sample / "img.tif", "--out", recon], capsys)
     assert code == 2 and "--overwrite" in one_line_error(err)
     # a reconstruction made from the same --slices is taken as is; another shape is refused
     tifffile.imwrite(tmp_path / "part.tif", data[:2])
@@ -287,9 +287,9 @@ def test_bench_reports_megapixels_per_second(capsys):
 # ----------------------------------------------------------------------------- bad input: exit 2, one line
 BAD = {
     "missing input file": (["predict", "--checkpoint", "{s}/seg.safetensors", "--input", "{s}/nope.tif",
-                            "--output", "{t}/o.zarr"], "does not exist"),
+                            "--out", "{t}/o.zarr"], "does not exist"),
     "missing checkpoint": (["predict", "--checkpoint", "{s}/nope.safetensors", "--input", "{s}/img.tif",
-                            "--output", "{t}/o.zarr"], "does not exist"),
+                            "--out", "{t}/o.zarr"], "does not exist"),
     "bad slice range": (["evaluate", "--prediction", "{s}/mito.tif", "--truth", "{s}/mito.tif",
                          "--slices", "3:1"], "does not fit the stack of 4"),
     "slice range not numbers": (["evaluate", "--prediction", "{s}/mito.tif", "--truth", "{s}/mito.tif",
@@ -304,15 +304,17 @@ BAD = {
                                "--val-slices", "0:4", "--out", "{t}/m.safetensors"], "leave some to train on"),
     "missing required": (["train", "--images", "{s}/img.tif"], "missing --arch, --out"),
     "unknown flag": (["predict", "--frobnicate"], "unrecognized arguments"),
-    "bad chunks": (["predict", "--checkpoint", "{s}/seg.safetensors", "--input", "{s}/img.tif", "--output",
+    "bad chunks": (["predict", "--checkpoint", "{s}/seg.safetensors", "--input", "{s}/img.tif", "--out",
                     "{t}/o.zarr", "--chunks", "1,x,2"], "--chunks"),
     "bad output suffix": (["predict", "--checkpoint", "{s}/seg.safetensors", "--input", "{s}/img.tif",
-                           "--output", "{t}/o.h5"], "must end in .zarr"),
+                           "--out", "{t}/o.h5"], "must end in .zarr"),
     "workers and scheduler": (["predict", "--checkpoint", "{s}/seg.safetensors", "--input", "{s}/img.tif",
-                               "--output", "{t}/o.zarr", "--workers", "2", "--scheduler", "tcp://x:1"], "not both"),
+                               "--out", "{t}/o.zarr", "--workers", "2", "--scheduler", "tcp://x:1"], "not both"),
     "autoencoder asked for labels": (["predict", "--checkpoint", "{s}/ae.safetensors", "--input", "{s}/img.tif",
-                                      "--output", "{t}/o.zarr", "--kind", "labels"], "cannot produce 'labels'"),
-    "not a checkpoint": (["export", "--checkpoint", "{s}/img.tif", "--out", "{t}/m.pt"], ""),
+                                      "--out", "{t}/o.zarr", "--output", "labels"], "cannot produce 'labels'"),
+    "not a checkpoint": (["export", "--checkpoint", "{s}/img.tif", "--out", "{t}/m.pt"], "not a complete safetensors file"),
+    "a path given as --output": (["predict", "--checkpoint", "{s}/seg.safetensors", "--input", "{s}/img.tif",
+                                  "--output", "{t}/o.zarr"], "the path goes in --out"),
     "unknown config key": (["evaluate", "--config", "{t}/bad.yaml"], "Unknown option(s) slicez"),
     "missing config": (["evaluate", "--config", "{t}/none.yaml"], "does not exist"),
 }

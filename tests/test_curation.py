@@ -75,7 +75,7 @@ def test_regions_floats_and_bool(store, rng):
     assert store.counts()["val"] == 1 and store.counts()["train"] == 0
     big = np.full((16, 16), 300)
     big[0, 0] = 0
-    assert store.load(store.add(image, big, source="s", index=1, ignore_value=None)["id"])[1].dtype == np.uint16
+    assert store.load(store.add(image, big, source="s", index=1, ignore_index=None)["id"])[1].dtype == np.uint16
 
 
 def test_versions_never_overwrite(store, rng):
@@ -195,7 +195,7 @@ def test_torn_last_line_is_skipped_then_repaired(store, rng):
         ({"region": (0, 0, 10, 10)}, "region"),
         ({"changed_pixels": -3}, "changed_pixels"),
         ({"checkpoint": "/nonexistent/model.safetensors"}, "checkpoint"),
-        ({"ignore_value": -1}, "ignore_value"),
+        ({"ignore_index": -1}, "ignore_index"),
         ({"classes": 1}, "outside the 1 classes"),
         ({"classes": 0}, "classes"),
     ],

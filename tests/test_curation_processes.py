@@ -15,16 +15,43 @@ import numpy as np
 import pytest
 
 from napari_segnets.curation import Store
-from napari_segnets.curation._manifest import CRASH_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 
-# argv: root, source tag, number of samples, number of distinct slice indices, go-file ("" = start at once)
+# argv: root, source tag, number of samples, number of distinct slice indices, go-file ("" = start at
+# once), crash point ("" = none): the writer SIGKILLs itself there, to prove the store survives a writer
+# dying at exactly that moment. The points are made by wrapping what Store.add calls, here in the test.
 WRITER = """
-import os, sys, time
+import json, os, signal, sys, time
 import numpy as np
 from napari_segnets.curation import Store
+from napari_segnets.curation import store as store_module
 root, tag, n, keys, go = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+crash = sys.argv[6]
+
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+write_file, append = store_module.atomic_write_bytes, store_module.append_record
+
+def write_then_die(target, data, **kw):  # after_image, after_mask
+    write_file(target, data, **kw)
+    if crash == "after_" + target.parent.name[:-1]:
+        die()
+
+def append_then_die(path, record):
+    if crash == "manifest_partial":  # half a line reaches the disk, then the writer dies
+        line = (json.dumps(record, sort_keys=True) + "\\n").encode()
+        with open(path, "ab") as fh:
+            fh.write(line[: len(line) // 2])
+            fh.flush()
+            os.fsync(fh.fileno())
+        die()
+    append(path, record)
+    if crash == "after_manifest":
+        die()
+
+store_module.atomic_write_bytes, store_module.append_record = write_then_die, append_then_die
 store = Store(root)
 rng = np.random.default_rng(os.getpid())
 print("ready", flush=True)
@@ -37,10 +64,9 @@ for i in range(n):
 """
 
 
-def _start(root, tag, n, keys=1000, go="", env_extra=None):
+def _start(root, tag, n, keys=1000, go="", crash=""):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-    env.update(env_extra or {})
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(root), tag, str(n), str(keys), go],
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(root), tag, str(n), str(keys), go, crash],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
     return proc
@@ -104,7 +130,7 @@ def test_writer_killed_at_chosen_points(tmp_path, point, orphans, torn, records)
     root = tmp_path / "store"
     store = Store(root)
     first = store.add(np.zeros((48, 48), np.uint8), np.ones((48, 48), np.uint8), source="s", index=99)
-    proc = _start(root, "stack.tif", 3, env_extra={CRASH_ENV: point})
+    proc = _start(root, "stack.tif", 3, crash=point)
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL, proc.stderr.read()
     rep = _assert_consistent(root)

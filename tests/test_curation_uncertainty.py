@@ -38,14 +38,38 @@ def test_scores_by_hand():
     assert uncertainty_map(np.full((1, 2, 2), 0.5))[0, 0] == pytest.approx(1.0)
 
 
-def test_multiclass_stack():
-    p = np.zeros((3, 3, 8, 8), np.float32)
-    p[:, 0] = 0.9
-    p[:, 1] = 0.05
-    p[:, 2] = 0.05
-    p[1] = 1 / 3
-    assert rank_uncertainty(p)[0][0] == 1
-    assert rank_uncertainty(p, method="margin")[0][0] == 1
+def test_multiclass_stack_is_class_first():
+    p = np.zeros((3, 5, 8, 8), np.float32)  # (C, Z, Y, X): three classes, five slices
+    p[0] = 0.9
+    p[1] = 0.05
+    p[2] = 0.05
+    p[:, 1] = 1 / 3
+    for method in ("entropy", "margin"):
+        ranking = rank_uncertainty(p, method=method)
+        assert sorted(k for k, _ in ranking) == [0, 1, 2, 3, 4]
+        assert ranking[0] == (1, pytest.approx(1.0, abs=1e-5))
+
+
+def test_ranks_slices_of_what_predict_returns_with_defaults(rng):
+    """rank_uncertainty(predict(...)) on a multi-class result ranks slices, not classes."""
+    import torch
+
+    from napari_segnets.inference import predict
+    from napari_segnets.models import build
+
+    torch.manual_seed(0)
+    model = build("unet", classes=3, base=8, depth=2).eval()
+    image = (rng.random((5, 32, 32)) * 255).astype(np.uint8)
+    image[3] = 128  # a flat slice: the random net's softmax is the same everywhere there
+    prob = predict(model, image, device="cpu")
+    assert prob.shape == (3, 5, 32, 32)
+    ranking = rank_uncertainty(prob)
+    assert sorted(k for k, _ in ranking) == [0, 1, 2, 3, 4]
+    by_hand = {z: float(uncertainty_map(prob[:, z]).mean()) for z in range(5)}
+    assert dict(ranking) == pytest.approx(by_hand)
+    flips = rank_uncertainty(prob, method="flip_disagreement", image=image,
+                             flips=lambda s: predict(model, s, device="cpu"))
+    assert sorted(k for k, _ in flips) == [0, 1, 2, 3, 4]
 
 
 def test_tiles_and_exclude():
@@ -118,6 +142,8 @@ def test_flip_disagreement_from_a_function(rng):
         (np.full((2, 4, 4), np.nan), {}, "NaN"),
         (np.full((2, 4, 4), 3.0), {}, "logits"),
         (np.zeros((2, 2, 2, 4, 4)), {}, "shape"),
+        (np.zeros((3, 2, 4, 4)), {"method": "flip_disagreement", "flips": [np.zeros((2, 3, 4, 4))]},
+         r"\(3, 2, 4, 4\)"),
         (np.zeros((0, 4, 4)), {}, "shape"),
         (np.zeros((2, 4, 4)), {"method": "vote"}, "method"),
         (np.zeros((2, 4, 4)), {"method": "flip_disagreement"}, "flips"),
@@ -159,14 +185,11 @@ def test_iter_reports_progress_and_matches_plain():
     job.close()
 
 
-def test_class_first_probabilities_rank_like_class_second_and_stay_lazy():
-    """predict returns (C, Z, Y, X); class_axis=0 ranks it without materialising the stack."""
-    from napari_segnets.curation import rank_uncertainty
-
+def test_class_first_probabilities_stay_lazy():
+    """predict returns (C, Z, Y, X); ranking reads it slice by slice without materialising it."""
     rng = np.random.default_rng(0)
-    logits = rng.normal(size=(5, 3, 8, 8)) * np.array([0.1, 3, 1, 0.5, 2])[:, None, None, None]
-    zcyx = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
-    czyx = np.ascontiguousarray(np.moveaxis(zcyx, 1, 0))
+    logits = rng.normal(size=(3, 5, 8, 8)) * np.array([0.1, 3, 1, 0.5, 2])[None, :, None, None]
+    czyx = np.exp(logits) / np.exp(logits).sum(0, keepdims=True)
 
     class Counting:
         def __init__(self, a):
@@ -180,11 +203,8 @@ def test_class_first_probabilities_rank_like_class_second_and_stay_lazy():
             raise AssertionError("the whole stack was materialised")
 
     lazy = Counting(czyx)
-    expected = rank_uncertainty(zcyx, method="entropy")
-    got = rank_uncertainty(lazy, method="entropy", class_axis=0)
-    assert [k for k, _ in got] == [k for k, _ in expected]
-    np.testing.assert_allclose([v for _, v in got], [v for _, v in expected])
+    expected = [(z, float(uncertainty_map(czyx[:, z]).mean())) for z in range(5)]
+    got = rank_uncertainty(lazy, method="entropy")
+    assert sorted(got) == pytest.approx(sorted(expected))
     assert len(lazy.reads) == 5 and all(k[0] == slice(None) for k in lazy.reads)
-    assert [k for k, _ in got][0] == 0, "the flattest softmax (slice 0) is the most uncertain"
-    with pytest.raises(InputError, match="class_axis"):
-        rank_uncertainty(zcyx, class_axis=2)
+    assert got[0][0] == 0, "the flattest softmax (slice 0) is the most uncertain"

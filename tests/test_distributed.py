@@ -14,8 +14,9 @@ import pytest
 from _model_helpers import calibrated_unet  # noqa: E402
 
 from napari_segnets._cli import main
-from napari_segnets.distributed import chunk_grid, predict_volume, shard_indices
-from napari_segnets.distributed.volume import KILL_ENV, PROGRESS_FILE
+from napari_segnets.distributed import predict_volume, shard_indices
+from napari_segnets.distributed._chunks import chunk_grid
+from napari_segnets.distributed.volume import PROGRESS_FILE
 from napari_segnets.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -69,7 +70,7 @@ def test_chunked_prediction_equals_whole_volume_prediction(sample, tmp_path):
     from napari_segnets.inference import predict
 
     result = predict_volume(sample / "seg.safetensors", sample / "img.tif", tmp_path / "p.zarr",
-                            kind="probabilities", chunks=(2, 40, 32))
+                            output="probabilities", chunks=(2, 40, 32))
     assert result.chunks_total == 2 * 2 * 3 and result.chunks_computed == result.chunks_total
     model, meta = checkpoints.load(sample / "seg.safetensors")
     whole = predict(model, tifffile.imread(sample / "img.tif"), output="probabilities",
@@ -78,7 +79,7 @@ def test_chunked_prediction_equals_whole_volume_prediction(sample, tmp_path):
     assert 0.05 < chunked.std()  # a non-trivial map
     np.testing.assert_allclose(chunked, whole, atol=1e-5)
     part = predict_volume(sample / "seg.safetensors", sample / "img.tif", tmp_path / "part.zarr",
-                          kind="probabilities", chunks=(1, 80, 72), slices=(1, 3))
+                          output="probabilities", chunks=(1, 80, 72), slices=(1, 3))
     assert part.shape == (2, 80, 72)
     np.testing.assert_allclose(_read(tmp_path / "part.zarr"), whole[1:3], atol=1e-5)
 
@@ -91,9 +92,9 @@ def test_two_worker_local_cluster_equals_single_process(sample, tmp_path, capsys
     # outputs are bit-identical (by default each worker takes cores / workers threads).
     threads = torch.get_num_threads()
     common = ["predict", "--checkpoint", sample / "seg.safetensors", "--input", sample / "img.tif",
-              "--chunks", "1,40,72", "--kind", "probabilities", "--no-progress"]
-    assert main([str(a) for a in [*common, "--output", tmp_path / "single.zarr"]]) == 0
-    argv = [*common, "--output", tmp_path / "cluster.zarr", "--workers", 2, "--torch-threads", threads]
+              "--chunks", "1,40,72", "--output", "probabilities", "--no-progress"]
+    assert main([str(a) for a in [*common, "--out", tmp_path / "single.zarr"]]) == 0
+    argv = [*common, "--out", tmp_path / "cluster.zarr", "--workers", 2, "--torch-threads", threads]
     assert main([str(a) for a in argv]) == 0, capsys.readouterr().err
     assert "6/6 chunks computed" in capsys.readouterr().out
     single, cluster = _read(tmp_path / "single.zarr"), _read(tmp_path / "cluster.zarr")
@@ -101,27 +102,47 @@ def test_two_worker_local_cluster_equals_single_process(sample, tmp_path, capsys
     np.testing.assert_array_equal(cluster, single)
 
 
+# The CLI in a process that SIGKILLs itself once 4 chunks are recorded: a crash mid-run.
+DIE_AFTER_4_CHUNKS = """
+import os, signal, sys
+from napari_segnets.distributed import volume
+from napari_segnets._cli import main
+
+mark, marked = volume._Journal.mark, []
+
+def mark_then_die(self, index):
+    mark(self, index)
+    marked.append(index)
+    if len(marked) == 4:
+        self.flush(force=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+volume._Journal.mark = mark_then_die
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 @pytest.mark.slow
 def test_killed_predict_resumes_to_the_same_result(sample, tmp_path):
     argv = ["predict", "--checkpoint", sample / "seg.safetensors", "--input", sample / "img.tif",
-            "--chunks", "1,40,40", "--kind", "probabilities", "--no-progress"]
+            "--chunks", "1,40,40", "--output", "probabilities", "--no-progress"]
     killed = tmp_path / "killed.zarr"
     import torch
 
     # The same torch thread count in both processes: float sums then round identically.
     threads = str(torch.get_num_threads())
-    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS=threads, **{KILL_ENV: "4"})
-    proc = subprocess.run([sys.executable, "-m", "napari_segnets", *map(str, argv), "--output", str(killed)],
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS=threads)
+    proc = subprocess.run([sys.executable, "-c", DIE_AFTER_4_CHUNKS, *map(str, argv), "--out", str(killed)],
                           capture_output=True, text=True, env=env)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     record = json.loads((killed / PROGRESS_FILE).read_text())
     assert len(record["done"]) == 4 and not record["complete"]
 
-    resumed = predict_volume(sample / "seg.safetensors", sample / "img.tif", killed, kind="probabilities",
+    resumed = predict_volume(sample / "seg.safetensors", sample / "img.tif", killed, output="probabilities",
                              chunks=(1, 40, 40))
     assert (resumed.chunks_skipped, resumed.chunks_computed) == (4, 12 - 4)
     whole = predict_volume(sample / "seg.safetensors", sample / "img.tif", tmp_path / "whole.zarr",
-                           kind="probabilities", chunks=(1, 40, 40))
+                           output="probabilities", chunks=(1, 40, 40))
     assert whole.chunks_skipped == 0
     np.testing.assert_array_equal(_read(killed), _read(tmp_path / "whole.zarr"))
     assert json.loads((killed / PROGRESS_FILE).read_text())["complete"]
@@ -130,7 +151,7 @@ def test_killed_predict_resumes_to_the_same_result(sample, tmp_path):
 def test_an_output_made_with_other_settings_is_never_mixed(sample, tmp_path, capsys):
     out = tmp_path / "p.zarr"
     base = ["predict", "--checkpoint", sample / "seg.safetensors", "--input", sample / "img.tif",
-            "--output", out, "--chunks", "3,80,72"]
+            "--out", out, "--chunks", "3,80,72"]
     assert main([str(a) for a in base]) == 0
     first = _read(out)
     code = main([str(a) for a in [*base, "--threshold", "0.3"]])

@@ -114,8 +114,7 @@ ZOO = ["unet", "atrous", "fcn32s", "fcn16s", "fcn8s", "linear", "pca"]
 def zoo_model(arch):
     from napari_segnets import models
 
-    if arch not in models.available():
-        pytest.skip(f"{arch} is not in the model zoo")
+    assert arch in models.available(), f"{arch} left the model zoo"
     kw = {"task": "autoencode"} if arch in ("linear", "pca") else {"classes": 2}
     if arch == "unet":
         kw.update(base=8, depth=3)
@@ -123,11 +122,7 @@ def zoo_model(arch):
         kw.update(base=8)
     elif arch.startswith("fcn"):  # a slim FCN keeps the halo (and the test) small
         kw.update(base=4, fc_kernel=3, convs=(1, 1, 1, 1, 1))
-    try:
-        model = models.build(arch, **kw)
-    except ImportError as exc:  # the family module has not been merged yet
-        pytest.skip(f"{arch} not available yet: {exc}")
-    return lively(model)
+    return lively(models.build(arch, **kw))
 
 
 def image_for(rng, shape):

@@ -4,7 +4,7 @@
 plugin's widgets. Subcommands run the same core headless::
 
     napari-segnets train --images IMG --masks MASK --arch unet --out model.safetensors
-    napari-segnets predict --checkpoint model.safetensors --input stack.tif --output pred.zarr
+    napari-segnets predict --checkpoint model.safetensors --input stack.tif --out pred.zarr
     napari-segnets evaluate --prediction pred.zarr --truth mask.tif --json
 
 The CLI holds no business logic: it parses, calls core functions (driving their
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
-    except SegnetsError as exc:  # Cancelled, StoreError and other failures meant for people
+    except SegnetsError as exc:  # StoreError and other failures meant for people
         _error(prefix, exc)
         return EXIT_FAILURE
 

@@ -22,7 +22,7 @@ def register(sub) -> None:
     common.add_required(e, "--truth", metavar="T", help="ground-truth labels")
     e.add_argument("--slices", metavar="A:B", default=None, help="score slices A..B-1 only")
     e.add_argument("--kind", choices=("binary", "multiclass", "membrane"), default="binary", help="default: binary")
-    e.add_argument("--ignore", type=int, default=None, help="ground-truth value of unlabelled pixels")
+    e.add_argument("--ignore-index", type=int, default=None, help="ground-truth value of unlabelled pixels")
     e.add_argument("--threshold", type=float, default=0.5, help="for probability maps (default: 0.5)")
     e.add_argument("--binarize", action="store_true", default=False, help="treat every non-zero label as 1 (e.g. 0/255 masks)")
     e.add_argument("--per-slice", action="store_true", default=False, help="also print every slice's scores")
@@ -99,14 +99,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
         pred = (pred >= args.threshold).astype(np.uint8) if args.kind != "multiclass" else np.rint(pred).astype(np.int64)
     if args.objects and args.kind == "multiclass":
         raise InputError("--objects scores binary masks or object labels; leave out --kind multiclass.")
-    objects = objects_cli.evaluate_objects(pred, truth, args.ignore) if args.objects else None
+    objects = objects_cli.evaluate_objects(pred, truth, args.ignore_index) if args.objects else None
     if args.binarize:
-        keep = truth == args.ignore if args.ignore is not None else None
+        keep = truth == args.ignore_index if args.ignore_index is not None else None
         pred = (pred != 0).astype(np.uint8)
         truth = (truth != 0).astype(np.uint8)
         if keep is not None:
-            truth[keep] = args.ignore
-    result = score_stack(pred, truth, mode=args.kind, ignore_index=args.ignore)
+            truth[keep] = args.ignore_index
+    result = score_stack(pred, truth, mode=args.kind, ignore_index=args.ignore_index)
     for entry in result["per_slice"]:
         entry["index"] = int(entry["index"]) + first
     if args.json:

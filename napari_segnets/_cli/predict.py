@@ -11,11 +11,11 @@ import argparse
 from ..errors import InputError
 from . import common
 
-PATHS = ("checkpoint", "input", "output")
+PATHS = ("checkpoint", "input", "out")
 
 
 def register(sub) -> None:
-    for name, kinds, help_text in (
+    for name, outputs, help_text in (
         ("predict", ("labels", "probabilities"), "segment a stack with a checkpoint"),
         ("autoencode", ("reconstruction",), "reconstruct a stack with an autoencoder checkpoint"),
     ):
@@ -30,15 +30,15 @@ def register(sub) -> None:
         )
         common.add_required(p, "--checkpoint", metavar="CKPT", help="a checkpoint (.safetensors)")
         common.add_required(p, "--input", metavar="IN", help="image or stack (TIFF, MRC, Zarr, HDF5, PNG folder)")
-        common.add_required(p, "--output", metavar="OUT", help="output .zarr (or .tif/.tiff)")
+        common.add_required(p, "--out", metavar="OUT", help="where the result goes: .zarr (or .tif/.tiff)")
         p.add_argument("--key", default=None, help="dataset key inside HDF5/Zarr inputs")
         p.add_argument("--slices", metavar="A:B", default=None, help="only slices A..B-1 (the output holds those)")
-        if len(kinds) > 1:
-            p.add_argument("--kind", choices=kinds, default=None,
-                           help="default: labels (reconstruction for an autoencoder checkpoint)")
+        if len(outputs) > 1:
+            p.add_argument("--output", type=_what(outputs), metavar="{" + ",".join(outputs) + "}",
+                           default=None, help="what to compute (default: labels)")
             p.add_argument("--threshold", type=float, default=0.5, help="for binary labels (default: 0.5)")
         else:
-            p.set_defaults(kind=kinds[0])
+            p.set_defaults(output=outputs[0])
         p.add_argument("--workers", type=int, default=None, help="run on a local Dask cluster with N worker processes")
         p.add_argument("--scheduler", metavar="ADDR", default=None, help="run on a Dask cluster (e.g. tcp://host:8786)")
         p.add_argument("--torch-threads", type=int, default=None, help="torch threads per worker (default: cores / workers)")
@@ -51,6 +51,18 @@ def register(sub) -> None:
         p.add_argument("--tta", action="store_true", default=False, help="test-time augmentation (flips)")
         p.add_argument("--overwrite", action="store_true", default=False, help="replace an output made with other options")
         common.add_device(p)
+
+
+def _what(outputs):
+    """``--output`` says what to compute; a path there is the old spelling of ``--out``."""
+
+    def parse(text: str) -> str:
+        if text in outputs:
+            return text
+        hint = " (the path goes in --out)" if any(c in text for c in "./\\") else ""
+        raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(outputs)}{hint}")
+
+    return parse
 
 
 def _chunks(text) -> tuple[int, int, int] | None:
@@ -95,14 +107,14 @@ def run(args: argparse.Namespace) -> int:
         "blend": args.blend,
         "tta": args.tta or None,
     }
-    if args.kind in (None, "labels"):
+    if args.output in (None, "labels"):
         options["threshold"] = args.threshold
     job = predict_volume_iter(
         args.checkpoint,
         args.input,
-        args.output,
+        args.out,
         key=args.key,
-        kind=args.kind,
+        output=args.output,
         chunks=_chunks(args.chunks),
         halo=args.halo,
         workers=args.workers,
@@ -114,10 +126,10 @@ def run(args: argparse.Namespace) -> int:
         **options,
     )
     result = common.run_job(job, args)
-    cfg = write_effective(args.output, args._name, common.options_of(args), path_keys=PATHS)
+    cfg = write_effective(args.out, args._name, common.options_of(args), path_keys=PATHS)
     note = f", {result.chunks_skipped} resumed" if result.chunks_skipped else ""
     print(
-        f"{result.path}: {result.kind} {tuple(result.shape)} "
+        f"{result.path}: {result.output} {tuple(result.shape)} "
         f"{result.dtype}; {result.chunks_computed}/{result.chunks_total} chunks computed{note} "
         f"in {result.seconds:.1f} s"
     )

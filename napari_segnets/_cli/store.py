@@ -28,7 +28,7 @@ def register(sub) -> None:
     a.add_argument("--source", default=None, help="name recorded as the source (default: the image path)")
     a.add_argument("--checkpoint", metavar="CKPT", default=None, help="the checkpoint whose prediction was corrected")
     a.add_argument("--changed-pixels", type=int, default=None, help="how many pixels the person changed")
-    a.add_argument("--ignore", type=int, default=255, help="mask value of unchecked pixels (default: 255)")
+    a.add_argument("--ignore-index", type=int, default=255, help="mask value of unchecked pixels (default: 255)")
     a.add_argument("--note", default="", help="free text")
 
     ls = common.command(actions, "list", run_list, help="list the live samples", prog_name="curate list")
@@ -120,7 +120,7 @@ def run_add(args: argparse.Namespace) -> int:
         changed_pixels=args.changed_pixels,
         split=args.split,
         note=args.note,
-        ignore_value=args.ignore,
+        ignore_index=args.ignore_index,
     )
     print(f"added sample {record['id']} (version {record.get('version')}, {record['split']}) to {store.root}")
     return 0

@@ -202,7 +202,7 @@ class CurateWidget(Container):
             covered = []
         done = {c if isinstance(c, int) else c[0] for c in covered}
         # inference puts classes first (C, Z, Y, X); read slice by slice, a lazy result stays lazy
-        ranking = rank_uncertainty(prob, method="entropy", exclude=sorted(done), class_axis=0)
+        ranking = rank_uncertainty(prob, method="entropy", exclude=sorted(done))
         for item in ranking:
             z = _slice_of(item)
             if z not in done:

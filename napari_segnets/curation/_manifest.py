@@ -11,23 +11,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from napari_segnets.errors import StoreError
-
-#: Test hook: a comma-separated list of crash points (see ``crash_point``) at which the process kills
-#: itself with SIGKILL, to prove the store survives a writer dying at exactly that moment.
-CRASH_ENV = "NAPARI_SEGNETS_STORE_CRASH_AT"
-
-
-def crash_point(name: str) -> None:
-    """Kill this process here if the crash-test hook names this point (no-op otherwise)."""
-    points = os.environ.get(CRASH_ENV)
-    if points and name in points.split(","):
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @contextlib.contextmanager
@@ -128,10 +116,6 @@ def append_record(path: Path, record: dict) -> None:
                 os.ftruncate(fd, size)
                 os.fsync(fd)
         os.lseek(fd, size, os.SEEK_SET)
-        if os.environ.get(CRASH_ENV) and "manifest_partial" in os.environ[CRASH_ENV].split(","):
-            os.write(fd, line[: len(line) // 2])
-            os.fsync(fd)
-            crash_point("manifest_partial")
         written = os.write(fd, line)
         if written != len(line):
             raise StoreError(f"Could only write {written} of {len(line)} bytes to {path}; is the disk full?")

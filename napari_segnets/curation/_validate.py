@@ -35,7 +35,7 @@ def check_image(image) -> np.ndarray:
     return np.ascontiguousarray(img)
 
 
-def check_mask(mask, shape: tuple[int, ...], ignore_value, classes=None) -> np.ndarray:
+def check_mask(mask, shape: tuple[int, ...], ignore_index, classes=None) -> np.ndarray:
     """Non-negative integer labels of the image's shape, stored in the smallest unsigned dtype."""
     m = np.asarray(mask)
     if m.shape != tuple(shape):
@@ -54,15 +54,15 @@ def check_mask(mask, shape: tuple[int, ...], ignore_value, classes=None) -> np.n
             f"The mask has negative label {int(m.min())}; use 0 for background and 1, 2, ... for classes."
         )
     top = int(m.max())
-    if ignore_value is not None and np.all(m == ignore_value):
+    if ignore_index is not None and np.all(m == ignore_index):
         raise InputError(
-            f"Every mask pixel equals the ignore value {ignore_value}: there is nothing to learn from it; "
+            f"Every mask pixel equals the ignore value {ignore_index}: there is nothing to learn from it; "
             "label some pixels first."
         )
     if classes is not None:
         if isinstance(classes, bool) or not isinstance(classes, (int, np.integer)) or classes < 1:
             raise InputError(f"classes={classes!r} must be a positive number of classes.")
-        labelled = m[m != ignore_value] if ignore_value is not None else m
+        labelled = m[m != ignore_index] if ignore_index is not None else m
         if labelled.size and int(labelled.max()) >= classes:
             raise InputError(
                 f"The mask has label {int(labelled.max())}, outside the {classes} classes 0..{classes - 1}; "
@@ -74,12 +74,12 @@ def check_mask(mask, shape: tuple[int, ...], ignore_value, classes=None) -> np.n
     raise InputError(f"The mask has label {top}, larger than the store supports (2**32 - 1).")
 
 
-def check_ignore(ignore_value):
-    if ignore_value is None:
+def check_ignore(ignore_index):
+    if ignore_index is None:
         return None
-    if isinstance(ignore_value, bool) or not isinstance(ignore_value, (int, np.integer)) or ignore_value < 0:
-        raise InputError(f"ignore_value={ignore_value!r} must be a non-negative integer or None.")
-    return int(ignore_value)
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, (int, np.integer)) or ignore_index < 0:
+        raise InputError(f"ignore_index={ignore_index!r} must be a non-negative integer or None.")
+    return int(ignore_index)
 
 
 def check_source(source) -> str:

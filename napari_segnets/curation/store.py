@@ -4,7 +4,7 @@ Layout of a store folder::
 
     manifest.jsonl     one JSON record per line, oldest first (samples and removals)
     images/NAME.tif    the image of each sample (one 2D slice or region)
-    masks/NAME.tif     its mask: integer labels, ``ignore_value`` (default 255) = not labelled
+    masks/NAME.tif     its mask: integer labels, ``ignore_index`` (default 255) = not labelled
     README.txt         this layout in words, for people opening the folder without the plugin
     .lock              taken while the manifest is appended to
 
@@ -30,7 +30,6 @@ from napari_segnets.curation import _validate as v
 from napari_segnets.curation._integrity import _is_temp, tidy_store, verify_store
 from napari_segnets.curation._manifest import (
     append_record,
-    crash_point,
     exclusive_lock,
     read_manifest,
 )
@@ -48,7 +47,7 @@ README_TEXT = """\
 Curated training set written by napari-segnets.
 
 images/   one TIFF per sample: a 2D slice or region of the source image
-masks/    the matching TIFF (same name): integer labels; the value given as "ignore_value"
+masks/    the matching TIFF (same name): integer labels; the value recorded as "ignore_value"
           in the manifest (usually 255) marks pixels nobody labelled
 manifest.jsonl
           one JSON record per line, oldest first. "kind": "sample" records give the id, version,
@@ -125,7 +124,7 @@ class Store:
 
     # ---------------------------------------------------------------- writing
     def add(self, image, mask, *, source, index, region=None, checkpoint=None, changed_pixels=None,
-            split="train", note="", ignore_value=255, classes=None) -> dict:
+            split="train", note="", ignore_index=255, classes=None) -> dict:
         """Add a corrected slice or region and return its manifest record.
 
         Parameters
@@ -133,7 +132,7 @@ class Store:
         image : array (Y, X)
             The grey-level slice or region, stored as given.
         mask : array (Y, X)
-            Integer labels; ``ignore_value`` marks pixels nobody checked (left out of training).
+            Integer labels; ``ignore_index`` marks pixels nobody checked (left out of training).
         source : str or path
             The image file (or layer name) the sample came from.
         index : int
@@ -146,19 +145,19 @@ class Store:
             How many pixels the person changed.
         split : {"train", "val"}
         note : str
-        ignore_value : int or None
+        ignore_index : int or None
         classes : int, optional
             The number of classes the model predicts; labels outside 0..classes-1 (other than
-            ``ignore_value``) are refused.
+            ``ignore_index``) are refused.
 
         Returns
         -------
         dict
             The record: ``id``, ``version``, provenance fields, file names and their sha256 hashes.
         """
-        ignore_value = v.check_ignore(ignore_value)
+        ignore_index = v.check_ignore(ignore_index)
         img = v.check_image(image)
-        msk = v.check_mask(mask, img.shape, ignore_value, classes)
+        msk = v.check_mask(mask, img.shape, ignore_index, classes)
         source = v.check_source(source)
         index = v.check_index(index)
         region = v.check_region(region, img.shape)
@@ -173,7 +172,7 @@ class Store:
         name = f"{v.slug(source)}_z{index:04d}{where}_{sample_id}.tif"
         image_bytes, mask_bytes = _tiff_bytes(img), _tiff_bytes(msk)
         labels, counts = np.unique(msk, return_counts=True)
-        label_pixels = {str(int(lab)): int(n) for lab, n in zip(labels, counts) if lab != ignore_value}
+        label_pixels = {str(int(lab)): int(n) for lab, n in zip(labels, counts) if lab != ignore_index}
         record = {
             "kind": "sample",
             "format": FORMAT,
@@ -185,7 +184,9 @@ class Store:
             "changed_pixels": changed,
             "split": split,
             "note": note,
-            "ignore_value": ignore_value,
+            # The manifest's on-disk key stays "ignore_value" (format 1): every store written so far
+            # and SliceDataset.from_store read it there. The API name is ignore_index.
+            "ignore_value": ignore_index,
             "shape": list(img.shape),
             "image_dtype": str(img.dtype),
             "mask_dtype": str(msk.dtype),
@@ -204,7 +205,6 @@ class Store:
                 # rename (not the hard link of overwrite=False) also works on network/FAT drives.
                 atomic_write_bytes(target, data)
                 written.append(target)
-                crash_point(f"after_{rel.split('/')[0][:-1]}")  # after_image, after_mask
             fsync_dir(self.root)
         except BaseException:
             # Files of a sample that never reached the manifest are useless: take them back.
@@ -220,7 +220,6 @@ class Store:
             record["supersedes"] = earlier[-1]["id"] if earlier else None
             record["time"] = _now()
             append_record(self.manifest_path, record)
-        crash_point("after_manifest")
         return dict(record)
 
     def remove(self, sample_id: str, reason: str = "", *, all_versions: bool = False) -> dict:

@@ -64,8 +64,8 @@ def _disagreement(preds: list[np.ndarray]) -> np.ndarray:
     return np.clip(2.0 * std, 0.0, 1.0).astype(np.float32)
 
 
-class _ClassFirst:
-    """A (C, Z, Y, X) array seen as (Z, C, Y, X): indexing a slice reads only that slice."""
+class _BySlice:
+    """A class-first (C, Z, Y, X) array indexed by slice: ``[z]`` reads only slice z, (C, Y, X)."""
 
     def __init__(self, array) -> None:
         self.array = array
@@ -85,7 +85,8 @@ def _flip_source(flips, image, shape: tuple[int, ...]):
         img = image if np.ndim(image) == 3 else np.asarray(image)[None]
         if np.shape(img)[0] != shape[0] or tuple(np.shape(img)[-2:]) != shape[-2:]:
             raise InputError(f"The image has shape {np.shape(image)} but the probabilities have shape {shape}.")
-        expected = (1, *shape[1:])
+        # class-first, as predict returns it: (1, Y, X) binary, (C, 1, Y, X) classes
+        expected = (1, *shape[1:]) if len(shape) == 3 else (shape[1], 1, *shape[2:])
 
         def predict(z: int) -> list[np.ndarray]:
             one = np.asarray(img[z : z + 1])
@@ -95,9 +96,10 @@ def _flip_source(flips, image, shape: tuple[int, ...]):
                 if pred.shape != expected:
                     raise InputError(
                         f"The prediction function returned shape {pred.shape}, expected {expected} "
-                        "(probabilities for the one-slice stack it was given)."
+                        "(class-first probabilities for the one-slice stack it was given)."
                     )
-                out.append(np.flip(pred, axes)[0])
+                pred = np.flip(pred, axes)
+                out.append(pred[0] if pred.ndim == 3 else pred[:, 0])
             return out
 
         return predict
@@ -105,14 +107,24 @@ def _flip_source(flips, image, shape: tuple[int, ...]):
         arrays = []
         for i, f in enumerate(flips):
             f = f if np.ndim(f) == len(shape) else np.asarray(f)[None]
+            f = _BySlice(f) if np.ndim(f) == 4 else f
             if tuple(np.shape(f)) != shape:
-                raise InputError(f"Flip prediction {i} has shape {np.shape(f)}; it must match {shape}.")
+                raise InputError(
+                    f"Flip prediction {i} has shape {_class_first(np.shape(f))}; it must match "
+                    f"{_class_first(shape)}."
+                )
             arrays.append(f)
         return lambda z: [np.asarray(f[z]) for f in arrays]
     raise InputError(
         "flip_disagreement needs flips=: a list of predictions of flipped images (flipped back), "
         "or a function image_stack -> probabilities together with image=."
     )
+
+
+def _class_first(shape) -> tuple[int, ...]:
+    """A by-slice (Z, C, Y, X) shape written the way the caller gave it, (C, Z, Y, X)."""
+    shape = tuple(shape)
+    return (shape[1], shape[0], *shape[2:]) if len(shape) == 4 else shape
 
 
 def _tile_boxes(h: int, w: int, tiles) -> list[tuple[int, int, int, int]]:
@@ -133,26 +145,27 @@ def _overlaps(box, regions) -> bool:
 def rank_uncertainty(probabilities, *, method: str = "entropy", tiles: Sequence[int] | None = None,
                      exclude: Iterable | None = None,
                      flips: Callable[[np.ndarray], np.ndarray] | list | None = None,
-                     image=None, class_axis: int = 1) -> list[tuple]:
+                     image=None) -> list[tuple]:
     """Rank slices (or tiles inside slices) by model uncertainty, most uncertain first.
 
     The plain twin of :func:`rank_uncertainty_iter` (same arguments).
     """
     return drive(rank_uncertainty_iter(probabilities, method=method, tiles=tiles, exclude=exclude,
-                                       flips=flips, image=image, class_axis=class_axis), bar=False)
+                                       flips=flips, image=image), bar=False)
 
 
 def rank_uncertainty_iter(probabilities, *, method: str = "entropy",
                           tiles: Sequence[int] | None = None, exclude: Iterable | None = None,
                           flips: Callable[[np.ndarray], np.ndarray] | list | None = None,
-                          image=None, class_axis: int = 1) -> Job[list[tuple]]:
+                          image=None) -> Job[list[tuple]]:
     """Rank slices or tiles by model uncertainty, yielding a ``Progress("rank", ...)`` per slice.
 
     Parameters
     ----------
-    probabilities : array (Z, Y, X) or (Z, C, Y, X)
-        Foreground probabilities (binary) or class probabilities (softmax over C). A 2D (Y, X) map
-        counts as one slice. NumPy, dask or zarr arrays: slices are read one at a time.
+    probabilities : array (Z, Y, X) or (C, Z, Y, X)
+        Foreground probabilities (binary) or class probabilities (softmax over C), class-first as
+        :func:`napari_segnets.inference.predict` returns them. A 2D (Y, X) map counts as one slice.
+        NumPy, dask or zarr arrays: slices are read one at a time (a lazy array stays lazy).
     method : {"entropy", "margin", "flip_disagreement"}
         ``entropy`` and ``margin``: see :func:`uncertainty_map`. ``flip_disagreement``: how much the
         predictions of flipped copies of the image disagree with ``probabilities`` (twice the per-pixel
@@ -165,14 +178,10 @@ def rank_uncertainty_iter(probabilities, *, method: str = "entropy",
     flips : callable or list of arrays
         For ``flip_disagreement``. Either a list of predictions made on flipped copies of the image and
         flipped back, each shaped like ``probabilities``; or a function taking an image stack (1, Y, X)
-        and returning its probabilities (1, Y, X) or (1, C, Y, X), called for each kept slice once per
-        flip in ``FLIP_AXES`` (then ``image`` is needed).
+        and returning its probabilities (1, Y, X) or (C, 1, Y, X), called for each kept slice once per
+        flip in ``FLIP_AXES`` (then ``image`` is needed); ``predict`` itself is such a function.
     image : array (Z, Y, X), optional
         The image, when ``flips`` is a function.
-    class_axis : {1, 0}
-        Where the class axis of 4D probabilities (and of a list of flip predictions) is: 1 for
-        (Z, C, Y, X), 0 for (C, Z, Y, X) as :func:`napari_segnets.inference.predict` returns them.
-        Either way slices are read one at a time (a lazy array stays lazy).
 
     Returns
     -------
@@ -182,19 +191,16 @@ def rank_uncertainty_iter(probabilities, *, method: str = "entropy",
     """
     if method not in METHODS:
         raise InputError(f"method={method!r} is not one of {', '.join(METHODS)}.")
-    if class_axis not in (0, 1):
-        raise InputError(f"class_axis={class_axis!r} must be 1 for (Z, C, Y, X) or 0 for (C, Z, Y, X).")
-    if class_axis == 0 and np.ndim(probabilities) == 4:
-        probabilities = _ClassFirst(probabilities)
-        if isinstance(flips, (list, tuple)):
-            flips = [_ClassFirst(f) if np.ndim(f) == 4 else f for f in flips]
-    shape = tuple(np.shape(probabilities))
+    if np.ndim(probabilities) == 4:
+        probabilities = _BySlice(probabilities)
+    shape = tuple(np.shape(probabilities))  # by slice: (Z, Y, X) or (Z, C, Y, X)
     if len(shape) == 2:
         probabilities = np.asarray(probabilities)[None]
         shape = (1, *shape)
     if len(shape) not in (3, 4) or 0 in shape:
         raise InputError(
-            f"probabilities have shape {shape}; pass (Z, Y, X) for binary or (Z, C, Y, X) for classes."
+            f"probabilities have shape {_class_first(shape)}; pass (Z, Y, X) for binary or "
+            "class-first (C, Z, Y, X) for classes, as predict returns them."
         )
     skip_slices, regions = set(), {}
     for item in exclude or ():

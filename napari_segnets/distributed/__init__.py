@@ -13,12 +13,11 @@ Nothing here imports torch, dask or zarr at module level.
 """
 
 from .ddp import DDPEnv, ddp_env, ddp_train, ddp_train_iter, shard_indices, unwrap
-from .volume import VolumeResult, chunk_grid, predict_volume, predict_volume_iter
+from .volume import VolumeResult, predict_volume, predict_volume_iter
 
 __all__ = [
     "DDPEnv",
     "VolumeResult",
-    "chunk_grid",
     "ddp_env",
     "ddp_train",
     "ddp_train_iter",

@@ -9,7 +9,7 @@ from typing import Any
 from ..errors import InputError
 
 DEFAULT_CHUNK_YX = 2048
-KINDS = {"segment": ("labels", "probabilities"), "autoencode": ("reconstruction",)}
+OUTPUTS_BY_TASK = {"segment": ("labels", "probabilities"), "autoencode": ("reconstruction",)}
 
 # Per-process cache on workers: loading a checkpoint or opening a lazy input once per
 # worker, not once per chunk. Keys include the file's size and mtime so a rewritten
@@ -33,7 +33,7 @@ def _round_up(value: int, multiple: int) -> int:
 
 
 def plan_chunks(
-    model, meta, image, *, checkpoint, input, key, kind, chunks, halo, device, predict_options, slices=None
+    model, meta, image, *, checkpoint, input, key, output, chunks, halo, device, predict_options, slices=None
 ) -> dict:
     """Everything a worker needs to predict any chunk, as a JSON-serialisable dict.
 
@@ -42,13 +42,13 @@ def plan_chunks(
     """
     from ..io.normalize import fit_normalization, normalization_spec
 
-    task = meta.get("task") or getattr(model, "task", "segment")
-    allowed = KINDS.get(task, ("labels", "probabilities", "reconstruction"))
-    kind = kind or allowed[0]
-    if kind not in allowed:
+    task = model.task  # checkpoints.load builds every model with task, size_multiple, halo, out_channels
+    allowed = OUTPUTS_BY_TASK[task]
+    output = output or allowed[0]
+    if output not in allowed:
         what = "an autoencoder" if task == "autoencode" else "a segmentation model"
         raise InputError(
-            f"The checkpoint holds {what}, which cannot produce {kind!r}; ask for {' or '.join(allowed)}."
+            f"The checkpoint holds {what}, which cannot produce {output!r}; ask for {' or '.join(allowed)}."
         )
     if image.ndim not in (2, 3):
         raise InputError(
@@ -68,8 +68,8 @@ def plan_chunks(
                 f"Slices {start}:{stop} do not fit the stack of {shape3[0]}; give 0 <= A < B <= {shape3[0]}."
             )
         shape3, z_offset = (stop - start, *shape3[1:]), start
-    multiple = max(1, int(getattr(model, "size_multiple", 1) or 1))
-    halo = int(getattr(model, "halo", 0) or 0) if halo is None else int(halo)
+    multiple = int(model.size_multiple)
+    halo = int(model.halo) if halo is None else int(halo)
     if halo < 0:
         raise InputError(f"The halo must be 0 or more pixels, got {halo}.")
     halo = _round_up(halo, multiple)
@@ -82,9 +82,9 @@ def plan_chunks(
     else:  # fitted once on the whole volume: every chunk maps intensities the same way
         norm = normalization_spec("fixed", vmin=fitted["vmin"], vmax=fitted["vmax"])
 
-    out_channels = int(getattr(model, "out_channels", 1) or 1)
-    channels = None if kind == "labels" or out_channels == 1 else out_channels
-    if kind == "labels":
+    out_channels = int(model.out_channels)
+    channels = None if output == "labels" or out_channels == 1 else out_channels
+    if output == "labels":
         dtype = "uint8" if out_channels <= 255 else "uint16"
     else:
         dtype = "float32"
@@ -104,7 +104,7 @@ def plan_chunks(
         "z_offset": z_offset,
         "chunks3": list(chunks3),
         "halo": halo,
-        "kind": kind,
+        "output": output,
         "channels": channels,
         "dtype": dtype,
         "axes": axes,
@@ -120,7 +120,7 @@ def plan_chunks(
         "key": key,
         "input_shape": list(image.shape),
         "input_dtype": str(image.dtype),
-        **{k: plan[k] for k in ("kind", "z_offset", "halo", "chunks3", "dtype", "out_shape", "normalization", "predict_options")},
+        **{k: plan[k] for k in ("output", "z_offset", "halo", "chunks3", "dtype", "out_shape", "normalization", "predict_options")},
     }
     return plan
 
@@ -167,7 +167,7 @@ def run_chunk(plan: dict, box, index: int, model=None) -> int:
         model,
         region,
         device=_worker_device(plan["device"]),
-        output=plan["kind"],
+        output=plan["output"],
         normalization=plan["normalization"],
         **plan["predict_options"],
     )

@@ -30,11 +30,9 @@ from ..progress import Progress, drive
 from ._chunks import chunk_grid, plan_chunks, run_chunk
 
 PROGRESS_FILE = "segnets-progress.json"
-# Test hook: SIGKILL this process after N chunks are recorded (simulates a crash mid-run).
-KILL_ENV = "SEGNETS_TEST_KILL_AFTER_CHUNKS"
 _FLUSH_SECONDS = 1.0
 
-__all__ = ["PROGRESS_FILE", "VolumeResult", "chunk_grid", "predict_volume", "predict_volume_iter"]
+__all__ = ["VolumeResult", "predict_volume", "predict_volume_iter"]
 
 
 @dataclass
@@ -42,7 +40,7 @@ class VolumeResult:
     """What a volume prediction produced."""
 
     path: Path
-    kind: str  # labels, probabilities or reconstruction
+    output: str  # what was computed: labels, probabilities or reconstruction
     shape: tuple
     dtype: str
     chunks_total: int
@@ -61,10 +59,10 @@ def predict_volume(*args, **kwargs) -> VolumeResult:
 def predict_volume_iter(
     checkpoint: str | os.PathLike,
     input: str | os.PathLike,
-    output: str | os.PathLike,
+    out_path: str | os.PathLike,
     *,
     key: str | None = None,
-    kind: str | None = None,
+    output: str | None = None,
     chunks: tuple[int, int, int] | None = None,
     halo: int | None = None,
     workers: int | None = None,
@@ -83,11 +81,12 @@ def predict_volume_iter(
         A checkpoint saved by :func:`napari_segnets.checkpoints.save` (workers load it).
     input : path-like
         Anything :func:`napari_segnets.io.read` reads; opened lazily, read region by region.
-    output : path-like
-        ``*.zarr`` (any other suffix but ``.tif``/``.tiff`` is refused) or a TIFF; a TIFF is
-        assembled from a ``<output>.partial.zarr`` store at the end.
-    kind : {"labels", "probabilities", "reconstruction"}, optional
-        Default: labels for segmentation, reconstruction for autoencoders.
+    out_path : path-like
+        Where it goes: ``*.zarr`` (any other suffix but ``.tif``/``.tiff`` is refused) or a TIFF;
+        a TIFF is assembled from a ``<out_path>.partial.zarr`` store at the end.
+    output : {"labels", "probabilities", "reconstruction"}, optional
+        What to compute, as in :func:`napari_segnets.inference.predict`. Default: labels for
+        segmentation, reconstruction for autoencoders.
     chunks : (z, y, x), optional
         Chunk shape (default: 1 slice by up to 2048 x 2048 pixels); y and x are rounded
         to the model's size multiple.
@@ -117,7 +116,7 @@ def predict_volume_iter(
     t0 = time.perf_counter()
     ckpt = _existing(checkpoint, "Checkpoint")
     src = _existing(input, "Input")
-    out = Path(output).expanduser()
+    out = Path(out_path).expanduser()
     as_tiff = out.suffix.lower() in (".tif", ".tiff")
     if not as_tiff and out.suffix.lower() != ".zarr":
         raise InputError(f"Output {out.name} must end in .zarr (or .tif/.tiff for small outputs).")
@@ -137,7 +136,7 @@ def predict_volume_iter(
         checkpoint=ckpt,
         input=src,
         key=key,
-        kind=kind,
+        output=output,
         chunks=chunks,
         halo=halo,
         device=device,
@@ -159,18 +158,12 @@ def predict_volume_iter(
     where = f"{n_workers} worker(s)" if workers else (scheduler or "this process")
     yield Progress("predict", skipped, total, f"{skipped} chunk(s) already done; running on {where}")
 
-    kill_after = int(os.environ.get(KILL_ENV, "0") or 0)
     computed = 0
     runner = _execute(plan, boxes, todo, model, workers=workers, scheduler=scheduler)
     try:
         for index in runner:
             journal.mark(index)
             computed += 1
-            if kill_after and computed >= kill_after:
-                journal.flush(force=True)
-                import signal
-
-                os.kill(os.getpid(), signal.SIGKILL)
             yield Progress("predict", skipped + computed, total, f"chunk {index + 1}/{total}")
     finally:
         runner.close()
@@ -181,7 +174,7 @@ def predict_volume_iter(
         _zarr_to_tiff(store, out)
     return VolumeResult(
         path=out,
-        kind=plan["kind"],
+        output=plan["output"],
         shape=tuple(plan["out_shape"]),
         dtype=plan["dtype"],
         chunks_total=total,
@@ -263,7 +256,7 @@ def _provenance(plan: dict, meta: dict) -> dict:
         "checkpoint_hash": meta.get("content_hash"),
         "input": plan["input"],
         "key": plan["key"],
-        "kind": plan["kind"],
+        "output": plan["output"],
         "axes": plan["axes"],
         "normalization": plan["normalization"],
         "halo": plan["halo"],
