@@ -109,7 +109,14 @@ def _read_layers(path: str | list[str]) -> list[tuple]:
             name = Path(str(p)).name
             if len(found) > 1 and meta.get("key"):
                 name = f"{name} [{meta['key']}]"
-            for note in meta.get("notes", []):
+            notes = list(meta.get("notes", []))
+            voxel = meta.get("voxel_size")
+            if voxel and None in voxel:
+                missing = ", ".join(a.upper() for a, v in zip(meta["axes"], voxel) if v is None)
+                notes.append(
+                    f"The file does not calibrate {missing}; shown with the smallest known voxel size."
+                )
+            for note in notes:
                 _notify(f"{name}: {note}")
             layers.append(layer_tuple(array, meta, name=name))
     return layers

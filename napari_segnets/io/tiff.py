@@ -127,6 +127,8 @@ def _ifd_chain_end(path: Path, tif, n_pages: int) -> str | None:
     import struct
 
     fmt = tif.tiff
+    if fmt.is_ndpi:  # NDPI stores 64-bit offsets in a classic TIFF: leave it to tifffile
+        return None
     size = path.stat().st_size
     offset_fmt = fmt.byteorder + fmt.offsetformat[-1]
     count_fmt = fmt.byteorder + fmt.tagnoformat[-1]
