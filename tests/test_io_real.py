@@ -90,7 +90,7 @@ READABLE = {
     "pillow/rdf.tif": (lambda p: _tiff(p)[..., 0], None, "alpha"),  # palette index + alpha
     "pillow/g4-fillorder-test.tif": (lambda p: _tiff(p).astype(np.uint8), None, None),
     "pillow/multipage.tiff": (lambda p: _tiff(p).astype(np.uint8), None, "2 image series"),
-    "pillow/mode_grayscale_alpha.png": (lambda p: _pil(p)[..., 0], None, None),
+    "pillow/mode_grayscale_alpha.png": (lambda p: _pil(p)[..., 0], None, "alpha"),
     "ilastik/3d.h5": (lambda p: _h5(p), None, None),
     "ilastik/3d1c-synthetic.h5": (lambda p: _h5(p)[..., 0], None, None),  # z, y, x, c
     "ilastik/5t2d1c.h5": (lambda p: _h5(p)[..., 0], None, "Axis T (size 5)"),  # t, y, x, c
