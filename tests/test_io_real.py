@@ -213,12 +213,16 @@ def test_real_file_through_npe2(pm, rel, monkeypatch):
         eager, meta = read(path)
     assert len(layers) == 1
     data, kwargs, kind = layers[0]
+    full = meta["voxel_size"] is not None and None not in meta["voxel_size"]
+    file_scale = tuple(meta["scale"]) if meta.get("scale") else None  # OME-Zarr's own, unitless
+    assert kwargs.get("scale") == (tuple(meta["voxel_size"]) if full else file_scale)
     _close(np.asarray(data), np.asarray(eager), rel)
     assert kind == layer_kind(eager, meta)
     notes = [f"{path.name}: {n}" for n in meta["notes"]]
     if meta["voxel_size"] and None in meta["voxel_size"]:  # a partial calibration is shown too
         notes.append(
-            f"{path.name}: The file does not calibrate X; shown with the smallest known voxel size."
+            f"{path.name}: The file does not calibrate X; the layer is shown in pixels (the known "
+            "sizes are kept in its metadata)."
         )
     assert shown == notes
 
