@@ -34,15 +34,17 @@ def layer_tuple(array, meta: dict, name: str | None = None) -> tuple[Any, dict, 
     Masks (see :func:`napari_segnets.io.layer_kind`) become Labels layers, the rest Image layers.
     """
     from .io import layer_kind
-    from .io._common import display_scale
 
     name = name or Path(meta.get("path", "stack")).name
     kwargs: dict[str, Any] = {"name": name, "metadata": {"segnets": dict(meta)}}
     voxel = meta.get("voxel_size")
-    scale = display_scale(voxel) if voxel else meta.get("scale")
+    full = voxel is not None and None not in voxel
+    # A partial calibration (XY without z) is not guessed into a scale: tools that read the
+    # layer's scale as nm would measure with the guess. It stays in metadata["segnets"].
+    scale = voxel if full else meta.get("scale")
     if scale is not None and len(scale) == array.ndim:
         kwargs["scale"] = tuple(float(s) for s in scale)
-        if voxel:
+        if full:
             kwargs["units"] = ("nm",) * array.ndim
     if layer_kind(array, meta) == "labels":
         return array, kwargs, "labels"
@@ -109,7 +111,15 @@ def _read_layers(path: str | list[str]) -> list[tuple]:
             name = Path(str(p)).name
             if len(found) > 1 and meta.get("key"):
                 name = f"{name} [{meta['key']}]"
-            for note in meta.get("notes", []):
+            notes = list(meta.get("notes", []))
+            voxel = meta.get("voxel_size")
+            if voxel and None in voxel:
+                missing = ", ".join(a.upper() for a, v in zip(meta["axes"], voxel) if v is None)
+                notes.append(
+                    f"The file does not calibrate {missing}; the layer is shown in pixels (the "
+                    "known sizes are kept in its metadata)."
+                )
+            for note in notes:
                 _notify(f"{name}: {note}")
             layers.append(layer_tuple(array, meta, name=name))
     return layers

@@ -133,3 +133,23 @@ def test_tifffile_old_planar_default_stays_a_stack(tmp_path, zyx):
         tifffile.imwrite(tmp_path / "p3.tif", zyx[:3], photometric="rgb", planarconfig="separate")
     arr, meta = read(tmp_path / "p3.tif")
     assert arr.shape == (3, 24, 16) and "planes are read as z slices" in meta["notes"][0]
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_palette_png_labels_keep_their_indices_grey_palettes_their_values(tmp_path, lazy):
+    from PIL import Image
+
+    idx = np.zeros((16, 16), np.uint8)
+    idx[4:8, 4:8], idx[10:12] = 2, 1
+    colour = Image.fromarray(idx, mode="P")
+    colour.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0])
+    colour.save(tmp_path / "mask.png")
+    arr, meta = read(tmp_path / "mask.png", lazy=lazy)
+    np.testing.assert_array_equal(np.asarray(arr), idx)
+    assert "palette indices were read" in meta["notes"][0]
+    grey = Image.fromarray(idx * 100, mode="P")
+    grey.putpalette([v for g in range(256) for v in (g, g, g)])
+    grey.save(tmp_path / "grey.png")
+    arr, meta = read(tmp_path / "grey.png", lazy=lazy)
+    np.testing.assert_array_equal(np.asarray(arr), idx * 100)
+    assert meta["notes"] == []

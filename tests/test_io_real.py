@@ -90,7 +90,7 @@ READABLE = {
     "pillow/rdf.tif": (lambda p: _tiff(p)[..., 0], None, "alpha"),  # palette index + alpha
     "pillow/g4-fillorder-test.tif": (lambda p: _tiff(p).astype(np.uint8), None, None),
     "pillow/multipage.tiff": (lambda p: _tiff(p).astype(np.uint8), None, "2 image series"),
-    "pillow/mode_grayscale_alpha.png": (lambda p: _pil(p)[..., 0], None, None),
+    "pillow/mode_grayscale_alpha.png": (lambda p: _pil(p)[..., 0], None, "alpha"),
     "ilastik/3d.h5": (lambda p: _h5(p), None, None),
     "ilastik/3d1c-synthetic.h5": (lambda p: _h5(p)[..., 0], None, None),  # z, y, x, c
     "ilastik/5t2d1c.h5": (lambda p: _h5(p)[..., 0], None, "Axis T (size 5)"),  # t, y, x, c
@@ -213,9 +213,18 @@ def test_real_file_through_npe2(pm, rel, monkeypatch):
         eager, meta = read(path)
     assert len(layers) == 1
     data, kwargs, kind = layers[0]
+    full = meta["voxel_size"] is not None and None not in meta["voxel_size"]
+    file_scale = tuple(meta["scale"]) if meta.get("scale") else None  # OME-Zarr's own, unitless
+    assert kwargs.get("scale") == (tuple(meta["voxel_size"]) if full else file_scale)
     _close(np.asarray(data), np.asarray(eager), rel)
     assert kind == layer_kind(eager, meta)
-    assert shown == [f"{path.name}: {n}" for n in meta["notes"]]
+    notes = [f"{path.name}: {n}" for n in meta["notes"]]
+    if meta["voxel_size"] and None in meta["voxel_size"]:  # a partial calibration is shown too
+        notes.append(
+            f"{path.name}: The file does not calibrate X; the layer is shown in pixels (the known "
+            "sizes are kept in its metadata)."
+        )
+    assert shown == notes
 
 
 def test_npe2_opens_every_series_of_a_bioformats2raw_store(pm):

@@ -104,3 +104,13 @@ def test_zarr_overwrite_replaces_the_store(tmp_path, labels):
     back, _ = read(path)
     assert back.shape == (2, 30, 26)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["l.zarr"]
+
+
+@pytest.mark.parametrize("suffix", [".tif", ".zarr"])
+def test_partial_calibration_survives_a_save(tmp_path, suffix):
+    labels = np.zeros((3, 16, 16), np.uint16)
+    labels[1, 4:8, 4:8] = 7
+    write_labels(tmp_path / f"l{suffix}", labels, {"voxel_size": (None, 5.0, 4.0)})
+    arr, meta = read(tmp_path / f"l{suffix}")
+    np.testing.assert_array_equal(arr, labels)
+    assert meta["voxel_size"] == (None, 5.0, 4.0)

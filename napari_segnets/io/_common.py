@@ -67,15 +67,6 @@ def partial_voxel_size(sizes) -> tuple[float | None, ...] | None:
     return tuple(out)
 
 
-def display_scale(voxel) -> tuple[float, ...] | None:
-    """A full scale for a viewer: missing entries take the smallest known size (isotropic guess)."""
-    voxel = partial_voxel_size(voxel)
-    if voxel is None:
-        return None
-    fill = min(v for v in voxel if v is not None)
-    return tuple(fill if v is None else v for v in voxel)
-
-
 def short_list(items, limit: int = 6) -> str:
     """``"a, b, c and 27 more"``: a listing that stays one readable sentence."""
     items = [str(i) for i in items]

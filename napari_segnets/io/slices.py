@@ -100,8 +100,8 @@ def _header(path: Path) -> tuple[tuple[int, ...], str, bool]:
 
         with Image.open(path) as im:
             mode, (w, h) = im.mode, im.size
-        if mode in ("RGB", "RGBA", "P", "PA", "CMYK", "YCbCr"):
-            return (h, w, 4 if mode in ("RGBA", "PA") else 3), "uint8", True
+        if mode in ("RGB", "RGBA", "CMYK", "YCbCr"):
+            return (h, w, 4 if mode == "RGBA" else 3), "uint8", True
         dtype = {
             "1": "uint8",
             "L": "uint8",
@@ -126,12 +126,42 @@ def read_slice(path: Path) -> np.ndarray:
         from PIL import Image
 
         with Image.open(path) as im:
-            if im.mode in ("P", "PA", "CMYK", "YCbCr"):
-                im = im.convert("RGBA" if im.mode == "PA" else "RGB")
+            if im.mode in ("CMYK", "YCbCr"):
+                im = im.convert("RGB")
+            elif im.mode in ("P", "PA"):
+                # a grey palette maps to its grey values; a colour palette is a label image,
+                # whose indices are the labels (as tifffile reads palette TIFFs)
+                im = im.convert("L") if _grey_palette(im) else im
             elif im.mode == "LA":
                 im = im.convert("L")
             arr = np.asarray(im)
+        if arr.ndim == 3 and im.mode == "PA":
+            arr = arr[..., 0]
         return arr.astype(np.uint8) if arr.dtype == bool else arr
+    import tifffile
+
+    return tifffile.imread(path)
+
+
+def _grey_palette(im) -> bool:
+    palette = np.asarray(im.getpalette() or [], dtype=np.int32)
+    rgb = palette[: len(palette) // 3 * 3].reshape(-1, 3)
+    return bool(rgb.size) and bool((rgb == rgb[:, :1]).all())
+
+
+def png_notes(path: Path) -> list[str]:
+    """What reading a PNG of this mode drops or reinterprets (alpha, palette), for the notes."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        mode = im.mode
+        colour_palette = mode in ("P", "PA") and not _grey_palette(im)
+    notes = []
+    if mode in ("LA", "PA"):
+        notes.append("Grey + alpha image: the alpha (transparency) samples were dropped.")
+    if colour_palette:
+        notes.append("Colour-palette image: its palette indices were read (as for a label image).")
+    return notes
     import tifffile
 
     return tifffile.imread(path)
@@ -155,10 +185,13 @@ class SliceStack:
             raise InputError(failure_sentence(self._label(key), exc, "slice")) from exc
 
     def _label(self, key) -> str:
+        if len(self.files) == 1:  # a single PNG read on demand
+            return self.files[0].name
         first = key[0] if isinstance(key, tuple) else key
+        folder = self.files[0].resolve().parent.name
         if isinstance(first, (int, np.integer)):
-            return f"Slice {self.files[int(first)].name} in {self.files[0].parent.name}"
-        return f"A slice in {self.files[0].parent.name}"
+            return f"Slice {self.files[int(first)].name} in {folder}"
+        return f"A slice in {folder}"
 
     def _get(self, key):
         key = key if isinstance(key, tuple) else (key,)
@@ -173,7 +206,11 @@ class SliceStack:
             except Exception as exc:
                 from ._sources import failure_sentence
 
-                label = f"Slice {self.files[z].name} in {self.files[z].parent.name}"
+                label = (
+                    self.files[z].name
+                    if len(self.files) == 1
+                    else f"Slice {self.files[z].name} in {self.files[z].resolve().parent.name}"
+                )
                 raise InputError(failure_sentence(label, exc, "slice")) from exc
         return out
 
@@ -220,6 +257,8 @@ def read_folder(folder: Path, *, lazy: bool | None):
             )
     stack = SliceStack(files, shape, dtype)
     meta = {"format": "folder", "files": [f.name for f in files], "voxel_size": None}
+    if files[0].suffix.lower() == ".png":
+        meta["notes"] = png_notes(files[0])
     if want_lazy(lazy, stack.shape, dtype):
         array = as_dask(
             stack,
@@ -229,6 +268,8 @@ def read_folder(folder: Path, *, lazy: bool | None):
     else:
         try:
             array = stack[:]
+        except InputError:
+            raise
         except Exception as exc:
             raise InputError(
                 f"A slice in {folder.name} could not be decoded ({exc}); it may be corrupt."
@@ -251,4 +292,5 @@ def read_png(path: Path, *, lazy: bool | None):
         raise InputError(
             f"{path.name} is not a readable PNG ({exc}); it may be corrupt or truncated."
         ) from exc
-    return array, {"format": "png", "voxel_size": None}, "yxs" if rgb else "yx", rgb
+    meta = {"format": "png", "voxel_size": None, "notes": png_notes(path)}
+    return array, meta, "yxs" if rgb else "yx", rgb

@@ -118,26 +118,29 @@ def _check_logged(path: Path, logged: list[str]) -> None:
         )
 
 
-def _ifd_chain_end(path: Path, tif, n_pages: int) -> str | None:
+def _ifd_chain_end(path: Path, tif) -> str | None:
     """Walk the IFD chain ourselves: why it breaks (a reason), or None when it ends cleanly.
 
     tifffile only logs a broken chain, and a host application may silence its logger, so a
-    truncated stack would otherwise open as its first pages without a word.
+    truncated stack would otherwise open as its first pages without a word. Reads a few bytes
+    per page and does not make tifffile load pages it would skip (ImageJ hyperstacks).
     """
     import struct
 
     fmt = tif.tiff
+    if fmt.is_ndpi:  # NDPI stores 64-bit offsets in a classic TIFF: leave it to tifffile
+        return None
     size = path.stat().st_size
     offset_fmt = fmt.byteorder + fmt.offsetformat[-1]
     count_fmt = fmt.byteorder + fmt.tagnoformat[-1]
+    seen: set[int] = set()
     with open(path, "rb") as fh:
         fh.seek(8 if fmt.is_bigtiff else 4)
         offset = struct.unpack(offset_fmt, fh.read(fmt.offsetsize))[0]
-        for _ in range(n_pages + 1):
-            if offset == 0:
-                return None
+        while offset != 0 and offset not in seen:  # a loop is tifffile's to report
             if offset < 8 or offset + fmt.tagnosize > size:
                 return "an image directory lies beyond the end of the file"
+            seen.add(offset)
             fh.seek(offset)
             count = struct.unpack(count_fmt, fh.read(fmt.tagnosize))[0]
             fh.seek(offset + fmt.tagnosize + count * fmt.tagsize)
@@ -145,13 +148,13 @@ def _ifd_chain_end(path: Path, tif, n_pages: int) -> str | None:
             if len(raw) < fmt.offsetsize:
                 return "an image directory is cut off"
             offset = struct.unpack(offset_fmt, raw)[0]
-    return None  # more directories than pages: tifffile stopped on purpose (e.g. a loop)
+    return None
 
 
 def _check_structure(path: Path, tif, series, logged: list[str]) -> None:
     """Refuse files whose page chain broke or whose image data run past the end of the file."""
     _check_logged(path, logged)
-    reason = _ifd_chain_end(path, tif, len(tif.pages))
+    reason = _ifd_chain_end(path, tif)
     if reason:
         raise InputError(f"{path.name} is truncated: {reason}; re-export or re-copy the file.")
     size = path.stat().st_size

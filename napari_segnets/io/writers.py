@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ._common import clean_voxel_size
+from ._common import partial_voxel_size
 from .atomic import atomic_path
 
 LABEL_SUFFIXES = (".tif", ".tiff", ".zarr")
@@ -69,7 +69,8 @@ def write_labels(path: str | os.PathLike, data, meta: dict | None = None) -> lis
     data : array-like
         Integer or boolean labels, ``(Y, X)`` or ``(Z, Y, X)``.
     meta : dict, optional
-        ``voxel_size`` (nm, one per axis) is stored in the file.
+        ``voxel_size`` (nm, one per axis; None for an uncalibrated axis) is stored in the file,
+        axis by axis, so a partial calibration stays partial.
 
     Returns
     -------
@@ -91,7 +92,7 @@ def write_labels(path: str | os.PathLike, data, meta: dict | None = None) -> lis
     if 0 in data.shape:
         raise InputError(f"The labels are empty (shape {tuple(data.shape)}); nothing to save.")
     dtype = _label_dtype(data)
-    voxel = clean_voxel_size((meta or {}).get("voxel_size"))
+    voxel = partial_voxel_size((meta or {}).get("voxel_size"))
     if voxel is not None and len(voxel) != data.ndim:
         voxel = None
     if suffix == ".zarr":
@@ -107,8 +108,9 @@ def _write_tiff(path: Path, data, dtype, voxel) -> None:
     axes = "ZYX"[-data.ndim :]
     metadata = {"axes": axes, "Name": LABELS_NAME}
     for ax, size in zip(axes, voxel or ()):
-        metadata[f"PhysicalSize{ax}"] = float(size)
-        metadata[f"PhysicalSize{ax}Unit"] = "nm"
+        if size is not None:
+            metadata[f"PhysicalSize{ax}"] = float(size)
+            metadata[f"PhysicalSize{ax}Unit"] = "nm"
     with atomic_path(path) as tmp:
         with tifffile.TiffWriter(tmp, bigtiff=data.size * dtype.itemsize > 2**31, ome=True) as tw:
             tw.write(
@@ -124,8 +126,13 @@ def _write_zarr(path: Path, data, dtype, voxel) -> None:
     import zarr
 
     names = "zyx"[-data.ndim :]
-    axes = [{"name": n, "type": "space", **({"unit": "nanometer"} if voxel else {})} for n in names]
-    scale = list(voxel) if voxel else [1.0] * data.ndim
+    sizes = list(voxel) if voxel else [None] * data.ndim
+    # an uncalibrated axis gets scale 1 and no unit, which the reader takes as "unknown"
+    axes = [
+        {"name": n, "type": "space", **({"unit": "nanometer"} if v is not None else {})}
+        for n, v in zip(names, sizes)
+    ]
+    scale = [1.0 if v is None else float(v) for v in sizes]
     attrs = {
         "multiscales": [
             {
