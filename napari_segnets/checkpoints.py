@@ -166,8 +166,15 @@ def _read_header(path: Path) -> tuple[dict, int]:
 
 
 def read_metadata(path) -> dict:
-    """The checkpoint's metadata dict, reading only the file header (no weights, no hash check)."""
+    """The checkpoint's metadata dict, reading only the file header (no weights, no hash check).
+
+    For a zoo package: what its ``rdf.yaml`` says, in the same shape.
+    """
     path = Path(path)
+    if _is_zoo_package(path):
+        from .bioimageio._import import package_metadata
+
+        return package_metadata(path)
     header, _ = _read_header(path)
     info = header.get("__metadata__") or {}
     if info.get("format") != FORMAT or META_KEY not in info:
@@ -185,15 +192,26 @@ def read_metadata(path) -> dict:
     return meta
 
 
-def load(path, *, device="cpu"):
-    """Rebuild a model from a checkpoint; never unpickles anything.
+def _is_zoo_package(path: Path) -> bool:
+    if path.is_file() and path.suffix.lower() == ".safetensors":
+        return False
+    from .bioimageio import is_package
+
+    return is_package(path)
+
+
+def load(path, *, device="cpu", allow_torchscript: bool = False):
+    """Rebuild a model from a checkpoint or a BioImage Model Zoo package; never unpickles anything.
 
     Parameters
     ----------
     path : path-like
-        A file written by :func:`save`.
+        A file written by :func:`save`, or a zoo package (``.zip``, folder or its ``rdf.yaml``:
+        see :func:`napari_segnets.bioimageio.load_package`).
     device : str
         ``"auto"``, ``"cpu"``, ``"cuda"``, ... (see :func:`napari_segnets.devices.resolve_device`).
+    allow_torchscript : bool
+        Zoo packages only: run TorchScript weights (programs) when no other format can run.
 
     Returns
     -------
@@ -213,6 +231,10 @@ def load(path, *, device="cpu"):
     from .models import available, build
 
     path = Path(path)
+    if _is_zoo_package(path):
+        from .bioimageio import load_package
+
+        return load_package(path, device=device, allow_torchscript=allow_torchscript)
     meta = read_metadata(path)
     config = dict(meta["config"])
     arch = config.get("arch")

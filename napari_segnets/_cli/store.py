@@ -47,13 +47,22 @@ def register(sub) -> None:
     common.add_required(rm, "--id", metavar="ID", help="the sample id (see `curate list`)")
     rm.add_argument("--reason", default="", help="why (recorded)")
 
-    x = common.command(sub, "export", run_export, help="export a checkpoint to TorchScript or ONNX",
+    x = common.command(sub, "export", run_export, help="export a checkpoint to TorchScript, ONNX or the BioImage Model Zoo",
                        description="Export a checkpoint for use outside the plugin; the exported model "
                        "gives the same output.")
     common.add_required(x, "--checkpoint", metavar="CKPT", help="the checkpoint")
-    common.add_required(x, "--out", metavar="FILE", help="output file (.pt for TorchScript, .onnx for ONNX)")
-    x.add_argument("--format", choices=("torchscript", "onnx"), default=None, help="default: from the suffix of --out")
+    common.add_required(x, "--out", metavar="FILE", help="output file (.pt for TorchScript, .onnx for ONNX, .zip for a zoo package)")
+    x.add_argument("--format", choices=("torchscript", "onnx", "bioimageio"), default=None, help="default: from the suffix of --out")
     x.add_argument("--tile", type=int, default=256, help="example tile side for ONNX tracing (default: 256)")
+    z = x.add_argument_group("bioimageio (BioImage Model Zoo package)")
+    z.add_argument("--license", default=None, help="SPDX licence of the weights, e.g. CC-BY-4.0 or MIT (required)")
+    z.add_argument("--author", action="append", default=None, help="an author's name (repeatable)")
+    z.add_argument("--name", default=None, help="model name (default: the checkpoint's file name)")
+    z.add_argument("--description", default=None, help="one-sentence description")
+    z.add_argument("--test-image", metavar="IMG", default=None, help="image for the test tensors and cover (default: synthetic EM)")
+    z.add_argument("--data-name", default=None, help="the training data's name")
+    z.add_argument("--data-citation", default=None, help="how to cite the training data")
+    z.add_argument("--data-url", default=None, help="the training data's URL or DOI")
 
 
 def _store(path: str, *, create: bool):
@@ -183,9 +192,12 @@ def run_export(args: argparse.Namespace) -> int:
     from .. import checkpoints
 
     out = Path(args.out)
-    fmt = args.format or {".onnx": "onnx", ".pt": "torchscript", ".ts": "torchscript"}.get(out.suffix.lower())
+    suffixes = {".onnx": "onnx", ".pt": "torchscript", ".ts": "torchscript", ".zip": "bioimageio"}
+    fmt = args.format or suffixes.get(out.suffix.lower())
     if fmt is None:
-        raise InputError(f"Cannot tell the format from {out.name}; use a .pt or .onnx suffix, or --format.")
+        raise InputError(f"Cannot tell the format from {out.name}; use a .pt, .onnx or .zip suffix, or --format.")
+    if fmt == "bioimageio":
+        return _export_bioimageio(args, out)
     model, _ = common.load_checkpoint(args.checkpoint)
     model.eval()
     if fmt == "onnx":
@@ -193,4 +205,21 @@ def run_export(args: argparse.Namespace) -> int:
     else:
         path = checkpoints.export_torchscript(model, out)
     print(f"exported {args.checkpoint} as {fmt}: {path or out}")
+    return 0
+
+
+def _export_bioimageio(args: argparse.Namespace, out) -> int:
+    from ..bioimageio import export_package
+
+    if not args.license:
+        raise InputError("Give the licence of the weights with --license (an SPDX id such as CC-BY-4.0 or MIT).")
+    test_image = None
+    if args.test_image:
+        test_image, _ = common.read_array(args.test_image, "Test image")
+    path = export_package(
+        common.existing(args.checkpoint, "Checkpoint"), out, license=args.license, authors=args.author,
+        name=args.name, description=args.description, test_image=test_image, data_name=args.data_name,
+        data_citation=args.data_citation, data_url=args.data_url,
+    )  # fmt: skip
+    print(f"exported {args.checkpoint} as a BioImage Model Zoo package: {path}")
     return 0

@@ -134,7 +134,7 @@ class CheckpointChoice(Container):
 
         self._task = task
         self.model = ComboBox(label=label, choices=self._choices, nullable=nullable)
-        self.file = FileEdit(label="…or file", mode="r", filter="*.safetensors")
+        self.file = FileEdit(label="…or file", mode="r", filter="*.safetensors *.zip *.yaml")
         super().__init__(widgets=[self.model, self.file], labels=True)
         self.file.changed.connect(self._file_chosen)
         REGISTRY.changed.connect(self._refresh)

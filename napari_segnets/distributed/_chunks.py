@@ -77,10 +77,11 @@ def plan_chunks(
 
     spec = meta.get("normalization") or normalization_spec()
     fitted = fit_normalization(image, spec)
-    if fitted.get("mode") == "none":
+    if fitted.get("mode") in ("none", "meanstd"):
         norm = dict(fitted)
     else:  # fitted once on the whole volume: every chunk maps intensities the same way
         norm = normalization_spec("fixed", vmin=fitted["vmin"], vmax=fitted["vmax"])
+        norm.update({k: fitted[k] for k in ("clip", "eps") if k in fitted})  # zoo packages
 
     out_channels = int(model.out_channels)
     channels = None if output == "labels" or out_channels == 1 else out_channels

@@ -260,6 +260,9 @@ def default_tile(model, device, *, halo: int, multiple: int, batch_size: int, sh
     import torch
 
     floor = 2 * halo + multiple
+    cap = getattr(model, "max_tile", None)  # fixed-size zoo models
+    if cap:
+        return _balance(max(floor, align_down(int(cap), multiple)), shape, halo, multiple, overlap, blend)
     if device.type != "cuda":
         width = max(1, full_resolution_width(model))
         side = int((CPU_TILE_PIXELS * min(1.0, 16.0 / width)) ** 0.5)

@@ -101,7 +101,7 @@ def _fit(image, normalization):
     if isinstance(normalization, str):
         normalization = normalization_spec(normalization)
     spec = dict(normalization)
-    if "vmin" in spec and "vmax" in spec:  # already fitted (or fixed)
+    if ("vmin" in spec and "vmax" in spec) or ("mean" in spec and "std" in spec):  # fitted or fixed
         return spec
     return fit_normalization(image, spec)
 
@@ -109,6 +109,9 @@ def _fit(image, normalization):
 def _activation(model, output):
     if output in ("logits", "reconstruction"):
         return None
+    declared = getattr(model, "output_activation", None)  # zoo models apply their own
+    if declared is not None:
+        return None if declared == "none" else declared
     return "sigmoid" if model.out_channels == 1 else "softmax"
 
 

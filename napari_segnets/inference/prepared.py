@@ -87,11 +87,23 @@ def clear_prepared() -> None:
     """Drop every cached inference copy (e.g. to free GPU memory)."""
     with _lock:
         _entries.clear()
+        _dead.clear()
+
+
+_dead: list = []  # keys of models collected since; a weakref callback may run while _lock is held
 
 
 def _forget(key) -> None:
-    with _lock:
-        _entries.pop(key, None)
+    _dead.append(key)  # atomic; never takes the lock (the garbage collector can run anywhere)
+
+
+def _sweep() -> None:
+    """Drop entries of collected models; call with ``_lock`` held."""
+    while _dead:
+        key = _dead.pop()
+        entry = _entries.get(key)
+        if entry is not None and entry[0]() is None:
+            del _entries[key]
 
 
 @contextlib.contextmanager
@@ -109,6 +121,7 @@ def prepared_model(model, device, channels_last: bool = True, fold: bool = True,
     version = weights_version(model) if cache else None
     if version is not None:
         with _lock:
+            _sweep()
             entry = _entries.get(key)
             if entry is not None and entry[0]() is model and entry[1] == version:
                 _entries.move_to_end(key)
@@ -124,6 +137,7 @@ def prepared_model(model, device, channels_last: bool = True, fold: bool = True,
     if version is not None:
         ref = weakref.ref(model, lambda _ref, key=key: _forget(key))
         with _lock:
+            _sweep()
             _entries[key] = (ref, version, net)
             _entries.move_to_end(key)
             while len(_entries) > MAX_ENTRIES:

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..errors import InputError
 
-MODES = ("percentile", "minmax", "fixed", "none")
+MODES = ("percentile", "minmax", "fixed", "meanstd", "none")
 _SAMPLE_PIXELS = 4_000_000  # enough for stable percentiles, bounded for huge (lazy) stacks
 
 
@@ -19,7 +19,8 @@ def normalization_spec(
 
     Parameters
     ----------
-    mode : {"percentile", "minmax", "fixed", "none"}
+    mode : {"percentile", "minmax", "fixed", "meanstd", "none"}
+        ``meanstd``: zero mean, unit variance (the zoo's ``zero_mean_unit_variance``).
     low, high : float
         Percentiles for ``"percentile"``.
     **fixed
@@ -71,16 +72,19 @@ def fit_normalization(image, spec: dict | None = None) -> dict:
     mode = spec.get("mode", "percentile")
     if mode not in MODES:
         raise InputError(f"Unknown normalisation mode {mode!r}; choose one of {', '.join(MODES)}.")
+    # Zoo packages (napari_segnets.bioimageio) carry their own clip bounds (None: no clip) and eps.
+    extra = {k: spec[k] for k in ("clip", "eps") if k in spec}
     if mode == "fixed":
-        return normalization_spec("fixed", vmin=spec["vmin"], vmax=spec["vmax"])
+        return {**normalization_spec("fixed", vmin=spec["vmin"], vmax=spec["vmax"]), **extra}
     if mode == "none":
-        return {"mode": "none", "vmin": 0.0, "vmax": 1.0}
+        return {"mode": "none", "vmin": 0.0, "vmax": 1.0, **extra}
     sample = _sample(image).astype(np.float32, copy=False)
     finite = sample[np.isfinite(sample)]
     if finite.size == 0:
-        raise InputError(
-            "The image has no finite pixel values (all NaN or infinite); check the file."
-        )
+        raise InputError("The image has no finite pixel values (all NaN or infinite); check the file.")
+    if mode == "meanstd":
+        spec.update(mean=float(finite.mean(dtype=np.float64)), std=float(finite.std(dtype=np.float64)))
+        return spec
     if mode == "minmax":
         vmin, vmax = float(finite.min()), float(finite.max())
     else:
@@ -92,15 +96,31 @@ def fit_normalization(image, spec: dict | None = None) -> dict:
 
 
 def apply_normalization(array, fitted: dict) -> np.ndarray:
-    """Map intensities with a fitted spec to float32, about [0, 1], clipped to [-0.5, 1.5]."""
+    """Map intensities with a fitted spec to float32, about [0, 1], clipped to [-0.5, 1.5].
+
+    A spec may carry its own ``clip`` bounds (``None``: no clipping) and an ``eps`` added to the
+    scale, as the zoo's ops do (see :mod:`napari_segnets.bioimageio`).
+    """
     arr = np.asarray(array, dtype=np.float32)
-    if fitted.get("mode") == "none":
-        return arr
-    if "vmin" not in fitted or "vmax" not in fitted:
-        raise InputError(
-            "The normalisation has not been fitted: call fit_normalization(image, spec) first."
-        )
-    vmin, vmax = float(fitted["vmin"]), float(fitted["vmax"])
-    out = (arr - vmin) * np.float32(1.0 / (vmax - vmin))
-    np.clip(out, -0.5, 1.5, out=out)
+    clip = fitted.get("clip", (-0.5, 1.5))
+    mode = fitted.get("mode")
+    if mode == "none":  # raw intensities: clipped only when the spec itself says so
+        return arr if fitted.get("clip") is None else np.clip(arr, *_bounds(fitted["clip"]))
+    eps = float(fitted.get("eps", 0.0))
+    if mode == "meanstd":
+        if "mean" not in fitted or "std" not in fitted:
+            raise InputError("The normalisation has not been fitted: call fit_normalization(image, spec) first.")
+        out = (arr - np.float32(fitted["mean"])) * np.float32(1.0 / (float(fitted["std"]) + eps))
+    else:
+        if "vmin" not in fitted or "vmax" not in fitted:
+            raise InputError("The normalisation has not been fitted: call fit_normalization(image, spec) first.")
+        vmin, vmax = float(fitted["vmin"]), float(fitted["vmax"])
+        out = (arr - vmin) * np.float32(1.0 / (vmax - vmin + eps))
+    if clip is not None:
+        np.clip(out, *_bounds(clip), out=out)
     return out
+
+
+def _bounds(clip) -> tuple[float, float]:
+    lo, hi = clip
+    return (-np.inf if lo is None else float(lo)), (np.inf if hi is None else float(hi))
