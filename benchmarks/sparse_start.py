@@ -208,6 +208,11 @@ def main(argv=None) -> None:
     ap.add_argument(
         "--fraction", type=float, default=0.01, help="painted share of each stroke slice"
     )
+    ap.add_argument(
+        "--steps", type=int, default=None,
+        help="train the nets for this many steps instead of --minutes (library only)",
+    )  # fmt: skip
+    ap.add_argument("--no-forest", action="store_true", help="leave the random forest out")
     ap.add_argument("--trees", type=int, default=100, help="random-forest trees (ilastik: 100)")
     ap.add_argument("--score-slices", default="24:30", help="held-out slices A:B to score on")
     ap.add_argument("--seed", type=int, default=0)
