@@ -127,14 +127,30 @@ def forest(
     return prob.astype(np.float32), time.perf_counter() - t0
 
 
-def pretrain(image, minutes: float, seed: int, out: Path) -> dict:
+def _cli(argv: list, threads: int) -> None:
+    """Run ``napari-segnets`` in a subprocess (``--threads`` as OMP_NUM_THREADS)."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads)) if threads else None
+    cmd = [sys.executable, "-m", "napari_segnets.cli", *(str(a) for a in argv), "--no-progress"]
+    subprocess.run(cmd, check=True, env=env)
+
+
+def pretrain(image, minutes: float, seed: int, out: Path, threads: int) -> dict:
     """Train the skip-less U-Net-16 autoencoder on the unlabelled stack; keep it at ``out``."""
+    from napari_segnets import checkpoints
     from napari_segnets.models import build
     from napari_segnets.training.pretrain import pretrain_encoder
 
-    model = build("unet", base=16)
+    if USE_CLI:  # as the README shows it
+        import tifffile
+
+        tifffile.imwrite(out.with_suffix(".tif"), image)
+        _cli(["train", "--images", out.with_suffix(".tif"), "--task", "autoencode", "--arch", "unet",
+              "--base", 16, "--option", "skips=false", "--minutes", f"{minutes:g}", "--seed", seed,
+              "--out", out], threads)  # fmt: skip
+        history = checkpoints.read_metadata(out).get("history") or [{}]
+        return {"steps": history[-1].get("steps"), "seconds": 60 * minutes}
     return pretrain_encoder(
-        model, image, minutes=minutes, checkpoint=out, seed=seed, device="cpu",
+        build("unet", base=16), image, minutes=minutes, checkpoint=out, seed=seed, device="cpu",
         channels_last=True, normalization=NORMALIZATION,
     )  # fmt: skip
 
@@ -180,15 +196,12 @@ def train_cli(image, strokes, minutes: float, seed: int, encoder: Path | None, t
         tmp = Path(tmp)
         tifffile.imwrite(tmp / "slices.tif", image)
         tifffile.imwrite(tmp / "strokes.tif", strokes)
-        cmd = [
-            sys.executable, "-m", "napari_segnets.cli", "train", "--images", str(tmp / "slices.tif"),
-            "--masks", str(tmp / "strokes.tif"), "--sparse", "--arch", "unet",
-            "--minutes", f"{minutes:g}", "--seed", str(seed), "--out", str(tmp / "net.safetensors"),
-        ]  # fmt: skip
+        argv = ["train", "--images", tmp / "slices.tif", "--masks", tmp / "strokes.tif", "--sparse",
+                "--arch", "unet", "--base", 16, "--minutes", f"{minutes:g}", "--seed", seed,
+                "--out", tmp / "net.safetensors"]  # fmt: skip
         if encoder is not None:
-            cmd += ["--init-encoder", str(encoder)]
-        env = dict(os.environ, OMP_NUM_THREADS=str(threads)) if threads else None
-        subprocess.run(cmd, check=True, env=env)
+            argv += ["--init-encoder", encoder]
+        _cli(argv, threads)
         model, meta = checkpoints.load(tmp / "net.safetensors")
     steps = (meta.get("training") or {}).get("steps") or (meta.get("history") or [{}])[-1].get(
         "steps"
@@ -249,7 +262,7 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         if args.pretrain_minutes > 0:
             ae_path = Path(tmp) / "autoencoder.safetensors"
-            info = pretrain(image, args.pretrain_minutes, args.seed, ae_path)
+            info = pretrain(image, args.pretrain_minutes, args.seed, ae_path, args.threads)
             print(
                 f"autoencoder: U-Net-16 without skips, {info['steps']} steps in "
                 f"{info['seconds'] / 60:.1f} min on slices 0-{image.shape[0] - 1} (no labels)", flush=True,
