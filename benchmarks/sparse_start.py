@@ -134,8 +134,8 @@ def _cli(argv: list, threads: int) -> None:
     subprocess.run(cmd, check=True, env=env)
 
 
-def pretrain(image, minutes: float, seed: int, out: Path, threads: int) -> dict:
-    """Train the skip-less U-Net-16 autoencoder on the unlabelled stack; keep it at ``out``."""
+def pretrain(image, minutes: float, seed: int, out: Path, threads: int, base=16, crop=None) -> dict:
+    """Train the skip-less U-Net autoencoder on the unlabelled stack; keep it at ``out``."""
     from napari_segnets import checkpoints
     from napari_segnets.models import build
     from napari_segnets.training.pretrain import pretrain_encoder
@@ -145,18 +145,25 @@ def pretrain(image, minutes: float, seed: int, out: Path, threads: int) -> dict:
 
         tifffile.imwrite(out.with_suffix(".tif"), image)
         _cli(["train", "--images", out.with_suffix(".tif"), "--task", "autoencode", "--arch", "unet",
-              "--base", 16, "--option", "skips=false", "--minutes", f"{minutes:g}", "--seed", seed,
-              "--out", out], threads)  # fmt: skip
+              "--base", base, "--option", "skips=false", "--minutes", f"{minutes:g}", "--seed", seed,
+              "--out", out, *(["--crop", crop] if crop else [])], threads)  # fmt: skip
         history = checkpoints.read_metadata(out).get("history") or [{}]
         return {"steps": history[-1].get("steps"), "seconds": 60 * minutes}
     return pretrain_encoder(
-        build("unet", base=16), image, minutes=minutes, checkpoint=out, seed=seed, device="cpu",
-        channels_last=True, normalization=NORMALIZATION,
+        build("unet", base=base), image, minutes=minutes, checkpoint=out, seed=seed, device="cpu",
+        channels_last=True, normalization=NORMALIZATION, **({"crop": crop} if crop else {}),
     )  # fmt: skip
 
 
 def train_library(
-    image, strokes, minutes: float | None, seed: int, encoder: Path | None, steps=None
+    image,
+    strokes,
+    minutes: float | None,
+    seed: int,
+    encoder: Path | None,
+    steps=None,
+    base=16,
+    crop=None,
 ):
     """The net on the strokes through the library (the loop's defaults, no validation split).
 
@@ -171,7 +178,7 @@ def train_library(
     from napari_segnets.training.pretrain import init_encoder
 
     torch.manual_seed(seed)
-    model = build("unet", base=16)
+    model = build("unet", base=base)
     if encoder is not None:
         init_encoder(model, encoder)
     if "annotation" in inspect.signature(train_iter).parameters:  # sparse mode is in the loop
@@ -182,11 +189,21 @@ def train_library(
     result = train(
         model, data, epochs=1 if steps else 100_000, steps_per_epoch=steps or 50, minutes=minutes,
         device="cpu", seed=seed, channels_last=True, normalization=NORMALIZATION, **sparse,
+        **({"crop": crop} if crop else {}),
     )  # fmt: skip
     return result.model, result.steps
 
 
-def train_cli(image, strokes, minutes: float, seed: int, encoder: Path | None, threads: int):
+def train_cli(
+    image,
+    strokes,
+    minutes: float,
+    seed: int,
+    encoder: Path | None,
+    threads: int,
+    base=16,
+    crop=None,
+):
     """``napari-segnets train --sparse`` as the README shows it, on TIFF files."""
     import tifffile
 
@@ -197,8 +214,8 @@ def train_cli(image, strokes, minutes: float, seed: int, encoder: Path | None, t
         tifffile.imwrite(tmp / "slices.tif", image)
         tifffile.imwrite(tmp / "strokes.tif", strokes)
         argv = ["train", "--images", tmp / "slices.tif", "--masks", tmp / "strokes.tif", "--sparse",
-                "--arch", "unet", "--base", 16, "--minutes", f"{minutes:g}", "--seed", seed,
-                "--out", tmp / "net.safetensors"]  # fmt: skip
+                "--arch", "unet", "--base", base, "--minutes", f"{minutes:g}", "--seed", seed,
+                "--out", tmp / "net.safetensors", *(["--crop", crop] if crop else [])]  # fmt: skip
         if encoder is not None:
             argv += ["--init-encoder", encoder]
         _cli(argv, threads)
@@ -225,6 +242,8 @@ def main(argv=None) -> None:
         "--steps", type=int, default=None,
         help="train the nets for this many steps instead of --minutes (library only)",
     )  # fmt: skip
+    ap.add_argument("--base", type=int, default=16, help="U-Net width (default 16, as the README)")
+    ap.add_argument("--crop", type=int, default=None, help="training crop (default: the loop's)")
     ap.add_argument("--no-forest", action="store_true", help="leave the random forest out")
     ap.add_argument("--trees", type=int, default=100, help="random-forest trees (ilastik: 100)")
     ap.add_argument("--score-slices", default="24:30", help="held-out slices A:B to score on")
@@ -233,6 +252,7 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     set_threads(args)
     budgets = [float(m) for m in args.minutes.split(",")]
+    net = {"base": args.base, "crop": args.crop}
     a, b = (int(v) for v in args.score_slices.split(":"))
 
     print("machine:", machine())
@@ -262,9 +282,9 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         if args.pretrain_minutes > 0:
             ae_path = Path(tmp) / "autoencoder.safetensors"
-            info = pretrain(image, args.pretrain_minutes, args.seed, ae_path, args.threads)
+            info = pretrain(image, args.pretrain_minutes, args.seed, ae_path, args.threads, **net)
             print(
-                f"autoencoder: U-Net-16 without skips, {info['steps']} steps in "
+                f"autoencoder: U-Net-{args.base} without skips, {info['steps']} steps in "
                 f"{info['seconds'] / 60:.1f} min on slices 0-{image.shape[0] - 1} (no labels)", flush=True,
             )  # fmt: skip
             encoders.append((f"unet + AE encoder ({args.pretrain_minutes:g} min AE)", ae_path))
@@ -272,11 +292,11 @@ def main(argv=None) -> None:
             for minutes in budgets:
                 if USE_CLI and not args.steps:
                     model, steps = train_cli(
-                        train_img, strokes, minutes, args.seed, encoder, args.threads
+                        train_img, strokes, minutes, args.seed, encoder, args.threads, **net
                     )
                 else:
                     model, steps = train_library(
-                        train_img, strokes, minutes, args.seed, encoder, steps=args.steps
+                        train_img, strokes, minutes, args.seed, encoder, steps=args.steps, **net
                     )
                 prob = probabilities(model, test_img, NORMALIZATION, engine="slice")
                 budget = f"{args.steps} steps" if args.steps else f"{minutes:g}"
@@ -288,7 +308,7 @@ def main(argv=None) -> None:
 
     print(
         f"\nstrokes: {painted.mean():.2%} of slices {list(TRAIN_SLICES)} (seed {args.seed}); scored on "
-        f"slices {a}-{b - 1} (pooled pixels, threshold 0.5); net: U-Net base 16, the loop's defaults, "
+        f"slices {a}-{b - 1} (pooled pixels, threshold 0.5); net: U-Net base {args.base}, crop {args.crop or 'default'}, "
         f"CPU, {'`train --sparse` CLI' if USE_CLI else 'library, ignore mechanism'}"
     )
     print(table(rows, ["method", "budget (min)", "steps", "IoU", "Dice"]))
