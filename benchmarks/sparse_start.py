@@ -134,7 +134,9 @@ def _cli(argv: list, threads: int) -> None:
     subprocess.run(cmd, check=True, env=env)
 
 
-def pretrain(image, minutes: float, seed: int, out: Path, threads: int, base=16, crop=None) -> dict:
+def pretrain(
+    image, minutes: float, seed: int, out: Path, threads: int, base=16, crop=None, denoise=0.0
+) -> dict:
     """Train the skip-less U-Net autoencoder on the unlabelled stack; keep it at ``out``."""
     from napari_segnets import checkpoints
     from napari_segnets.models import build
@@ -152,6 +154,7 @@ def pretrain(image, minutes: float, seed: int, out: Path, threads: int, base=16,
     return pretrain_encoder(
         build("unet", base=base), image, minutes=minutes, checkpoint=out, seed=seed, device="cpu",
         channels_last=True, normalization=NORMALIZATION, **({"crop": crop} if crop else {}),
+        denoise=denoise,
     )  # fmt: skip
 
 
@@ -236,6 +239,12 @@ def main(argv=None) -> None:
         help="autoencoder budget for the pre-trained runs (0: skip them)",
     )
     ap.add_argument(
+        "--pretrain-denoise",
+        type=float,
+        default=0.0,
+        help="noise std added to the autoencoder's input (a denoising autoencoder)",
+    )
+    ap.add_argument(
         "--fraction", type=float, default=0.01, help="painted share of each stroke slice"
     )
     ap.add_argument(
@@ -253,6 +262,8 @@ def main(argv=None) -> None:
     set_threads(args)
     budgets = [float(m) for m in args.minutes.split(",")]
     net = {"base": args.base, "crop": args.crop}
+    if USE_CLI and (args.steps or args.pretrain_denoise):
+        ap.error("--steps and --pretrain-denoise are library-only (the CLI has no such flags)")
     a, b = (int(v) for v in args.score_slices.split(":"))
 
     print("machine:", machine())
@@ -282,9 +293,18 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         if args.pretrain_minutes > 0:
             ae_path = Path(tmp) / "autoencoder.safetensors"
-            info = pretrain(image, args.pretrain_minutes, args.seed, ae_path, args.threads, **net)
+            info = pretrain(
+                image,
+                args.pretrain_minutes,
+                args.seed,
+                ae_path,
+                args.threads,
+                **net,
+                denoise=args.pretrain_denoise,
+            )
             print(
-                f"autoencoder: U-Net-{args.base} without skips, {info['steps']} steps in "
+                f"autoencoder: U-Net-{args.base} without skips, denoise {args.pretrain_denoise:g}, "
+                f"{info['steps']} steps in "
                 f"{info['seconds'] / 60:.1f} min on slices 0-{image.shape[0] - 1} (no labels)", flush=True,
             )  # fmt: skip
             encoders.append((f"unet + AE encoder ({args.pretrain_minutes:g} min AE)", ae_path))
