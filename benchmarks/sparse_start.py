@@ -127,20 +127,46 @@ def forest(
     return prob.astype(np.float32), time.perf_counter() - t0
 
 
-def pretrain(image, minutes: float, seed: int, out: Path) -> dict:
-    """Train the skip-less U-Net-16 autoencoder on the unlabelled stack; keep it at ``out``."""
+def _cli(argv: list, threads: int) -> None:
+    """Run ``napari-segnets`` in a subprocess (``--threads`` as OMP_NUM_THREADS)."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads)) if threads else None
+    cmd = [sys.executable, "-m", "napari_segnets", *(str(a) for a in argv), "--no-progress"]
+    subprocess.run(cmd, check=True, env=env)
+
+
+def pretrain(
+    image, minutes: float, seed: int, out: Path, threads: int, base=16, crop=None, denoise=0.0
+) -> dict:
+    """Train the skip-less U-Net autoencoder on the unlabelled stack; keep it at ``out``."""
+    from napari_segnets import checkpoints
     from napari_segnets.models import build
     from napari_segnets.training.pretrain import pretrain_encoder
 
-    model = build("unet", base=16)
+    if USE_CLI:  # as the README shows it
+        import tifffile
+
+        tifffile.imwrite(out.with_suffix(".tif"), image)
+        _cli(["train", "--images", out.with_suffix(".tif"), "--task", "autoencode", "--arch", "unet",
+              "--base", base, "--option", "skips=false", "--minutes", f"{minutes:g}", "--seed", seed,
+              "--out", out, *(["--crop", crop] if crop else [])], threads)  # fmt: skip
+        history = checkpoints.read_metadata(out).get("history") or [{}]
+        return {"steps": history[-1].get("steps"), "seconds": 60 * minutes}
     return pretrain_encoder(
-        model, image, minutes=minutes, checkpoint=out, seed=seed, device="cpu",
-        channels_last=True, normalization=NORMALIZATION,
+        build("unet", base=base), image, minutes=minutes, checkpoint=out, seed=seed, device="cpu",
+        channels_last=True, normalization=NORMALIZATION, **({"crop": crop} if crop else {}),
+        denoise=denoise,
     )  # fmt: skip
 
 
 def train_library(
-    image, strokes, minutes: float | None, seed: int, encoder: Path | None, steps=None
+    image,
+    strokes,
+    minutes: float | None,
+    seed: int,
+    encoder: Path | None,
+    steps=None,
+    base=16,
+    crop=None,
 ):
     """The net on the strokes through the library (the loop's defaults, no validation split).
 
@@ -155,7 +181,7 @@ def train_library(
     from napari_segnets.training.pretrain import init_encoder
 
     torch.manual_seed(seed)
-    model = build("unet", base=16)
+    model = build("unet", base=base)
     if encoder is not None:
         init_encoder(model, encoder)
     if "annotation" in inspect.signature(train_iter).parameters:  # sparse mode is in the loop
@@ -166,11 +192,21 @@ def train_library(
     result = train(
         model, data, epochs=1 if steps else 100_000, steps_per_epoch=steps or 50, minutes=minutes,
         device="cpu", seed=seed, channels_last=True, normalization=NORMALIZATION, **sparse,
+        **({"crop": crop} if crop else {}),
     )  # fmt: skip
     return result.model, result.steps
 
 
-def train_cli(image, strokes, minutes: float, seed: int, encoder: Path | None, threads: int):
+def train_cli(
+    image,
+    strokes,
+    minutes: float,
+    seed: int,
+    encoder: Path | None,
+    threads: int,
+    base=16,
+    crop=None,
+):
     """``napari-segnets train --sparse`` as the README shows it, on TIFF files."""
     import tifffile
 
@@ -180,15 +216,12 @@ def train_cli(image, strokes, minutes: float, seed: int, encoder: Path | None, t
         tmp = Path(tmp)
         tifffile.imwrite(tmp / "slices.tif", image)
         tifffile.imwrite(tmp / "strokes.tif", strokes)
-        cmd = [
-            sys.executable, "-m", "napari_segnets", "train", "--images", str(tmp / "slices.tif"),
-            "--masks", str(tmp / "strokes.tif"), "--sparse", "--arch", "unet",
-            "--minutes", f"{minutes:g}", "--seed", str(seed), "--out", str(tmp / "net.safetensors"),
-        ]  # fmt: skip
+        argv = ["train", "--images", tmp / "slices.tif", "--masks", tmp / "strokes.tif", "--sparse",
+                "--arch", "unet", "--base", base, "--minutes", f"{minutes:g}", "--seed", seed,
+                "--out", tmp / "net.safetensors", *(["--crop", crop] if crop else [])]  # fmt: skip
         if encoder is not None:
-            cmd += ["--init-encoder", str(encoder)]
-        env = dict(os.environ, OMP_NUM_THREADS=str(threads)) if threads else None
-        subprocess.run(cmd, check=True, env=env)
+            argv += ["--init-encoder", encoder]
+        _cli(argv, threads)
         model, meta = checkpoints.load(tmp / "net.safetensors")
     steps = (meta.get("training") or {}).get("steps") or (meta.get("history") or [{}])[-1].get(
         "steps"
@@ -206,8 +239,21 @@ def main(argv=None) -> None:
         help="autoencoder budget for the pre-trained runs (0: skip them)",
     )
     ap.add_argument(
+        "--pretrain-denoise",
+        type=float,
+        default=0.0,
+        help="noise std added to the autoencoder's input (a denoising autoencoder)",
+    )
+    ap.add_argument(
         "--fraction", type=float, default=0.01, help="painted share of each stroke slice"
     )
+    ap.add_argument(
+        "--steps", type=int, default=None,
+        help="train the nets for this many steps instead of --minutes (library only)",
+    )  # fmt: skip
+    ap.add_argument("--base", type=int, default=16, help="U-Net width (default 16, as the README)")
+    ap.add_argument("--crop", type=int, default=None, help="training crop (default: the loop's)")
+    ap.add_argument("--no-forest", action="store_true", help="leave the random forest out")
     ap.add_argument("--trees", type=int, default=100, help="random-forest trees (ilastik: 100)")
     ap.add_argument("--score-slices", default="24:30", help="held-out slices A:B to score on")
     ap.add_argument("--seed", type=int, default=0)
@@ -215,6 +261,9 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     set_threads(args)
     budgets = [float(m) for m in args.minutes.split(",")]
+    net = {"base": args.base, "crop": args.crop}
+    if USE_CLI and (args.steps or args.pretrain_denoise):
+        ap.error("--steps and --pretrain-denoise are library-only (the CLI has no such flags)")
     a, b = (int(v) for v in args.score_slices.split(":"))
 
     print("machine:", machine())
@@ -244,9 +293,18 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         if args.pretrain_minutes > 0:
             ae_path = Path(tmp) / "autoencoder.safetensors"
-            info = pretrain(image, args.pretrain_minutes, args.seed, ae_path)
+            info = pretrain(
+                image,
+                args.pretrain_minutes,
+                args.seed,
+                ae_path,
+                args.threads,
+                **net,
+                denoise=args.pretrain_denoise,
+            )
             print(
-                f"autoencoder: U-Net-16 without skips, {info['steps']} steps in "
+                f"autoencoder: U-Net-{args.base} without skips, denoise {args.pretrain_denoise:g}, "
+                f"{info['steps']} steps in "
                 f"{info['seconds'] / 60:.1f} min on slices 0-{image.shape[0] - 1} (no labels)", flush=True,
             )  # fmt: skip
             encoders.append((f"unet + AE encoder ({args.pretrain_minutes:g} min AE)", ae_path))
@@ -254,11 +312,11 @@ def main(argv=None) -> None:
             for minutes in budgets:
                 if USE_CLI and not args.steps:
                     model, steps = train_cli(
-                        train_img, strokes, minutes, args.seed, encoder, args.threads
+                        train_img, strokes, minutes, args.seed, encoder, args.threads, **net
                     )
                 else:
                     model, steps = train_library(
-                        train_img, strokes, minutes, args.seed, encoder, steps=args.steps
+                        train_img, strokes, minutes, args.seed, encoder, steps=args.steps, **net
                     )
                 prob = probabilities(model, test_img, NORMALIZATION, engine="slice")
                 budget = f"{args.steps} steps" if args.steps else f"{minutes:g}"
@@ -270,7 +328,7 @@ def main(argv=None) -> None:
 
     print(
         f"\nstrokes: {painted.mean():.2%} of slices {list(TRAIN_SLICES)} (seed {args.seed}); scored on "
-        f"slices {a}-{b - 1} (pooled pixels, threshold 0.5); net: U-Net base 16, the loop's defaults, "
+        f"slices {a}-{b - 1} (pooled pixels, threshold 0.5); net: U-Net base {args.base}, crop {args.crop or 'default'}, "
         f"CPU, {'`train --sparse` CLI' if USE_CLI else 'library, ignore mechanism'}"
     )
     print(table(rows, ["method", "budget (min)", "steps", "IoU", "Dice"]))

@@ -144,6 +144,7 @@ def pretrain_encoder_iter(
     epochs: int = 10_000,
     steps_per_epoch=50,
     checkpoint=None,
+    autoencoder: dict | None = None,
     **kwargs,
 ) -> Job[dict]:
     """Train the autoencoder matching ``model`` on an unlabelled ``image`` stack, then copy its encoder.
@@ -158,6 +159,8 @@ def pretrain_encoder_iter(
         The autoencoder's budget (whichever ends first).
     checkpoint : path, optional
         Where to keep the autoencoder (reusable with :func:`init_encoder` or ``--init-encoder``).
+    autoencoder : dict, optional
+        Options of the autoencoder (see :func:`matching_autoencoder`), e.g. ``{"skips": True}``.
     **kwargs
         Other :func:`napari_segnets.training.train_iter` options (``seed``, ``crop``, ``lr`` ...).
 
@@ -171,7 +174,7 @@ def pretrain_encoder_iter(
 
     kwargs.setdefault("loss", "mse")
     kwargs.setdefault("foreground_crop", 0.0)
-    ae = matching_autoencoder(model)
+    ae = matching_autoencoder(model, **(autoencoder or {}))
     result = yield from train_iter(
         ae, SliceDataset(image, None, name="unlabelled stack"), task="autoencode",
         minutes=minutes, epochs=epochs, steps_per_epoch=steps_per_epoch, checkpoint=checkpoint,
