@@ -57,6 +57,8 @@ def test_mask_encodings_give_the_same_objects():
     np.testing.assert_array_equal(ob.label_objects(p[None]), ref)
     np.testing.assert_array_equal(ob.label_objects(np.stack([1 - p, p])), ref)
     np.testing.assert_array_equal(ob.label_objects(p), ref)  # one foreground map (Z, Y, X)
+    stored = np.round(np.stack([1 - p, p]) * 255).astype(np.uint8)  # predict's uint8 x 255 on disk
+    np.testing.assert_array_equal(ob.label_objects(stored, probability_scale=255), ref)
     # (C, Y, X) softmax of one image is told apart from a (Z, Y, X) stack by its sums
     np.testing.assert_array_equal(ob.label_objects(np.stack([1 - p[3], p[3]])), ob.label_objects(mask[3]))
 
