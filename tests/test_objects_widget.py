@@ -141,3 +141,31 @@ def test_refusals_are_sentences(make_napari_viewer, monkeypatch):
     assert widget.measure() is None  # no voxel size
     assert "voxel size" in widget.status.value
     assert notes.errors
+
+
+def test_objects_from_probabilities_and_slice_to_store(make_napari_viewer, qtbot, tmp_path):
+    from napari_segnets._widgets import ObjectsWidget
+    from napari_segnets.curation import Store
+
+    viewer = make_napari_viewer()
+    mask, a, b, c = _balls()
+    p = np.where(mask > 0, 0.9, 0.05).astype(np.float32)
+    prob = viewer.add_image(np.stack([1 - p, p]), name="probabilities", scale=(1.0, *SCALE))  # (C, Z, Y, X)
+    em = viewer.add_image((mask // 2 + 20).astype(np.uint8), name="em", scale=SCALE)
+    widget = ObjectsWidget(viewer)
+    widget.source.value = prob
+    assert widget.voxel.value == "20,5,5"
+    widget.split.value = "probability"
+    widget.make_objects()
+    wait_for(qtbot, widget)
+    qtbot.waitUntil(lambda: widget.measurements is not None and not widget.runner.running, timeout=60_000)
+    layer = viewer.layers["probabilities objects"]
+    assert layer.data.shape == mask.shape and tuple(layer.scale) == SCALE
+    assert len(widget.measurements) == 2  # the touching pair stays one: no valley in a flat map
+    widget.image.value = em
+    widget.store.value = tmp_path / "store"
+    viewer.dims.set_point(viewer.dims.ndim - 3, 8 * SCALE[0])  # the z axis (a 4D layer is open)
+    record = widget.add_to_store()
+    image, stored = Store(tmp_path / "store").load(record["id"])
+    np.testing.assert_array_equal(stored, (layer.data[8] > 0).astype(np.uint8))
+    np.testing.assert_array_equal(image, em.data[8])
