@@ -57,6 +57,8 @@ def test_mask_encodings_give_the_same_objects():
     np.testing.assert_array_equal(ob.label_objects(p[None]), ref)
     np.testing.assert_array_equal(ob.label_objects(np.stack([1 - p, p])), ref)
     np.testing.assert_array_equal(ob.label_objects(p), ref)  # one foreground map (Z, Y, X)
+    stored = np.round(np.stack([1 - p, p]) * 255).astype(np.uint8)  # predict's uint8 x 255 on disk
+    np.testing.assert_array_equal(ob.label_objects(stored, probability_scale=255), ref)
     # (C, Y, X) softmax of one image is told apart from a (Z, Y, X) stack by its sums
     np.testing.assert_array_equal(ob.label_objects(np.stack([1 - p[3], p[3]])), ob.label_objects(mask[3]))
 
@@ -182,3 +184,24 @@ def test_matched_volume_error_and_ap_thresholds():
     assert s["ap50"] == 1.0 and s["ap75"] == pytest.approx(0.5, abs=0.01)
     assert s["matched_volume_error"] == pytest.approx((-0.2 - 0.5) / 2)
     assert s["matched_volume_error_nm3"] == pytest.approx((-20 - 50) / 2 * 4)
+
+
+def test_blockwise_memory_is_bounded_by_the_block_not_the_volume(tmp_path):
+    """Labelling a Zarr volume allocates a few blocks' worth, not the volume (tracemalloc sees numpy)."""
+    import tracemalloc
+
+    import zarr
+
+    shape, block = (48, 192, 192), (12, 48, 48)
+    mask = zarr.open_array(str(tmp_path / "m.zarr"), mode="w", shape=shape, chunks=block, dtype=np.uint8)
+    for z in range(0, shape[0], block[0]):
+        mask[z:z + block[0]] = blobs((block[0], *shape[1:]), seed=z).astype(np.uint8) * 255
+    tracemalloc.start()
+    try:
+        n = ob.label_blockwise(mask, tmp_path / "labels.zarr", block=block)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    labels_bytes = np.prod(shape) * 4  # the uint32 result held in memory would be this
+    assert n > 50
+    assert peak < labels_bytes / 4, f"peak {peak / 2**20:.1f} MiB for a {labels_bytes / 2**20:.1f} MiB result"

@@ -86,12 +86,12 @@ def run_objects(args: argparse.Namespace) -> int:
     if out.suffix.lower() not in (".tif", ".tiff", ".zarr"):
         raise InputError(f"--output must end in .tif, .tiff or .zarr, not {out.name!r}.")
     data, meta = common.read_array(args.input, "Input")
-    spatial = data.ndim - (1 if (data.ndim == 4 or (data.ndim == 3 and data.dtype.kind == "f"
-                                                    and _class_first(data, args.channel))) else 0)
+    scale = probability_scale(args.input, data)
+    spatial = len(objects.foreground(data, channel=args.channel, probability_scale=scale).shape)
     voxel = parse_voxel(args.voxel_size, meta.get("voxel_size"), spatial, "the input")
     options = dict(voxel_size=voxel, min_size=args.min_size, drop_border=args.drop_border,
                    per_slice=args.per_slice, channel=args.channel, threshold=args.threshold,
-                   seed_threshold=args.seed_threshold)
+                   seed_threshold=args.seed_threshold, probability_scale=scale)
     if not isinstance(data, np.ndarray) and spatial == 3:
         if out.suffix.lower() != ".zarr":
             raise InputError(
@@ -111,10 +111,21 @@ def run_objects(args: argparse.Namespace) -> int:
     return 0
 
 
-def _class_first(data, channel) -> bool:
-    from ..objects._input import _class_first as decide
+def probability_scale(path, data) -> float | None:
+    """``predict --kind probabilities`` stores p x 255 as uint8 in Zarr: read it as probabilities."""
+    import numpy as np
 
-    return decide(data, channel)
+    if np.dtype(data.dtype).kind not in "iu" or Path(path).suffix.lower() != ".zarr":
+        return None
+    try:
+        import zarr
+
+        attrs = dict(zarr.open(str(path), mode="r").attrs)
+    except Exception:  # not a plain array store: no such marker
+        return None
+    if (attrs.get("segnets") or {}).get("kind") == "probabilities":
+        return float(np.iinfo(data.dtype).max)
+    return None
 
 
 def run_measure(args: argparse.Namespace) -> int:

@@ -8,14 +8,17 @@ DOCKED = (
     ("Wavelets", "WaveletWidget"),
     ("Curate training set", "CurateWidget"),
     ("Score", "ScoreWidget"),
+    ("Objects", "ObjectsWidget"),
 )
 
 
 def dock_all(viewer) -> dict:
-    """Dock the five widgets (tabbed, right side); returns name -> widget."""
+    """Dock the widgets (tabbed, right side); returns name -> widget."""
     from . import CurateWidget, ScoreWidget, SegmentWidget, TrainWidget, WaveletWidget
+    from .objects import ObjectsWidget
 
-    classes = {c.__name__: c for c in (SegmentWidget, TrainWidget, WaveletWidget, CurateWidget, ScoreWidget)}
+    classes = {c.__name__: c for c in (SegmentWidget, TrainWidget, WaveletWidget, CurateWidget, ScoreWidget,
+                                       ObjectsWidget)}
     widgets = {}
     for title, cls_name in DOCKED:
         widget = classes[cls_name](viewer)

@@ -53,11 +53,14 @@ class Foreground:
     is_probability: bool
     low: float
     high: float
+    divisor: float = 1.0  # integer probabilities stored as p x divisor (predict's uint8 x 255)
 
     def _read(self, slices):
         if self.channel is None:
-            return np.asarray(self.data[tuple(slices)])
-        return np.asarray(self.data[(self.channel, *slices)])
+            values = np.asarray(self.data[tuple(slices)])
+        else:
+            values = np.asarray(self.data[(self.channel, *slices)])
+        return values / np.float32(self.divisor) if self.divisor != 1.0 else values
 
     def block(self, slices):
         values = self._read(slices)
@@ -71,7 +74,7 @@ class Foreground:
 
 
 def foreground(source, *, channel: int | None = None, threshold: float = 0.5,
-               seed_threshold: float | None = None) -> Foreground:
+               seed_threshold: float | None = None, probability_scale: float | None = None) -> Foreground:
     """Interpret ``source`` as foreground.
 
     Parameters
@@ -87,6 +90,9 @@ def foreground(source, *, channel: int | None = None, threshold: float = 0.5,
         Probabilities at or above it are foreground.
     seed_threshold : float, optional
         Hysteresis: an object is kept only if some voxel reaches it (None: every object).
+    probability_scale : float, optional
+        Integer input holds probabilities times this (``predict --kind probabilities`` writes
+        uint8 x 255); without it integers are a mask.
 
     Returns
     -------
@@ -98,13 +104,13 @@ def foreground(source, *, channel: int | None = None, threshold: float = 0.5,
     shape = tuple(int(s) for s in source.shape)
     if 0 in shape:
         raise InputError(f"The input is empty (shape {shape}); give a mask or probabilities with data.")
-    if dtype.kind in "biu":
+    if dtype.kind in "biu" and probability_scale is None:
         if source.ndim not in (2, 3):
             raise InputError(
                 f"A mask must be 2D (Y, X) or 3D (Z, Y, X), got shape {shape}; give one channel."
             )
         return Foreground(source, shape, None, False, 0.5, 0.5)
-    if dtype.kind != "f":
+    if dtype.kind not in "fiu":
         raise InputError(f"Cannot make objects from data of type {dtype}; give a mask or probabilities.")
     if not 0.0 < threshold < 1.0:
         raise InputError(f"The threshold must lie between 0 and 1, got {threshold}.")
@@ -113,7 +119,8 @@ def foreground(source, *, channel: int | None = None, threshold: float = 0.5,
         raise InputError(
             f"The seed threshold ({high}) must lie between the threshold ({threshold}) and 1."
         )
-    class_first = _class_first(source, channel)
+    divisor = 1.0 if probability_scale is None else float(probability_scale)
+    class_first = _class_first(source, channel, divisor)
     if class_first:
         n = shape[0]
         if channel is None:
@@ -130,12 +137,12 @@ def foreground(source, *, channel: int | None = None, threshold: float = 0.5,
         if channel not in (None, 0):
             raise InputError(f"Channel {channel} was given but the input of shape {shape} has no class axis.")
         channel, spatial = None, shape
-    fg = Foreground(source, spatial, channel, True, float(threshold), high)
+    fg = Foreground(source, spatial, channel, True, float(threshold), high, divisor)
     _check_range(fg)
     return fg
 
 
-def _class_first(source, channel) -> bool:
+def _class_first(source, channel, divisor: float = 1.0) -> bool:
     """Whether float ``source`` has a leading class axis."""
     if source.ndim == 4:
         return True
@@ -148,8 +155,9 @@ def _class_first(source, channel) -> bool:
     if source.shape[0] == 1 or channel is not None:
         return True
     # (C, Y, X) softmax output sums to 1 over the class axis; a (Z, Y, X) map does not.
-    sample = np.asarray(source[(slice(None), *_probe(source.shape[1:]))], dtype=np.float64)
-    return bool(np.allclose(sample.sum(axis=0), 1.0, atol=1e-3))
+    sample = np.asarray(source[(slice(None), *_probe(source.shape[1:]))], dtype=np.float64) / divisor
+    # uint8 x 255 rounding leaves up to C/255 of slack in the sum
+    return bool(np.allclose(sample.sum(axis=0), 1.0, atol=1e-3 if divisor == 1.0 else source.shape[0] / divisor))
 
 
 def _probe(shape, n: int = 64):

@@ -140,3 +140,18 @@ def relabel_sequential(labels: np.ndarray) -> tuple[Edit, dict]:
     mapping = {int(old): k for k, old in enumerate(ids.tolist(), start=1) if int(old) != k}
     changes = [(np.nonzero(labels == old), new) for old, new in mapping.items()]
     return Edit(f"relabel {len(mapping)} objects", changes), mapping
+
+
+def add_to_store(store, image, labels, *, source: str, index: int, split: str = "train", note: str = "",
+                 checkpoint=None) -> dict:
+    """Add a corrected slice of object labels to a curated store as its semantic mask (0/1).
+
+    The store trains semantic models, so the objects' ids are not kept: every object is class 1.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise InputError(f"Add one slice (Y, X) at a time, got shape {labels.shape}.")
+    n = len(np.unique(labels)) - (1 if (labels == 0).any() else 0)
+    mask = (labels != 0).astype(np.uint8)
+    text = f"objects: {n} on this slice" + (f"; {note}" if note else "")
+    return store.add(image, mask, source=source, index=index, split=split, note=text, checkpoint=checkpoint)

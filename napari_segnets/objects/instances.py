@@ -58,9 +58,11 @@ def border_faces(ndim: int, per_slice: bool) -> list[int]:
 def label_objects_iter(source, *, voxel_size=None, min_size: float | None = None, split: str | None = None,
                        split_depth: float | None = None, drop_border: bool = False, per_slice: bool = False,
                        channel: int | None = None, threshold: float = 0.5,
-                       seed_threshold: float | None = None, connectivity: int = 1):
+                       seed_threshold: float | None = None, connectivity: int = 1,
+                       probability_scale: float | None = None):
     """Label objects in memory; a progress generator returning uint32 labels (see :func:`label_objects`)."""
-    fg = foreground(source, channel=channel, threshold=threshold, seed_threshold=seed_threshold)
+    fg = foreground(source, channel=channel, threshold=threshold, seed_threshold=seed_threshold,
+                    probability_scale=probability_scale)
     ndim = len(fg.shape)
     voxel = check_voxel_size(voxel_size, ndim)
     if split not in (None, *SPLIT_METHODS):
@@ -194,11 +196,10 @@ def object_filter(labels: np.ndarray, *, smallest: int = 0, drop_border: bool = 
 def canonical(labels: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray:
     """Renumber objects 1..N in raster order of their first voxel (uint32); ``keep[id]`` False drops one."""
     flat = np.asarray(labels).ravel()
-    ids, first = np.unique(flat, return_index=True)
-    nonzero = ids != 0
+    nz = np.flatnonzero(flat)  # sort only the object voxels
+    ids, first = np.unique(flat[nz], return_index=True)
     if keep is not None:
-        nonzero &= keep[ids]
-    ids, first = ids[nonzero], first[nonzero]
+        ids, first = ids[keep[ids]], first[keep[ids]]
     order = np.argsort(first, kind="stable")
     table = np.zeros(int(flat.max()) + 1 if flat.size else 1, np.uint32)
     table[ids[order]] = np.arange(1, len(ids) + 1, dtype=np.uint32)

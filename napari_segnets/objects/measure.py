@@ -22,12 +22,11 @@ from .table import ObjectTable
 # for balls of radius 6-20 voxels, isotropic or 4x anisotropic (tests/test_objects_measure.py).
 SMOOTH = 0.8
 PAD = 3
-DEFAULT_BLOCK = (64, 512, 512)
 PROPS = ("label", "area", "bbox", "centroid")
 INTENSITY_PROPS = ("intensity_mean", "intensity_min", "intensity_max")
 
 
-def measure_iter(labels, image=None, *, voxel_size, ids=None, block=DEFAULT_BLOCK, halo: int = 32):
+def measure_iter(labels, image=None, *, voxel_size, ids=None, block=None, halo: int = 16):
     """Measure every object (or only ``ids``); a progress generator returning an :class:`ObjectTable`.
 
     See :func:`measure` for the parameters.
@@ -52,7 +51,9 @@ def measure_iter(labels, image=None, *, voxel_size, ids=None, block=DEFAULT_BLOC
             region = _box_of(np.isin(labels, wanted)) or tuple(slice(0, 0) for _ in shape)
         regions = [region]
     else:
-        regions = [sl for _o, sl in _blocks(shape, block[-ndim:])]
+        from .blockwise import auto_block
+
+        regions = [sl for _o, sl in _blocks(shape, auto_block(labels, shape, block)[-ndim:])]
     stats = []
     for i, sl in enumerate(regions):
         lab = np.asarray(labels[sl])
@@ -86,7 +87,7 @@ def measure_iter(labels, image=None, *, voxel_size, ids=None, block=DEFAULT_BLOC
     return ObjectTable(_physical(table, mesh, voxel, shape), voxel_size=voxel, shape=shape)
 
 
-def measure(labels, image=None, *, voxel_size, ids=None, block=DEFAULT_BLOCK, halo: int = 32) -> ObjectTable:
+def measure(labels, image=None, *, voxel_size, ids=None, block=None, halo: int = 16) -> ObjectTable:
     """Measure objects in physical units.
 
     Parameters
@@ -99,8 +100,11 @@ def measure(labels, image=None, *, voxel_size, ids=None, block=DEFAULT_BLOCK, ha
         nm per voxel, z-y-x (required).
     ids : iterable of int, optional
         Measure only these objects (e.g. after an edit).
-    block, halo : int
-        Block shape and halo for lazy input (ignored for numpy labels).
+    block : tuple of int, optional
+        Block shape for lazy input (default: the labels' chunks, grown to 4-32 M voxels).
+    halo : int
+        Voxels read around a block to mesh the objects that start in it; larger objects are
+        meshed from their own crop.
 
     Returns
     -------

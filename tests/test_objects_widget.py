@@ -1,0 +1,171 @@
+"""The Objects widget: make objects, the table linked to the layer, merge, split, delete, undo, export."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests._widget_helpers import wait_for
+
+pytestmark = pytest.mark.gui
+
+SCALE = (20.0, 5.0, 5.0)
+
+
+def _balls():
+    """Two touching balls (one object until split) and a separate small one, 0/255 as labs keep masks."""
+    shape = (16, 60, 90)
+    zz, yy, xx = np.meshgrid(*[np.arange(s) * v for s, v in zip(shape, SCALE)], indexing="ij")
+
+    def ball(c, r):
+        return (zz - c[0]) ** 2 + (yy - c[1]) ** 2 + (xx - c[2]) ** 2 <= r**2
+
+    a, b = ball((160, 150, 100), 70), ball((160, 150, 220), 70)
+    c = ball((160, 150, 380), 40)
+    mask = ((a | b | c) * 255).astype(np.uint8)
+    return mask, a, b, c
+
+
+@pytest.fixture
+def made(make_napari_viewer, qtbot):
+    from napari_segnets._widgets import ObjectsWidget
+
+    viewer = make_napari_viewer()
+    mask, a, b, c = _balls()
+    viewer.add_labels(mask, name="mito", scale=SCALE)
+    image = viewer.add_image((mask // 2 + 20).astype(np.uint8), name="em", scale=SCALE)
+    widget = ObjectsWidget(viewer)
+    widget.source.value = viewer.layers["mito"]
+    widget.image.value = image
+    assert widget.voxel.value == "20,5,5"  # from the layer's scale
+    assert widget.make_objects() is not None
+    wait_for(qtbot, widget)
+    qtbot.waitUntil(lambda: widget.measurements is not None and not widget.runner.running, timeout=60_000)
+    return viewer, widget, (a, b, c)
+
+
+def test_make_objects_and_the_table_follows_the_layer(made):
+    viewer, widget, (a, b, c) = made
+    layer = viewer.layers["mito objects"]
+    assert tuple(layer.scale) == SCALE and layer.data.max() == 2
+    assert widget.table.rowCount() == 2 and widget.table.ids() == [1, 2]
+    assert widget.measurements["volume_nm3"][0] == pytest.approx((a | b).sum() * np.prod(SCALE))
+    # clicking a row centres the view on the object and selects its label
+    row = widget.table.row_of(2)
+    widget.table.selectRow(row)
+    assert layer.selected_label == 2
+    z_world = viewer.dims.point[0]
+    assert z_world == pytest.approx(widget.measurements.row(2)["centroid_z_nm"], abs=SCALE[0])
+    camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
+    assert tuple(camera.center[-2:]) == pytest.approx(
+        (widget.measurements.row(2)["centroid_y_nm"], widget.measurements.row(2)["centroid_x_nm"]), abs=1)
+    # selecting a label selects its row
+    layer.selected_label = 1
+    assert widget.table.selected_ids() == [1]
+    # sortable by number: largest volume first
+    column = widget.table.columns.index("volume_nm3")
+    from qtpy.QtCore import Qt
+
+    widget.table.sortItems(column, Qt.SortOrder.DescendingOrder)
+    assert widget.table.id_at(0) == 1
+
+
+def test_split_merge_delete_and_undo(made, tmp_path):
+    viewer, widget, (a, b, c) = made
+    layer = viewer.layers["mito objects"]
+    before = layer.data.copy()
+    widget.table.selectRow(widget.table.row_of(1))
+    widget.split_auto()
+    assert set(np.unique(layer.data[a & ~b])) == {1} and set(np.unique(layer.data[b & ~a])) == {3}
+    assert sorted(widget.table.ids()) == [1, 2, 3] and len(widget.measurements) == 3
+    v3 = widget.measurements.row(3)["voxels"]
+    assert v3 == (layer.data == 3).sum()
+    # merge back
+    widget.table.clearSelection()
+    for object_id in (1, 3):
+        widget.table.selectRow(widget.table.row_of(object_id))
+    widget.table.selectionModel().select(
+        widget.table.model().index(widget.table.row_of(1), 0),
+        widget.table.selectionModel().SelectionFlag.Select | widget.table.selectionModel().SelectionFlag.Rows)
+    assert sorted(widget.table.selected_ids()) == [1, 3]
+    widget.merge()
+    np.testing.assert_array_equal(layer.data, before)
+    assert sorted(widget.table.ids()) == [1, 2]
+    # undo the merge: napari's own history; the table follows
+    widget.undo()
+    assert sorted(widget.table.ids()) == [1, 2, 3] and (layer.data == 3).sum() == v3
+    widget.undo()  # and the split
+    np.testing.assert_array_equal(layer.data, before)
+    assert sorted(widget.table.ids()) == [1, 2]
+    # delete
+    widget.table.clearSelection()
+    widget.table.selectRow(widget.table.row_of(2))
+    widget.delete()
+    assert 2 not in layer.data and widget.table.ids() == [1]
+    layer.undo()
+    assert (layer.data == 2).sum() == c.sum()
+    # export
+    widget.csv_path.value = tmp_path / "objects.csv"
+    path = widget.export_csv()
+    assert open(path).readline().startswith("id,voxels,volume_nm3,surface_nm2")
+
+
+def test_split_at_two_clicks_and_compare(made, qtbot):
+    viewer, widget, (a, b, c) = made
+    layer = viewer.layers["mito objects"]
+    widget.start_seeds()
+    widget.add_seed((8, 30, 18))
+    widget.add_seed((8, 30, 46))
+    assert layer.data[8, 30, 18] == 1 and layer.data[8, 30, 46] == 3
+    assert (layer.data[a | b] > 0).all()
+    # two label layers measured side by side: a histogram per condition
+    truth = viewer.add_labels(np.where(a, 1, 0) + np.where(b & ~a, 2, 0), name="truth", scale=SCALE)
+    widget.compare.value = truth
+    widget.measure()
+    wait_for(qtbot, widget)
+    assert widget.other is not None and len(widget.other) == 2
+    widget.plot.wait()
+    assert widget.plot.image is not None
+
+
+def test_refusals_are_sentences(make_napari_viewer, monkeypatch):
+    from napari_segnets._widgets import ObjectsWidget
+    from tests._widget_helpers import Notes
+
+    notes = Notes(monkeypatch)
+    viewer = make_napari_viewer()
+    widget = ObjectsWidget(viewer)
+    assert widget.make_objects() is None
+    viewer.add_labels(np.zeros((4, 8, 8), np.uint8), name="empty")
+    widget.objects_layer.value = viewer.layers["empty"]
+    assert widget.measure() is None  # no voxel size
+    assert "voxel size" in widget.status.value
+    assert notes.errors
+
+
+def test_objects_from_probabilities_and_slice_to_store(make_napari_viewer, qtbot, tmp_path):
+    from napari_segnets._widgets import ObjectsWidget
+    from napari_segnets.curation import Store
+
+    viewer = make_napari_viewer()
+    mask, a, b, c = _balls()
+    p = np.where(mask > 0, 0.9, 0.05).astype(np.float32)
+    prob = viewer.add_image(np.stack([1 - p, p]), name="probabilities", scale=(1.0, *SCALE))  # (C, Z, Y, X)
+    em = viewer.add_image((mask // 2 + 20).astype(np.uint8), name="em", scale=SCALE)
+    widget = ObjectsWidget(viewer)
+    widget.source.value = prob
+    assert widget.voxel.value == "20,5,5"
+    widget.split.value = "probability"
+    widget.make_objects()
+    wait_for(qtbot, widget)
+    qtbot.waitUntil(lambda: widget.measurements is not None and not widget.runner.running, timeout=60_000)
+    layer = viewer.layers["probabilities objects"]
+    assert layer.data.shape == mask.shape and tuple(layer.scale) == SCALE
+    assert len(widget.measurements) == 2  # the touching pair stays one: no valley in a flat map
+    widget.image.value = em
+    widget.store.value = tmp_path / "store"
+    viewer.dims.set_point(viewer.dims.ndim - 3, 8 * SCALE[0])  # the z axis (a 4D layer is open)
+    record = widget.add_to_store()
+    image, stored = Store(tmp_path / "store").load(record["id"])
+    np.testing.assert_array_equal(stored, (layer.data[8] > 0).astype(np.uint8))
+    np.testing.assert_array_equal(image, em.data[8])
