@@ -17,15 +17,10 @@ from magicgui.widgets import (
 from napari.layers import Image, Labels
 
 from ..errors import InputError
-from ._common import LayerChoice, current_index, is_lazy
+from ._common import LayerChoice, current_index, default_store, is_lazy, predicted_here
 from ._runner import JobRunner, guarded, notify_info
 
 SLICE, REGION = "current slice", "edited region"
-
-
-def default_store() -> Path:
-    """Where the training set goes unless the user picks a folder."""
-    return Path.home() / "napari-segnets" / "training-set"
 
 
 def source_name(layer) -> str:
@@ -37,7 +32,7 @@ def source_name(layer) -> str:
 def uncertainty_job(checkpoint, image):
     """Probabilities of the whole stack for ranking (a progress generator; worker thread)."""
     from .. import checkpoints, inference
-    from .segment import temporary_store
+    from ._temp import temporary_store
 
     model, meta = checkpoints.load(checkpoint, device="cpu")
     out = None
@@ -62,7 +57,7 @@ class CurateWidget(Container):
 
     def __init__(self, viewer: napari.viewer.Viewer):  # noqa: F821
         self.viewer = viewer
-        self.labels_layer = LayerChoice(viewer, Labels, label="corrected labels")
+        self.labels_layer = LayerChoice(viewer, Labels, label="corrected labels", prefer=predicted_here)
         self.image = LayerChoice(viewer, Image, label="image")
         self.store = FileEdit(label="store", mode="d", value=default_store())
         self.scope = RadioButtons(label="add", choices=[SLICE, REGION], value=SLICE)

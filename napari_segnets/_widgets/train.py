@@ -19,11 +19,10 @@ from magicgui.widgets import (
 from napari.layers import Image, Labels
 
 from ..errors import InputError
-from ._common import CheckpointChoice, LayerChoice, current_index, geometry
+from ._common import CheckpointChoice, LayerChoice, current_index, default_store, geometry
 from ._curves import CurvesCanvas
 from ._runner import JobRunner, guarded
 from ._session import REGISTRY
-from .curate import default_store
 
 LAYERS, STORE = "image + labels layers", "curated store"
 
