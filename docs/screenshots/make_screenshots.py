@@ -89,7 +89,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="segnets-shots-"))
 
     # Train: a small U-Net on the membranes; live plot and preview of the slice in view
-    train = front(viewer, "Train / Fine-tune")
+    train = front(viewer, "Train")
     train.image.value, train.labels_layer.value = img, truth
     train.base.value, train.epochs.value, train.steps.value = 8, 6, 15
     train.crop.value, train.batch_size.value, train.lr.value = 64, 4, 0.01
@@ -100,7 +100,7 @@ def main() -> None:
     save(viewer, "train")
 
     # Segment the whole stack with it
-    seg = front(viewer, "Segment / Autoencode")
+    seg = front(viewer, "Segment")
     viewer.layers.remove("training preview")
     seg.image.value = img
     seg.checkpoint.model.value = REGISTRY.names()[0]
@@ -111,7 +111,7 @@ def main() -> None:
     save(viewer, "segment")
 
     # Curate: paint a correction and add the edited region to the store
-    cur = front(viewer, "Curate training set")
+    cur = front(viewer, "Curate")
     cur.labels_layer.value = pred
     cur.store.value = tmp / "training-set"
     set_slice(viewer, img, 5)

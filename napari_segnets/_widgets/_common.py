@@ -240,3 +240,34 @@ class CheckpointChoice(Container):
                 "No checkpoint chosen: train one in the Train widget or pick a .safetensors file."
             )
         return item
+
+
+def scrolling(widget):
+    """Put a widget's contents in a vertical scroll area, in place; returns the widget.
+
+    A docked panel taller than the screen otherwise forces the napari window taller
+    than a 1920x1080 laptop screen. napari docks ``widget.native``, so magicgui's own
+    ``scrollable=True`` (which wraps around ``native``) is lost on docking: here the
+    layout moves into a scrolled page inside ``native`` instead, and magicgui keeps
+    adding to the same layout. Calling it twice changes nothing.
+    """
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QFrame, QScrollArea, QVBoxLayout, QWidget
+
+    native = widget.native
+    if getattr(native, "_segnets_scroll", None) is not None:
+        return widget
+    page = QWidget()
+    page.setLayout(native.layout())  # moves the layout, and the widgets in it, to the page
+    scroll = QScrollArea()
+    scroll.setWidgetResizable(True)
+    scroll.setFrameShape(QFrame.Shape.NoFrame)
+    scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    scroll.setWidget(page)
+    # as wide as the contents need (no horizontal scrolling), as short as the user likes
+    scroll.setMinimumWidth(page.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width())
+    outer = QVBoxLayout(native)
+    outer.setContentsMargins(0, 0, 0, 0)
+    outer.addWidget(scroll)
+    native._segnets_scroll = scroll
+    return widget

@@ -17,7 +17,7 @@ from magicgui.widgets import (
 from napari.layers import Image, Labels
 
 from ..errors import InputError
-from ._common import LayerChoice, current_index, default_store, is_lazy, predicted_here
+from ._common import LayerChoice, current_index, default_store, is_lazy, predicted_here, scrolling
 from ._runner import JobRunner, guarded, notify_info
 
 SLICE, REGION = "current slice", "edited region"
@@ -74,6 +74,7 @@ class CurateWidget(Container):
             Container(widgets=[self.next_button, self.cancel_button], layout="horizontal", labels=False),
             self.status,
         ])
+        scrolling(self)  # fits a laptop screen: the panel scrolls instead of growing
         self.runner = JobRunner(viewer, label=self.status, run_buttons=[self.next_button],
                                 cancel_button=self.cancel_button)
         self.add_button.changed.connect(self.add_to_store)

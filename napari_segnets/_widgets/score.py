@@ -7,7 +7,7 @@ from magicgui.widgets import ComboBox, Container, Label, PushButton, Table
 from napari.layers import Image, Labels
 
 from ..errors import InputError
-from ._common import LayerChoice, looks_like_mask, predicted_here
+from ._common import LayerChoice, looks_like_mask, predicted_here, scrolling
 from ._runner import JobRunner, guarded
 
 # Shown when the core reports them, in this order (multiclass IoU/Dice are per-class dicts).
@@ -73,6 +73,7 @@ class ScoreWidget(Container):
         self.status = Label(value="")
         super().__init__(widgets=[self.prediction, self.truth, self.baseline, self.kind,
                                   self.score_button, self.overall, self.table, self.status])
+        scrolling(self)  # fits a laptop screen: the panel scrolls instead of growing
         self.runner = JobRunner(viewer, label=self.status, run_buttons=[self.score_button])
         self.score_button.changed.connect(self.run)
         self.scores = None

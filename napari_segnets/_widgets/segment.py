@@ -18,7 +18,15 @@ from magicgui.widgets import (
 from napari.layers import Image
 
 from ..errors import InputError
-from ._common import CheckpointChoice, LayerChoice, add_or_update, current_index, geometry, is_lazy
+from ._common import (
+    CheckpointChoice,
+    LayerChoice,
+    add_or_update,
+    current_index,
+    geometry,
+    is_lazy,
+    scrolling,
+)
 from ._runner import JobRunner, guarded, notify_info, report_exception
 from ._temp import temporary_store, watch_viewer
 
@@ -112,6 +120,7 @@ class SegmentWidget(Container):
             self.threshold, self.scope, Container(widgets=[self.run_button, self.cancel_button],
                                                   layout="horizontal", labels=False), self.status,
         ])
+        scrolling(self)  # fits a laptop screen: the panel scrolls instead of growing
         self.runner = JobRunner(viewer, label=self.status, run_buttons=[self.run_button],
                                 cancel_button=self.cancel_button)
         self.run_button.changed.connect(self.run)

@@ -16,7 +16,7 @@ from magicgui.widgets import (
 from napari.layers import Image
 
 from ..errors import InputError
-from ._common import LayerChoice, current_index, geometry, read_slice
+from ._common import LayerChoice, current_index, geometry, read_slice, scrolling
 from ._plot import PlotCanvas
 from ._runner import JobRunner, guarded
 from ._session import REGISTRY
@@ -96,6 +96,7 @@ class WaveletWidget(Container):
                       labels=False),
             self.table, self.status,
         ])
+        scrolling(self)  # fits a laptop screen: the panel scrolls instead of growing
         self.runner = JobRunner(viewer, label=self.status,
                                 run_buttons=[self.show_button, self.compare_button],
                                 cancel_button=self.cancel_button)
