@@ -63,6 +63,14 @@ def test_every_widget_fits_a_laptop_screen(qtbot, capsys):
                   ", ".join(f"{t} {m}/{c}" for t, (m, c) in heights.items()))
         for title, (minimum, _content) in heights.items():
             assert minimum <= 300, f"'{title}' cannot shrink below {minimum} px"
+        widths = {}
+        for title, _cls in DOCKED:  # a long message wraps instead of widening the panel
+            widget = viewer.window.dock_widgets[title]
+            widget.status.value = "a long message that goes on " * 20
+            widths[title] = widget.native._segnets_scroll.widget().minimumSizeHint().width()
+        with capsys.disabled():
+            print("minimum width (px) with a long status line:", widths)
+        assert max(widths.values()) <= 450, widths
         assert window.minimumSizeHint().height() <= LAPTOP_WINDOW[1], "the docks force a taller window"
     finally:
         viewer.close()

@@ -95,3 +95,22 @@ def test_widget_modules_do_not_import_each_other():
                 names = [node.module] if node.module else [a.name for a in node.names]
                 wrong = [n for n in names if n.split(".")[0] in widgets]
                 assert not wrong, f"{path.name} imports widget module(s) {wrong}: share through _common.py"
+
+
+def test_advanced_options_fold_away(make_napari_viewer, tmp_path):
+    from napari_segnets import checkpoints, models
+    from napari_segnets._widgets import SegmentWidget, WaveletWidget
+    from napari_segnets._widgets._session import REGISTRY
+
+    viewer = make_napari_viewer()
+    widget = SegmentWidget(viewer)
+    widget.native.show()
+    assert not widget.advanced.opened and not widget.tile.native.isVisible()
+    widget.advanced.button.native.click()
+    assert widget.advanced.opened and widget.tile.native.isVisible()
+    assert widget.advanced.button.text.startswith("▾")
+    wavelets = WaveletWidget(viewer)
+    assert not wavelets.comparing.opened, "nothing to compare yet"
+    REGISTRY.add(checkpoints.save(tmp_path / "ae.safetensors", models.build("linear", task="autoencode")),
+                 task="autoencode")
+    assert wavelets.comparing.opened, "an autoencoder to compare opens the comparison"

@@ -10,6 +10,9 @@ from ..errors import InputError
 
 __all__ = [
     "LayerChoice",
+    "Section",
+    "scrolling",
+    "wrapping",
     "default_store",
     "looks_like_mask",
     "predicted_here",
@@ -242,6 +245,12 @@ class CheckpointChoice(Container):
         return item
 
 
+def wrapping(label):
+    """Let a magicgui Label wrap its text onto more lines; returns the label."""
+    label.native.setWordWrap(True)
+    return label
+
+
 def scrolling(widget):
     """Put a widget's contents in a vertical scroll area, in place; returns the widget.
 
@@ -257,8 +266,13 @@ def scrolling(widget):
     native = widget.native
     if getattr(native, "_segnets_scroll", None) is not None:
         return widget
+    status = getattr(widget, "status", None)
+    if status is not None:
+        wrapping(status)  # a long message must not widen the panel past its dock
+    layout = native.layout()
+    layout.addStretch(1)  # widgets packed at the top (magicgui inserts before this)
     page = QWidget()
-    page.setLayout(native.layout())  # moves the layout, and the widgets in it, to the page
+    page.setLayout(layout)  # moves the layout, and the widgets in it, to the page
     scroll = QScrollArea()
     scroll.setWidgetResizable(True)
     scroll.setFrameShape(QFrame.Shape.NoFrame)
@@ -271,3 +285,33 @@ def scrolling(widget):
     outer.addWidget(scroll)
     native._segnets_scroll = scroll
     return widget
+
+
+class Section(Container):
+    """A titled group of widgets that folds away behind a ▸/▾ button (closed by default).
+
+    ``body`` holds the widgets; ``opened`` tells whether they are shown; ``toggle()`` flips it.
+    """
+
+    def __init__(self, title: str, widgets, *, opened: bool = False):
+        from magicgui.widgets import PushButton
+
+        self._title = title
+        self.button = PushButton(text="")
+        self.body = Container(widgets=list(widgets))
+        super().__init__(widgets=[self.button, self.body], labels=False)
+        self.margins = (0, 0, 0, 0)
+        self.button.changed.connect(self.toggle)
+        self._show(opened)
+
+    @property
+    def opened(self) -> bool:
+        return self._opened
+
+    def toggle(self, *_args) -> None:
+        self._show(not self._opened)
+
+    def _show(self, opened: bool) -> None:
+        self._opened = opened
+        self.button.text = f"{'▾' if opened else '▸'} {self._title}"
+        self.body.visible = opened

@@ -17,7 +17,15 @@ from magicgui.widgets import (
 from napari.layers import Image, Labels
 
 from ..errors import InputError
-from ._common import LayerChoice, current_index, default_store, is_lazy, predicted_here, scrolling
+from ._common import (
+    LayerChoice,
+    current_index,
+    default_store,
+    is_lazy,
+    predicted_here,
+    scrolling,
+    wrapping,
+)
 from ._runner import JobRunner, guarded, notify_info
 
 SLICE, REGION = "current slice", "edited region"
@@ -64,7 +72,7 @@ class CurateWidget(Container):
         self.split = ComboBox(label="split", choices=["train", "val"], value="train")
         self.note = LineEdit(label="note")
         self.add_button = PushButton(text="Add to training set")
-        self.counts = Label(value="")
+        self.counts = wrapping(Label(value=""))
         self.next_button = PushButton(text="Next uncertain slice")
         self.cancel_button = PushButton(text="Cancel")
         self.status = Label(value="")

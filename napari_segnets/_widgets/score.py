@@ -7,7 +7,7 @@ from magicgui.widgets import ComboBox, Container, Label, PushButton, Table
 from napari.layers import Image, Labels
 
 from ..errors import InputError
-from ._common import LayerChoice, looks_like_mask, predicted_here, scrolling
+from ._common import LayerChoice, looks_like_mask, predicted_here, scrolling, wrapping
 from ._runner import JobRunner, guarded
 
 # Shown when the core reports them, in this order (multiclass IoU/Dice are per-class dicts).
@@ -69,7 +69,7 @@ class ScoreWidget(Container):
         self.kind = ComboBox(label="kind", choices=["membrane", "binary", "multiclass"], value="membrane")
         self.score_button = PushButton(text="Score")
         self.table = Table(value={"data": [], "index": [], "columns": ["slice", "iou", "dice", "rand_error", "change"]})
-        self.overall = Label(value="")
+        self.overall = wrapping(Label(value=""))
         self.status = Label(value="")
         super().__init__(widgets=[self.prediction, self.truth, self.baseline, self.kind,
                                   self.score_button, self.overall, self.table, self.status])

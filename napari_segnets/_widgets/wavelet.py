@@ -16,7 +16,7 @@ from magicgui.widgets import (
 from napari.layers import Image
 
 from ..errors import InputError
-from ._common import LayerChoice, current_index, geometry, read_slice, scrolling
+from ._common import LayerChoice, Section, current_index, geometry, read_slice, scrolling
 from ._plot import PlotCanvas
 from ._runner import JobRunner, guarded
 from ._session import REGISTRY
@@ -88,13 +88,14 @@ class WaveletWidget(Container):
         self.cancel_button = PushButton(text="Cancel")
         self.table = Table(value={"data": [], "index": [], "columns": ["model", "mse", "psnr", "ssim"]})
         self.status = Label(value="")
+        self.comparing = Section("compare autoencoders on the current slice", [
+            self.image, self.models, self.compare_button, self.table,
+        ])
         super().__init__(widgets=[
             self.layers, self.wavelet, self.level, self.follow,
-            Container(widgets=[self.show_button, self.grid_off_button], layout="horizontal", labels=False),
-            self.plot, Label(value="Compare autoencoders on the current slice"), self.image, self.models,
-            Container(widgets=[self.compare_button, self.cancel_button], layout="horizontal",
-                      labels=False),
-            self.table, self.status,
+            Container(widgets=[self.show_button, self.grid_off_button, self.cancel_button],
+                      layout="horizontal", labels=False),
+            self.plot, self.comparing, self.status,
         ])
         scrolling(self)  # fits a laptop screen: the panel scrolls instead of growing
         self.runner = JobRunner(viewer, label=self.status,
@@ -109,6 +110,7 @@ class WaveletWidget(Container):
         for ev in (viewer.layers.events.inserted, viewer.layers.events.removed):
             ev.connect(self._layers_changed)
         REGISTRY.changed.connect(self._models_changed)
+        self._models_changed()
         self.native.destroyed.connect(self._disconnect)
         self.mosaic_layers: list = []
         self.power: dict[str, np.ndarray] = {}
@@ -132,6 +134,8 @@ class WaveletWidget(Container):
     def _models_changed(self) -> None:
         try:
             self.models.reset_choices()
+            if self.models.choices and not self.comparing.opened:
+                self.comparing.toggle()  # autoencoders to compare: show the comparison
         except RuntimeError:
             pass
 
