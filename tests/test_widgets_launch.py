@@ -64,9 +64,9 @@ def test_every_widget_fits_a_laptop_screen(qtbot, capsys):
         for title, (minimum, _content) in heights.items():
             assert minimum <= 300, f"'{title}' cannot shrink below {minimum} px"
         widths = {}
-        for title, _cls in DOCKED:  # a long message wraps instead of widening the panel
+        for title, _cls in DOCKED:  # a long message (or path) wraps instead of widening the panel
             widget = viewer.window.dock_widgets[title]
-            widget.status.value = "a long message that goes on " * 20
+            widget.status.value = "saved m (" + "/a/long/path/without/spaces" * 20 + ") " * 20
             widths[title] = widget.native._segnets_scroll.widget().minimumSizeHint().width()
         with capsys.disabled():
             print("minimum width (px) with a long status line:", widths)

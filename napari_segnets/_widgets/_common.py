@@ -246,8 +246,15 @@ class CheckpointChoice(Container):
 
 
 def wrapping(label):
-    """Let a magicgui Label wrap its text onto more lines; returns the label."""
+    """Let a magicgui Label wrap its text onto more lines; returns the label.
+
+    Its width follows the panel: text that cannot wrap (a long file path) is cut at the
+    panel's edge instead of widening the panel past its dock.
+    """
+    from qtpy.QtWidgets import QSizePolicy
+
     label.native.setWordWrap(True)
+    label.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
     return label
 
 
