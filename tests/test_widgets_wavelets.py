@@ -43,13 +43,15 @@ def test_three_layers_side_by_side_follow_the_slice(make_napari_viewer, qtbot, m
     grid = viewer.canvas.grid
     assert grid.enabled and grid.shape == (2, 3)
     assert not viewer.layers["membranes"].visible, "layers outside the comparison leave the grid"
+    cells = [layer for layer in viewer.layers if layer.visible]
+    assert len(cells) == 6 and all(layer.name_overlay.visible for layer in cells), "each cell is labelled"
+    assert not viewer.layers["membranes"].name_overlay.visible
     # the power per level of every layer, finest level first, each summing to one
     assert set(widget.power) == {layer.name for layer in layers}
     for power in widget.power.values():
         assert power.sum() == pytest.approx(1.0)
     assert widget.power["blurred"][0] < widget.power["em"][0] < widget.power["noisy"][0]
-    widget.plot.wait()
-    assert widget.plot.image is not None, "the power plot was drawn"
+    qtbot.waitUntil(lambda: widget.plot.image is not None, timeout=60_000)  # the power plot was drawn
 
     # moving to another slice refreshes the mosaics
     before = mosaics[0].data.copy()
@@ -65,10 +67,22 @@ def test_three_layers_side_by_side_follow_the_slice(make_napari_viewer, qtbot, m
     wait_for(qtbot, widget)
     assert "em mosaic L1" not in viewer.layers
     widget.wavelet.value = "db2"
-    qtbot.waitUntil(lambda: widget.runner.running or True, timeout=1000)
+    expected = wavelets.mosaic(np.asarray(layers[0].data[2], dtype=np.float32), "db2", level=2)
+
+    def db2_shown():
+        data = widget.mosaic_layers[0].data
+        return data.shape == expected.shape and np.allclose(data, expected, atol=1e-6)
+
+    qtbot.waitUntil(db2_shown, timeout=20_000)
     wait_for(qtbot, widget)
     widget.grid_off()
     assert not grid.enabled and viewer.layers["membranes"].visible
+    assert sorted(layer.name for layer in viewer.layers) == ["blurred", "em", "membranes", "noisy"]
+    assert not any("mosaic" in layer.name for layer in viewer.layers), "Grid off removes the mosaics"
+    assert all(layer.visible and not layer.name_overlay.visible for layer in viewer.layers)
+    assert widget.mosaic_layers == []
+    set_slice(viewer, layers[0], 0)  # nothing to follow any more
+    assert not widget.runner.running
     assert not notes.errors, notes.errors
 
 
@@ -102,4 +116,14 @@ def test_compare_autoencoders_on_the_current_slice(make_napari_viewer, qtbot, tm
     table = widget.table.value
     assert [row[0] for row in table["data"]] == ["ae0", "ae1"]
     assert widget.comparison.models == ["ae0", "ae1"]
+
+    # following the slice reconstructs the new slice; the old copies go
+    set_slice(viewer, img, 2)
+    qtbot.waitUntil(lambda: "em z2" in viewer.layers and len(widget.mosaic_layers) == 3
+                    and widget.mosaic_layers[0].name == "em z2 mosaic L1", timeout=60_000)
+    wait_for(qtbot, widget)
+    assert not [layer.name for layer in viewer.layers if " z1" in layer.name]
+    np.testing.assert_array_equal(viewer.layers["em z2"].data, img.data[2].astype(np.float32))
+    widget.grid_off()
+    assert [layer.name for layer in viewer.layers] == ["em", "membranes"], "Grid off removes the copies"
     assert not notes.errors, notes.errors

@@ -2,9 +2,10 @@
 
 Run from the repository root (on a headless machine under Xvfb):
 
-    PYTHONPATH=. xvfb-run -a -s "-screen 0 1600x1000x24" python docs/screenshots/make_screenshots.py
+    PYTHONPATH=. xvfb-run -a -s "-screen 0 1920x1080x24" python docs/screenshots/make_screenshots.py
 
-Every picture is the whole main window, grabbed after the widget's action has
+The window is a 1920x1080 laptop's (1920x1010 once the desktop's task bar and the
+title bar are taken). Every picture is the whole main window, grabbed after the widget's action has
 finished and Qt has processed its events, saved as a quantised PNG (< 300 KB).
 """
 
@@ -46,7 +47,7 @@ def save(viewer, name: str, *, max_bytes: int = 300_000) -> Path:
     shot = viewer.screenshot(canvas_only=False, flash=False)
     image = Image.fromarray(np.asarray(shot)[..., :3])
     path = HERE / f"{name}.png"
-    for colors, width in ((256, None), (128, None), (128, 1200), (64, 1100)):
+    for colors, width in ((256, None), (128, None), (128, 1600), (128, 1400), (64, 1200)):
         img = image if width is None or image.width <= width else image.resize(
             (width, round(image.height * width / image.width)), Image.LANCZOS)
         img.quantize(colors=colors, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
@@ -74,7 +75,7 @@ def main() -> None:
     from napari_segnets._widgets._session import REGISTRY
 
     viewer = launch(show=True)
-    viewer.window._qt_window.resize(1500, 920)
+    viewer.window._qt_window.resize(1920, 1010)
     settle(2.0)
     img = next(layer for layer in viewer.layers if layer._type_string == "image")
     classes = next(layer for layer in viewer.layers if layer._type_string == "labels")
@@ -89,7 +90,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="segnets-shots-"))
 
     # Train: a small U-Net on the membranes; live plot and preview of the slice in view
-    train = front(viewer, "Train / Fine-tune")
+    train = front(viewer, "Train")
     train.image.value, train.labels_layer.value = img, truth
     train.base.value, train.epochs.value, train.steps.value = 8, 6, 15
     train.crop.value, train.batch_size.value, train.lr.value = 64, 4, 0.01
@@ -100,7 +101,7 @@ def main() -> None:
     save(viewer, "train")
 
     # Segment the whole stack with it
-    seg = front(viewer, "Segment / Autoencode")
+    seg = front(viewer, "Segment")
     viewer.layers.remove("training preview")
     seg.image.value = img
     seg.checkpoint.model.value = REGISTRY.names()[0]
@@ -111,7 +112,7 @@ def main() -> None:
     save(viewer, "segment")
 
     # Curate: paint a correction and add the edited region to the store
-    cur = front(viewer, "Curate training set")
+    cur = front(viewer, "Curate")
     cur.labels_layer.value = pred
     cur.store.value = tmp / "training-set"
     set_slice(viewer, img, 5)

@@ -10,6 +10,12 @@ from ..errors import InputError
 
 __all__ = [
     "LayerChoice",
+    "Section",
+    "scrolling",
+    "wrapping",
+    "default_store",
+    "looks_like_mask",
+    "predicted_here",
     "add_or_update",
     "current_index",
     "geometry",
@@ -19,28 +25,59 @@ __all__ = [
 
 
 class LayerChoice(ComboBox):
-    """A combo box of the viewer's layers of one type, kept in sync with the layer list.
+    """A combo box of the viewer's layers of some types, kept in sync with the layer list.
 
     ``value`` is the layer object (or None). Tests can set it to a layer.
+
+    Parameters
+    ----------
+    layer_type : layer class or tuple of them
+        The layers offered; with a tuple, those of the first type are listed first.
+    prefer : callable, optional
+        ``prefer(layer) -> bool``: within a type, preferred layers are listed (and chosen) first.
+    differ_from : LayerChoice, optional
+        Never default to that choice's layer: a pair like prediction / ground truth starts
+        on two different layers (the user may still pick the same one).
     """
 
-    def __init__(self, viewer, layer_type=Image, *, label: str, nullable: bool = False, **kw):
+    def __init__(self, viewer, layer_type=Image, *, label: str, nullable: bool = False,
+                 prefer=None, differ_from: LayerChoice | None = None, **kw):
         self._viewer = viewer
-        self._layer_type = layer_type
+        self._types = tuple(layer_type) if isinstance(layer_type, tuple | list) else (layer_type,)
+        self._prefer = prefer
+        self._differ_from = differ_from
         self._nullable = nullable
         super().__init__(label=label, choices=self._choices, nullable=nullable, **kw)
+        self._avoid_twin()
         events = viewer.layers.events
         for ev in (events.inserted, events.removed, events.reordered):
             ev.connect(self._refresh)
         self.native.destroyed.connect(self._disconnect)
 
     def _choices(self, _widget=None):
-        return [(layer.name, layer) for layer in self._viewer.layers
-                if isinstance(layer, self._layer_type)]
+        ranked = []
+        for layer in self._viewer.layers:
+            kind = next((i for i, t in enumerate(self._types) if isinstance(layer, t)), None)
+            if kind is not None:
+                ranked.append((kind, not (self._prefer is None or self._prefer(layer)), layer))
+        ranked.sort(key=lambda item: item[:2])  # stable: layer-list order within a rank
+        return [(layer.name, layer) for _k, _p, layer in ranked]
+
+    def _avoid_twin(self) -> None:
+        other = self._differ_from
+        if other is None or self.value is None or self.value is not other.value:
+            return
+        for _name, layer in self._choices():
+            if layer is not other.value:
+                self.value = layer
+                return
 
     def _refresh(self, _event=None) -> None:
         try:
+            before = self.value
             self.reset_choices()
+            if self.value is not before:  # a new default, not a choice the user made
+                self._avoid_twin()
         except RuntimeError:  # the Qt widget is gone
             self._disconnect()
 
@@ -56,9 +93,28 @@ class LayerChoice(ComboBox):
         """The chosen layer, or an InputError that says which layer to add or pick."""
         layer = self.value
         if layer is None or layer not in self._viewer.layers:
-            kind = "Labels" if self._layer_type is Labels else "image"
+            kind = "Labels" if self._types[0] is Labels else "image"
             raise InputError(f"No {what} chosen: add or open a {kind} layer and pick it in '{self.label}'.")
         return layer
+
+
+def predicted_here(layer) -> bool:
+    """Whether a layer holds a prediction made by the Segment widget."""
+    return bool(layer.metadata.get("segnets", {}).get("checkpoint"))
+
+
+def looks_like_mask(layer) -> bool:
+    """A Labels layer, or an in-memory image layer of at most two values (a 0/255 mask opened as
+    an image); judged on a strided sample so that it stays cheap on the GUI thread."""
+    if isinstance(layer, Labels):
+        return True
+    data = layer.data
+    if getattr(layer, "rgb", False) or getattr(layer, "multiscale", False) or is_lazy(data):
+        return False
+    if not (data.dtype == bool or np.issubdtype(data.dtype, np.integer)):
+        return False
+    step = (slice(None, None, 4),) * (data.ndim - 2) + (slice(None, None, 8),) * 2
+    return np.unique(data[step]).size <= 2
 
 
 def is_lazy(data) -> bool:
@@ -111,6 +167,13 @@ def add_or_update(viewer, kind: str, data, name: str, **kwargs):
         viewer.layers.remove(layer)
     adder = viewer.add_image if kind == "image" else viewer.add_labels
     return adder(data, name=name, **kwargs)
+
+
+def default_store():
+    """Where the training set goes unless the user picks a folder (Curate and Train)."""
+    from pathlib import Path
+
+    return Path.home() / "napari-segnets" / "training-set"
 
 
 def checkpoint_metadata(path) -> dict:
@@ -180,3 +243,82 @@ class CheckpointChoice(Container):
                 "No checkpoint chosen: train one in the Train widget or pick a .safetensors file."
             )
         return item
+
+
+def wrapping(label):
+    """Let a magicgui Label wrap its text onto more lines; returns the label.
+
+    Its width follows the panel: text that cannot wrap (a long file path) is cut at the
+    panel's edge instead of widening the panel past its dock.
+    """
+    from qtpy.QtWidgets import QSizePolicy
+
+    label.native.setWordWrap(True)
+    label.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+    return label
+
+
+def scrolling(widget):
+    """Put a widget's contents in a vertical scroll area, in place; returns the widget.
+
+    A docked panel taller than the screen otherwise forces the napari window taller
+    than a 1920x1080 laptop screen. napari docks ``widget.native``, so magicgui's own
+    ``scrollable=True`` (which wraps around ``native``) is lost on docking: here the
+    layout moves into a scrolled page inside ``native`` instead, and magicgui keeps
+    adding to the same layout. Calling it twice changes nothing.
+    """
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QFrame, QScrollArea, QVBoxLayout, QWidget
+
+    native = widget.native
+    if getattr(native, "_segnets_scroll", None) is not None:
+        return widget
+    status = getattr(widget, "status", None)
+    if status is not None:
+        wrapping(status)  # a long message must not widen the panel past its dock
+    layout = native.layout()
+    layout.addStretch(1)  # widgets packed at the top (magicgui inserts before this)
+    page = QWidget()
+    page.setLayout(layout)  # moves the layout, and the widgets in it, to the page
+    scroll = QScrollArea()
+    scroll.setWidgetResizable(True)
+    scroll.setFrameShape(QFrame.Shape.NoFrame)
+    scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    scroll.setWidget(page)
+    # as wide as the contents need (no horizontal scrolling), as short as the user likes
+    scroll.setMinimumWidth(page.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width())
+    outer = QVBoxLayout(native)
+    outer.setContentsMargins(0, 0, 0, 0)
+    outer.addWidget(scroll)
+    native._segnets_scroll = scroll
+    return widget
+
+
+class Section(Container):
+    """A titled group of widgets that folds away behind a ▸/▾ button (closed by default).
+
+    ``body`` holds the widgets; ``opened`` tells whether they are shown; ``toggle()`` flips it.
+    """
+
+    def __init__(self, title: str, widgets, *, opened: bool = False):
+        from magicgui.widgets import PushButton
+
+        self._title = title
+        self.button = PushButton(text="")
+        self.body = Container(widgets=list(widgets))
+        super().__init__(widgets=[self.button, self.body], labels=False)
+        self.margins = (0, 0, 0, 0)
+        self.button.changed.connect(self.toggle)
+        self._show(opened)
+
+    @property
+    def opened(self) -> bool:
+        return self._opened
+
+    def toggle(self, *_args) -> None:
+        self._show(not self._opened)
+
+    def _show(self, opened: bool) -> None:
+        self._opened = opened
+        self.button.text = f"{'▾' if opened else '▸'} {self._title}"
+        self.body.visible = opened

@@ -2,26 +2,28 @@
 
 from __future__ import annotations
 
+# Short titles: five tabs side by side must stay readable in a 440-pixel-wide dock.
 DOCKED = (
-    ("Segment / Autoencode", "SegmentWidget"),
-    ("Train / Fine-tune", "TrainWidget"),
+    ("Segment", "SegmentWidget"),
+    ("Train", "TrainWidget"),
     ("Wavelets", "WaveletWidget"),
-    ("Curate training set", "CurateWidget"),
+    ("Curate", "CurateWidget"),
     ("Score", "ScoreWidget"),
     ("Objects", "ObjectsWidget"),
 )
 
 
 def dock_all(viewer) -> dict:
-    """Dock the widgets (tabbed, right side); returns name -> widget."""
+    """Dock the widgets (tabbed, right side, each scrolling); returns name -> widget."""
     from . import CurateWidget, ScoreWidget, SegmentWidget, TrainWidget, WaveletWidget
+    from ._common import scrolling
     from .objects import ObjectsWidget
 
     classes = {c.__name__: c for c in (SegmentWidget, TrainWidget, WaveletWidget, CurateWidget, ScoreWidget,
                                        ObjectsWidget)}
     widgets = {}
     for title, cls_name in DOCKED:
-        widget = classes[cls_name](viewer)
+        widget = scrolling(classes[cls_name](viewer))
         viewer.window.add_dock_widget(widget, name=title, area="right", tabify=True)
         widgets[title] = widget
     return widgets
@@ -48,7 +50,7 @@ def launch(sample: str | None = "synthetic", show: bool = True):
     if sample:
         viewer.open_sample("napari-segnets", sample)
     widgets = dock_all(viewer)
-    dock = _dock_of(widgets["Segment / Autoencode"])
+    dock = _dock_of(widgets["Segment"])
     if dock is not None:
         from qtpy.QtCore import QTimer
 

@@ -17,15 +17,18 @@ from magicgui.widgets import (
 from napari.layers import Image, Labels
 
 from ..errors import InputError
-from ._common import LayerChoice, current_index, is_lazy
+from ._common import (
+    LayerChoice,
+    current_index,
+    default_store,
+    is_lazy,
+    predicted_here,
+    scrolling,
+    wrapping,
+)
 from ._runner import JobRunner, guarded, notify_info
 
 SLICE, REGION = "current slice", "edited region"
-
-
-def default_store() -> Path:
-    """Where the training set goes unless the user picks a folder."""
-    return Path.home() / "napari-segnets" / "training-set"
 
 
 def source_name(layer) -> str:
@@ -37,7 +40,7 @@ def source_name(layer) -> str:
 def uncertainty_job(checkpoint, image):
     """Probabilities of the whole stack for ranking (a progress generator; worker thread)."""
     from .. import checkpoints, inference
-    from .segment import temporary_store
+    from ._temp import temporary_store
 
     model, meta = checkpoints.load(checkpoint, device="cpu")
     out = None
@@ -62,14 +65,14 @@ class CurateWidget(Container):
 
     def __init__(self, viewer: napari.viewer.Viewer):  # noqa: F821
         self.viewer = viewer
-        self.labels_layer = LayerChoice(viewer, Labels, label="corrected labels")
+        self.labels_layer = LayerChoice(viewer, Labels, label="corrected labels", prefer=predicted_here)
         self.image = LayerChoice(viewer, Image, label="image")
         self.store = FileEdit(label="store", mode="d", value=default_store())
         self.scope = RadioButtons(label="add", choices=[SLICE, REGION], value=SLICE)
         self.split = ComboBox(label="split", choices=["train", "val"], value="train")
         self.note = LineEdit(label="note")
         self.add_button = PushButton(text="Add to training set")
-        self.counts = Label(value="")
+        self.counts = wrapping(Label(value=""))
         self.next_button = PushButton(text="Next uncertain slice")
         self.cancel_button = PushButton(text="Cancel")
         self.status = Label(value="")
@@ -79,6 +82,7 @@ class CurateWidget(Container):
             Container(widgets=[self.next_button, self.cancel_button], layout="horizontal", labels=False),
             self.status,
         ])
+        scrolling(self)  # fits a laptop screen: the panel scrolls instead of growing
         self.runner = JobRunner(viewer, label=self.status, run_buttons=[self.next_button],
                                 cancel_button=self.cancel_button)
         self.add_button.changed.connect(self.add_to_store)

@@ -4,23 +4,44 @@ from __future__ import annotations
 
 import numpy as np
 from magicgui.widgets import ComboBox, Container, Label, PushButton, Table
-from napari.layers import Labels
+from napari.layers import Image, Labels
 
 from ..errors import InputError
-from ._common import LayerChoice
+from ._common import LayerChoice, looks_like_mask, predicted_here, scrolling, wrapping
 from ._runner import JobRunner, guarded
 
 # Shown when the core reports them, in this order (multiclass IoU/Dice are per-class dicts).
 COLUMNS = ("iou", "dice", "mean_iou", "mean_dice", "rand_error", "vi", "pixel_accuracy")
 
 
-def score_job(pred, truth, kind):
-    """Score a stack (a progress generator so the GUI thread never waits)."""
+def _as_mask(data, name: str, kind: str) -> np.ndarray:
+    """A binary kind scores "object vs background": 0 = background, any other value = object
+    (0/1, 0/255, label ids). An image layer of more than two values is no mask: refused."""
+    data = np.asarray(data)
+    if kind == "multiclass":
+        return data
+    if name is not None:  # an image layer: a mask opened as an image, or a wrong pick
+        values = np.unique(data)
+        if values.size > 2 or (values.size == 2 and values[0] != 0):
+            raise InputError(
+                f"Image layer '{name}' has {values.size} different values, so it is not a mask; "
+                "pick a Labels layer or a 0/nonzero mask image."
+            )
+    return data != 0
+
+
+def score_job(pred, truth, kind, *, image_names=(None, None)):
+    """Score a stack (a progress generator so the GUI thread never waits).
+
+    ``image_names``: the names of the prediction / truth when they are image layers
+    (checked to be masks), None for Labels layers.
+    """
     from .. import metrics
     from ..progress import Progress
 
     yield Progress("score", 0, 1, "scoring")
-    pred, truth = np.asarray(pred), np.asarray(truth)
+    pred = _as_mask(pred, image_names[0], kind)
+    truth = _as_mask(truth, image_names[1], kind)
     result = metrics.score_stack(pred, truth, mode=kind)  # membrane: IoU/Dice plus Rand error and VI
     yield Progress("score", 1, 1, "scored")
     return result
@@ -39,17 +60,20 @@ class ScoreWidget(Container):
 
     def __init__(self, viewer: napari.viewer.Viewer):  # noqa: F821
         self.viewer = viewer
-        self.prediction = LayerChoice(viewer, Labels, label="prediction")
-        self.truth = LayerChoice(viewer, Labels, label="ground truth")
+        # Labels layers first; a mask opened as an image layer is offered after them
+        self.prediction = LayerChoice(viewer, (Labels, Image), label="prediction", prefer=predicted_here)
+        self.truth = LayerChoice(viewer, (Labels, Image), label="ground truth", differ_from=self.prediction,
+                                 prefer=lambda layer: looks_like_mask(layer) and not predicted_here(layer))
         self.baseline = LayerChoice(viewer, Labels, label="compare with", nullable=True)
         self.baseline.value = None
         self.kind = ComboBox(label="kind", choices=["membrane", "binary", "multiclass"], value="membrane")
         self.score_button = PushButton(text="Score")
         self.table = Table(value={"data": [], "index": [], "columns": ["slice", "iou", "dice", "rand_error", "change"]})
-        self.overall = Label(value="")
+        self.overall = wrapping(Label(value=""))
         self.status = Label(value="")
         super().__init__(widgets=[self.prediction, self.truth, self.baseline, self.kind,
                                   self.score_button, self.overall, self.table, self.status])
+        scrolling(self)  # fits a laptop screen: the panel scrolls instead of growing
         self.runner = JobRunner(viewer, label=self.status, run_buttons=[self.score_button])
         self.score_button.changed.connect(self.run)
         self.scores = None
@@ -74,13 +98,14 @@ class ScoreWidget(Container):
         kind = self.kind.value
         pred_data, truth_data = pred.data, truth.data
         base_data = base.data if base is not None else None
+        names = tuple(layer.name if isinstance(layer, Image) else None for layer in (pred, truth))
 
         def job():
             def both():
-                result = yield from score_job(pred_data, truth_data, kind)
+                result = yield from score_job(pred_data, truth_data, kind, image_names=names)
                 before = None
                 if base_data is not None:
-                    before = yield from score_job(base_data, truth_data, kind)
+                    before = yield from score_job(base_data, truth_data, kind, image_names=(None, names[1]))
                 return result, before
             return both()
 

@@ -18,7 +18,17 @@ from magicgui.widgets import (
 from napari.layers import Image
 
 from ..errors import InputError
-from ._common import CheckpointChoice, LayerChoice, add_or_update, current_index, geometry, is_lazy
+from ._common import (
+    CheckpointChoice,
+    LayerChoice,
+    Section,
+    add_or_update,
+    current_index,
+    geometry,
+    is_lazy,
+    scrolling,
+    wrapping,
+)
 from ._runner import JobRunner, guarded, notify_info, report_exception
 from ._temp import temporary_store, watch_viewer
 
@@ -91,7 +101,8 @@ class SegmentWidget(Container):
 
     Sub-widgets: ``image``, ``checkpoint`` (``.model``/``.file``), ``task``,
     ``device``, ``device_info``, ``tile``, ``threshold``, ``scope``,
-    ``keep_probabilities``, ``run_button``, ``cancel_button``, ``status``.
+    ``run_button``, ``cancel_button``, ``status``; ``advanced`` folds ``tile`` and
+    ``threshold`` away.
     """
 
     def __init__(self, viewer: napari.viewer.Viewer):  # noqa: F821
@@ -100,18 +111,20 @@ class SegmentWidget(Container):
         self.checkpoint = CheckpointChoice(label="model")
         self.task = ComboBox(label="task", choices=list(TASKS), value="segment")
         self.device = ComboBox(label="device", choices=["auto", "cpu", "cuda", "mps"], value="auto")
-        self.device_info = Label(value="")
+        self.device_info = wrapping(Label(value=""))
         self.tile = SpinBox(label="tile (0 = auto)", min=0, max=4096, step=32, value=0)
         self.threshold = FloatSlider(label="threshold", min=0.0, max=1.0, step=0.01, value=0.5)
         self.scope = RadioButtons(label="run on", choices=[CURRENT, STACK], value=CURRENT)
         self.run_button = PushButton(text="Run")
         self.cancel_button = PushButton(text="Cancel")
         self.status = Label(value="")
+        self.advanced = Section("advanced: tile size, threshold", [self.tile, self.threshold])
         super().__init__(widgets=[
-            self.image, self.checkpoint, self.task, self.device, self.device_info, self.tile,
-            self.threshold, self.scope, Container(widgets=[self.run_button, self.cancel_button],
-                                                  layout="horizontal", labels=False), self.status,
+            self.image, self.checkpoint, self.task, self.device, self.device_info, self.scope,
+            self.advanced, Container(widgets=[self.run_button, self.cancel_button],
+                                     layout="horizontal", labels=False), self.status,
         ])
+        scrolling(self)  # fits a laptop screen: the panel scrolls instead of growing
         self.runner = JobRunner(viewer, label=self.status, run_buttons=[self.run_button],
                                 cancel_button=self.cancel_button)
         self.run_button.changed.connect(self.run)

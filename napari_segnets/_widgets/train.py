@@ -19,11 +19,17 @@ from magicgui.widgets import (
 from napari.layers import Image, Labels
 
 from ..errors import InputError
-from ._common import CheckpointChoice, LayerChoice, current_index, geometry
+from ._common import (
+    CheckpointChoice,
+    LayerChoice,
+    current_index,
+    default_store,
+    geometry,
+    scrolling,
+)
 from ._curves import CurvesCanvas
 from ._runner import JobRunner, guarded
 from ._session import REGISTRY
-from .curate import default_store
 
 LAYERS, STORE = "image + labels layers", "curated store"
 
@@ -107,6 +113,7 @@ class TrainWidget(Container):
                       labels=False),
             self.status, self.plot,
         ], scrollable=False)
+        scrolling(self)  # fits a laptop screen: the panel scrolls instead of growing
         self.runner = JobRunner(viewer, label=self.status, run_buttons=[self.train_button],
                                 cancel_button=self.cancel_button)
         self.train_button.changed.connect(self.run)

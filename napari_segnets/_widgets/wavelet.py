@@ -16,11 +16,12 @@ from magicgui.widgets import (
 from napari.layers import Image
 
 from ..errors import InputError
-from ._common import LayerChoice, current_index, geometry, read_slice
+from ._common import LayerChoice, Section, current_index, geometry, read_slice, scrolling
 from ._plot import PlotCanvas
 from ._runner import JobRunner, guarded
 from ._session import REGISTRY
 
+COPY = "segnets_grid_copy"  # metadata key of the layers made for the grid; "Grid off" removes them
 WAVELETS = ["haar", "db2", "db4", "sym4", "coif1", "bior2.2"]
 
 
@@ -87,14 +88,16 @@ class WaveletWidget(Container):
         self.cancel_button = PushButton(text="Cancel")
         self.table = Table(value={"data": [], "index": [], "columns": ["model", "mse", "psnr", "ssim"]})
         self.status = Label(value="")
+        self.comparing = Section("compare autoencoders on the current slice", [
+            self.image, self.models, self.compare_button, self.table,
+        ])
         super().__init__(widgets=[
             self.layers, self.wavelet, self.level, self.follow,
-            Container(widgets=[self.show_button, self.grid_off_button], layout="horizontal", labels=False),
-            self.plot, Label(value="Compare autoencoders on the current slice"), self.image, self.models,
-            Container(widgets=[self.compare_button, self.cancel_button], layout="horizontal",
-                      labels=False),
-            self.table, self.status,
+            Container(widgets=[self.show_button, self.grid_off_button, self.cancel_button],
+                      layout="horizontal", labels=False),
+            self.plot, self.comparing, self.status,
         ])
+        scrolling(self)  # fits a laptop screen: the panel scrolls instead of growing
         self.runner = JobRunner(viewer, label=self.status,
                                 run_buttons=[self.show_button, self.compare_button],
                                 cancel_button=self.cancel_button)
@@ -107,13 +110,15 @@ class WaveletWidget(Container):
         for ev in (viewer.layers.events.inserted, viewer.layers.events.removed):
             ev.connect(self._layers_changed)
         REGISTRY.changed.connect(self._models_changed)
+        self._models_changed()
         self.native.destroyed.connect(self._disconnect)
         self.mosaic_layers: list = []
         self.power: dict[str, np.ndarray] = {}
         self.comparison = None
         self._shown: list[str] = []
         self._hidden: list = []
-        self._pending = False
+        self._pending = self._pending_slice = False
+        self._comparing = False  # the grid shows slice copies: following re-runs the comparison
 
     # ---- bookkeeping -----------------------------------------------------------
     def _image_layers(self, _widget=None):
@@ -129,6 +134,8 @@ class WaveletWidget(Container):
     def _models_changed(self) -> None:
         try:
             self.models.reset_choices()
+            if self.models.choices and not self.comparing.opened:
+                self.comparing.toggle()  # autoencoders to compare: show the comparison
         except RuntimeError:
             pass
 
@@ -170,13 +177,9 @@ class WaveletWidget(Container):
             self._lay_out(chosen, out, geos, used)
             self._plot_power({n: p for n, (_m, p) in out.items()}, labels)
 
-        def finish():
-            if self._pending:
-                self._pending = False
-                self.show_mosaics()
-
+        self._comparing = all(layer.metadata.get(COPY) for layer in chosen)
         return self.runner.start(lambda: mosaic_job(slices, wavelet, level), title="wavelet mosaics",
-                                 on_done=done, on_finish=finish, torch_job=False)
+                                 on_done=done, on_finish=self._run_pending, torch_job=False)
 
     def _lay_out(self, chosen, out, geos, level) -> None:
         self.mosaic_layers = []
@@ -191,7 +194,8 @@ class WaveletWidget(Container):
                 mlayer = self.viewer.layers[name]
             else:
                 mlayer = self.viewer.add_image(mos, name=name, colormap="gray", contrast_limits=(0, 1),
-                                               metadata={"segnets_mosaic": layer.name}, **geos[layer.name])
+                                               metadata={"segnets_mosaic": layer.name, COPY: True},
+                                               **geos[layer.name])
             self.mosaic_layers.append(mlayer)
         self._grid_on(list(chosen) + self.mosaic_layers, columns=len(chosen))
 
@@ -203,6 +207,7 @@ class WaveletWidget(Container):
                 self._hidden.append(layer)
         for layer in keep:
             layer.visible = True
+            layer.name_overlay.visible = True  # each grid cell says which layer (and level) it shows
         # grid cells are filled from the end of the layer list: images on top, mosaics below
         for layer in keep:
             self.viewer.layers.move(self.viewer.layers.index(layer), len(self.viewer.layers))
@@ -212,12 +217,19 @@ class WaveletWidget(Container):
         self.viewer.reset_view()
 
     def grid_off(self, *_args) -> None:
-        """Leave grid mode and show the layers hidden for the comparison again."""
+        """Leave grid mode: remove the mosaics and slice copies, show the hidden layers again."""
         self._grid().enabled = False
+        self._comparing = False
+        for layer in [lyr for lyr in self.viewer.layers if lyr.metadata.get(COPY)]:
+            self.viewer.layers.remove(layer)
+        for layer in self.viewer.layers:
+            layer.name_overlay.visible = False
         for layer in self._hidden:
             if layer in self.viewer.layers:
                 layer.visible = True
         self._hidden = []
+        self.mosaic_layers = []
+        self._shown = []
         self.viewer.reset_view()
 
     def _settings_changed(self, *_args) -> None:
@@ -226,16 +238,26 @@ class WaveletWidget(Container):
 
     def _step_changed(self, _event=None) -> None:
         if self.follow.value and self.mosaic_layers and self._shown:
-            self._refresh()
+            self._refresh(slice_changed=True)
 
-    def _refresh(self) -> None:
+    def _refresh(self, slice_changed: bool = False) -> None:
         if self.runner.running:
             self._pending = True  # coalesce: one refresh after the running one
+            self._pending_slice = self._pending_slice or slice_changed
+            return
+        if self._comparing and slice_changed:
+            self.compare()  # the copies are of one slice: reconstruct the new one
             return
         names = [n for n in self._shown if n in self.viewer.layers]
         if len(names) >= 2:
             self.layers.value = [self.viewer.layers[n] for n in names]
             self.show_mosaics()
+
+    def _run_pending(self) -> None:
+        if self._pending:
+            slice_changed = self._pending_slice
+            self._pending = self._pending_slice = False
+            self._refresh(slice_changed)
 
     def _plot_power(self, power: dict, labels) -> None:
         self.power = dict(power)
@@ -274,6 +296,8 @@ class WaveletWidget(Container):
 
         def done(result):
             original, recons, table = result
+            for old in [lyr for lyr in self.viewer.layers if lyr.metadata.get(COPY)]:
+                self.viewer.layers.remove(old)  # the previous slice's copies and mosaics
             added = [self._put(f"{layer.name}{suffix}", original, geo)]
             for name, recon in recons.items():
                 added.append(self._put(f"{name} reconstruction{suffix}", recon, geo))
@@ -284,6 +308,8 @@ class WaveletWidget(Container):
         def finish():
             if self.comparison is not None and len(self.layers.value) >= 2:
                 self.show_mosaics()  # the mosaics of the original and each reconstruction
+            else:
+                self._run_pending()
 
         self.comparison = None
         return self.runner.start(lambda: reconstruct_job(entries, image, wavelet),
@@ -292,7 +318,7 @@ class WaveletWidget(Container):
     def _put(self, name, data, geo):
         if name in self.viewer.layers:
             self.viewer.layers.remove(name)
-        return self.viewer.add_image(data, name=name, colormap="gray", **geo)
+        return self.viewer.add_image(data, name=name, colormap="gray", metadata={COPY: True}, **geo)
 
     def _table(self, table) -> None:
         rows = []
