@@ -183,7 +183,7 @@ class TrainWidget(Container):
             if parent is not None:
                 raise InputError("A PCA autoencoder is refitted from the data, not fine-tuned: "
                                  "clear 'fine-tune from'.")
-        build = {"arch": self.arch.value, "task": self.task.value, "classes": classes}
+        build = {"arch": self.arch.value, "task": self.task.value, "classes": classes, "seed": 0}
         if self.arch.value != "linear":  # the linear autoencoder is sized by patch, not width
             build["base"] = self.base.value
         checkpoint = self._checkpoint_path()

@@ -53,9 +53,9 @@ def train_iter(
     model,
     data,
     *,
-    val=None,
+    val="auto",
     task: str = "segment",
-    epochs: int = 10,
+    epochs: int | None = None,
     steps_per_epoch: int | None = None,
     minutes: float | None = None,
     batch_size: int = 4,
@@ -81,6 +81,7 @@ def train_iter(
     weight_decay: float = 0.0,
     class_names: list[str] | None = None,
     channels_last: bool | None = None,
+    clock=None,
 ) -> Job[TrainResult]:
     """Train ``model`` on ``data``, yielding :class:`~napari_segnets.progress.Progress` events.
 
@@ -90,13 +91,18 @@ def train_iter(
         A model from :func:`napari_segnets.models.build`; ``None`` to take it from ``parent``
         or ``resume``.
     data, val : SliceDataset, (image, mask) tuple, or curation Store
-        Training slices and held-out validation slices (``val`` optional).
+        Training slices and held-out validation slices. ``val="auto"`` (the default) holds out
+        the last eighth of the slices (a strip of the image when there is one slice), so the
+        kept checkpoint is chosen on pixels it did not train on; ``val=None``: no validation
+        (the latest weights are kept; also what sparse strokes get under "auto").
     task : {"segment", "autoencode"}
         Must match ``model.task``.
     epochs, steps_per_epoch : int
-        ``steps_per_epoch`` defaults to about one pass over the training pixels.
+        ``steps_per_epoch`` defaults to about one pass over the training pixels. ``epochs``
+        defaults to 10, or to no limit when ``minutes`` is given.
     minutes : float, optional
-        Time budget: stop after this many minutes (a last validation follows) and keep the best.
+        Time budget: train for this many minutes (a last validation follows) and keep the best;
+        the learning-rate schedule spans the budget. Progress events then count seconds.
     batch_size, crop : int
         Crops per step and their side (a multiple of ``model.size_multiple``).
     lr, optimizer, schedule, weight_decay
@@ -136,11 +142,17 @@ def train_iter(
         Autoencoders: std of Gaussian noise added to the input (target stays clean).
     normalization : dict, optional
         Intensity normalisation spec; default: the parent's, else percentile 1-99.8.
+    clock : callable, optional
+        Seconds as a float (default ``time.perf_counter``): the time budget's clock (tests
+        inject a fake one).
     """
     import torch
 
-    t0 = time.perf_counter()
+    clock = clock or time.perf_counter
+    t0 = clock()
     schedule = "none" if schedule is None else schedule
+    if epochs is None:
+        epochs = 10 if minutes is None else _NO_LIMIT
     run = setup.prepare_run(
         model,
         data,
@@ -174,7 +186,7 @@ def train_iter(
         steps_per_epoch = max(1, math.ceil(run.train_pixels / (batch_size * crop * crop)))
     if steps_per_epoch < 1:
         raise InputError(f"steps_per_epoch must be at least 1, got {steps_per_epoch}.")
-    total_steps = epochs * steps_per_epoch
+    total_steps = None if epochs == _NO_LIMIT else epochs * steps_per_epoch
     checkpoint = Path(checkpoint) if checkpoint is not None else None
 
     history = list(run.history)
@@ -196,9 +208,9 @@ def train_iter(
     }
 
     def lr_at(s: int) -> float:
-        frac = s / max(total_steps, 1)
+        frac = 0.0 if total_steps is None else s / max(total_steps, 1)
         if budget:
-            frac = max(frac, (time.perf_counter() - t0) / budget)
+            frac = max(frac, (clock() - t0) / budget)
         base = lr * lr_scale
         if schedule == "cosine":
             return base * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
@@ -211,7 +223,7 @@ def train_iter(
             # Seeds per epoch: a resumed run draws the same crops (and dropout) as an uninterrupted one.
             torch.manual_seed(seed * 100_003 + epoch)
             rng = np.random.default_rng([seed, epoch])
-            t_epoch, losses = time.perf_counter(), []
+            t_epoch, losses = clock(), []
             for _ in range(steps_per_epoch):
                 current_lr = lr_at(step)
                 for g in run.opt.param_groups:
@@ -220,14 +232,10 @@ def train_iter(
                 loss_value = _step(run, xb, yb, rng, denoise, scaler)
                 losses.append(loss_value)
                 step += 1
-                yield Progress(
-                    "train",
-                    step,
-                    total_steps,
-                    f"epoch {epoch + 1}/{epochs} loss {loss_value:.4f}",
-                    {"loss": loss_value, "epoch": epoch + 1, "lr": current_lr, "step": step},
-                )
-                if budget is not None and time.perf_counter() - t0 >= budget:
+                elapsed = clock() - t0
+                yield _train_event(step, total_steps, elapsed, budget, start_epoch * steps_per_epoch,
+                                   epoch + 1, epochs, loss_value, current_lr)
+                if budget is not None and elapsed >= budget:
                     stopped = "time_budget"
                     break
             entry = {
@@ -235,18 +243,14 @@ def train_iter(
                 "steps": step,
                 "loss": float(np.mean(losses)),
                 "lr": current_lr,
-                "seconds": round(time.perf_counter() - t_epoch, 3),
+                "seconds": round(clock() - t_epoch, 3),
                 "val": None,
             }
             preview = None
             if run.val_images is not None:
                 entry["val"], preview = _validate(run, task)
                 current = entry["val"]["score"]
-                # an undefined score (NaN: no object in the validation truth nor the prediction)
-                # ranks below every defined one
-                improved = best_score is None or (
-                    np.isfinite(current) and not (np.isfinite(best_score) and current <= best_score)
-                )
+                improved = _better(current, best_score)
             else:  # without validation the latest weights are the best known
                 current, improved = None, True
             history.append(entry)
@@ -260,6 +264,9 @@ def train_iter(
                     lr_scale *= 0.5  # halve the rate after two epochs without progress
             extra = {
                 "epoch": epoch + 1,
+                "steps": step,
+                "stopped": stopped,
+                "minutes": minutes,
                 "lr_scale": lr_scale,
                 "bad_epochs": bad_epochs,
                 "best_score": best_score,
@@ -286,7 +293,7 @@ def train_iter(
             yield Progress(
                 "epoch",
                 epoch + 1,
-                epochs,
+                None if epochs == _NO_LIMIT else epochs,
                 _epoch_message(entry, epochs),
                 {
                     "epoch": epoch + 1,
@@ -312,9 +319,49 @@ def train_iter(
         history=history,
         stopped=stopped,
         steps=step,
-        seconds=time.perf_counter() - t0,
+        seconds=clock() - t0,
         model=model,
     )
+
+
+_NO_LIMIT = 2**62  # "no epoch limit" (a time budget alone)
+
+
+def _better(current, best) -> bool:
+    """Is ``current`` a better validation score than ``best``?
+
+    An undefined score (NaN: no object in the validation truth nor in the prediction) says
+    nothing, so while nothing better is known the latest weights are kept.
+    """
+    if best is None or not np.isfinite(best):
+        return True
+    return bool(np.isfinite(current) and current > best)
+
+
+def _train_event(step, total_steps, elapsed, budget, first_step, epoch, epochs, loss, lr):
+    """A step's progress: in steps, or in seconds under a time budget; with an ETA in seconds."""
+    done_steps = step - first_step
+    if budget is not None:
+        eta = max(budget - elapsed, 0.0)
+        if total_steps is not None:
+            eta = min(eta, (total_steps - step) * elapsed / max(done_steps, 1))
+        done, total = int(min(elapsed, budget)), int(math.ceil(budget))
+    else:
+        eta = (total_steps - step) * elapsed / max(done_steps, 1)
+        done, total = step, total_steps
+    of = "" if epochs == _NO_LIMIT else f"/{epochs}"
+    return Progress(
+        "train",
+        done,
+        total,
+        f"epoch {epoch}{of} loss {loss:.4f} (about {_duration(eta)} left)",
+        {"loss": loss, "epoch": epoch, "lr": lr, "step": step, "eta_s": eta, "elapsed_s": elapsed},
+    )
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
 
 def _step(run, xb, yb, rng, denoise, scaler) -> float:
@@ -375,7 +422,8 @@ def _validate(run, task: str):
 
 
 def _epoch_message(entry: dict, epochs: int) -> str:
-    msg = f"epoch {entry['epoch']}/{epochs} loss {entry['loss']:.4f}"
+    of = "" if epochs == _NO_LIMIT else f"/{epochs}"
+    msg = f"epoch {entry['epoch']}{of} loss {entry['loss']:.4f}"
     val = entry.get("val")
     if val and "iou" in val:
         msg += " val IoU " + ("undefined" if not np.isfinite(val["score"]) else f"{val['score']:.3f}")

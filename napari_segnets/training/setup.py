@@ -157,6 +157,9 @@ def prepare_run(
         raise InputError(f"foreground_crop is a probability in [0, 1], got {foreground_crop!r}.")
     if denoise < 0:
         raise InputError(f"denoise is a noise standard deviation >= 0, got {denoise!r}.")
+    auto_val = isinstance(val, str) and val == "auto"
+    if auto_val and annotation == "sparse":
+        val = None  # strokes are too few to spare; the latest weights are kept
     if early_stopping is not None and (val is None or early_stopping < 1):
         raise InputError(
             "Early stopping needs validation data (val=...) and a patience of at least 1 epoch."
@@ -204,7 +207,14 @@ def prepare_run(
     n_classes = int(getattr(model, "out_channels", 1))
     rules = {"annotation": annotation, "ignore_index": ignore_index,
              "classes": n_classes if task == "segment" else None}
+    source = data
     data = as_dataset(data, "training", **rules)
+    if auto_val:
+        is_store = hasattr(source, "samples") and hasattr(source, "load")
+        if is_store and any(True for _ in source.samples(split="val")):
+            val = source  # the store's own validation samples
+        else:
+            data, val = data.holdout(crop)
     val = None if val is None else as_dataset(val, "validation", **rules)
     if task == "segment":
         for ds, what in ((data, "training"), (val, "validation")):
