@@ -145,7 +145,7 @@ def _loop_kwargs(args: argparse.Namespace, task: str) -> dict:
         batch_size=args.batch_size,
         crop=args.crop,
         lr=args.lr,
-        loss=args.loss or ("mse" if task == "autoencode" else "bce_dice"),
+        loss=args.loss,  # None: the core decides by task
         optimizer=args.optimizer,
         device=args.device,
         seed=args.seed,

@@ -18,7 +18,7 @@ from ..errors import InputError
 from ..progress import Job, Progress, drive
 from . import setup
 from .state import last_path, save_training_state
-from .validate import predict_slice, score, score_reconstruction, to_prediction
+from .validate import score, score_reconstruction, to_prediction
 
 
 @dataclass
@@ -54,14 +54,14 @@ def train_iter(
     data,
     *,
     val="auto",
-    task: str = "segment",
+    task: str | None = None,
     epochs: int | None = None,
     steps_per_epoch: int | None = None,
     minutes: float | None = None,
     batch_size: int = 4,
     crop: int = 128,
     lr: float = 1e-3,
-    loss: str = "bce_dice",
+    loss: str | None = None,
     optimizer: str = "adam",
     schedule: str = "cosine",
     device: str = "auto",
@@ -82,6 +82,7 @@ def train_iter(
     class_names: list[str] | None = None,
     channels_last: bool | None = None,
     clock=None,
+    sync=None,
 ) -> Job[TrainResult]:
     """Train ``model`` on ``data``, yielding :class:`~napari_segnets.progress.Progress` events.
 
@@ -95,8 +96,8 @@ def train_iter(
         the last eighth of the slices (a strip of the image when there is one slice), so the
         kept checkpoint is chosen on pixels it did not train on; ``val=None``: no validation
         (the latest weights are kept; also what sparse strokes get under "auto").
-    task : {"segment", "autoencode"}
-        Must match ``model.task``.
+    task : {"segment", "autoencode"}, optional
+        Default: the model's own task (``model.task``); when given, it must match.
     epochs, steps_per_epoch : int
         ``steps_per_epoch`` defaults to about one pass over the training pixels. ``epochs``
         defaults to 10, or to no limit when ``minutes`` is given.
@@ -108,8 +109,9 @@ def train_iter(
     lr, optimizer, schedule, weight_decay
         ``optimizer`` in adam/adamw/rmsprop/sgd (momentum 0.9); ``schedule`` in cosine/none/plateau
         (cosine anneals over the steps or the time budget, whichever ends first).
-    loss : str
-        One of :data:`napari_segnets.training.losses.LOSSES`.
+    loss : str, optional
+        One of :data:`napari_segnets.training.losses.LOSSES`; default by task: ``"bce_dice"``
+        (segmentation; cross-entropy + Dice for several classes) or ``"mse"`` (autoencoders).
     device, amp, channels_last
         ``amp`` (GPU only) and ``channels_last`` default to on for CUDA; ``channels_last=True``
         also helps on CPUs (about 1.3x faster U-Net training on the project's 2-core box).
@@ -145,9 +147,23 @@ def train_iter(
     clock : callable, optional
         Seconds as a float (default ``time.perf_counter``): the time budget's clock (tests
         inject a fake one).
+    sync : callable, optional
+        The stopping hook: ``sync(elapsed_s, reason) -> (elapsed_s, reason)`` is called after
+        every step and every epoch with this process's elapsed time and its wish to stop
+        (``None``, ``"time_budget"`` or ``"early_stopping"``) and answers what all processes
+        agree on (DDP: one all-reduce, :mod:`napari_segnets.distributed.ddp`). Default: itself.
     """
     import torch
 
+    if getattr(model, "arch", None) == "pca" and getattr(model, "task", "") == "autoencode":
+        # PCA is an architecture the loop fits in closed form (its components are the weights)
+        from .pca_fit import fit_pca_iter
+
+        cfg = dict(getattr(model, "config", {}) or {})
+        return (yield from fit_pca_iter(
+            data, val=val, patch=int(cfg.get("patch", 8)), components=int(cfg.get("components", 16)),
+            normalization=normalization, checkpoint=checkpoint, seed=seed, parent=parent,
+        ))
     clock = clock or time.perf_counter
     t0 = clock()
     schedule = "none" if schedule is None else schedule
@@ -181,7 +197,7 @@ def train_iter(
         denoise=denoise,
         channels_last=channels_last,
     )
-    model = run.model
+    model, task, loss = run.model, run.task, run.loss_name
     if steps_per_epoch is None:
         steps_per_epoch = max(1, math.ceil(run.train_pixels / (batch_size * crop * crop)))
     if steps_per_epoch < 1:
@@ -207,10 +223,13 @@ def train_iter(
         "parent": run.parent_info,
     }
 
+    sync = sync or (lambda elapsed, reason: (elapsed, reason))
+    agreed = {"elapsed": 0.0}  # seconds as all processes agree (one clock for the schedule)
+
     def lr_at(s: int) -> float:
         frac = 0.0 if total_steps is None else s / max(total_steps, 1)
         if budget:
-            frac = max(frac, (clock() - t0) / budget)
+            frac = max(frac, agreed["elapsed"] / budget)
         base = lr * lr_scale
         if schedule == "cosine":
             return base * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
@@ -233,10 +252,13 @@ def train_iter(
                 losses.append(loss_value)
                 step += 1
                 elapsed = clock() - t0
-                yield _train_event(step, total_steps, elapsed, budget, start_epoch * steps_per_epoch,
-                                   epoch + 1, epochs, loss_value, current_lr)
-                if budget is not None and elapsed >= budget:
-                    stopped = "time_budget"
+                wish = "time_budget" if budget is not None and elapsed >= budget else None
+                agreed["elapsed"], reason = sync(elapsed, wish)
+                yield _train_event(step, total_steps, agreed["elapsed"], budget,
+                                   start_epoch * steps_per_epoch, epoch + 1, epochs, loss_value,
+                                   current_lr)
+                if reason is not None:
+                    stopped = reason
                     break
             entry = {
                 "epoch": epoch + 1,
@@ -306,8 +328,10 @@ def train_iter(
                 },
             )
             epoch += 1
-            if early_stopping is not None and bad_epochs >= early_stopping:
-                stopped = "early_stopping"
+            wish = "early_stopping" if early_stopping and bad_epochs >= early_stopping else None
+            _, reason = sync(agreed["elapsed"], wish)
+            if reason is not None and stopped == "epochs":
+                stopped = reason
     finally:
         torch.use_deterministic_algorithms(deterministic)
     if best_state is not None and run.val_images is not None:
@@ -396,22 +420,19 @@ def _step(run, xb, yb, rng, denoise, scaler) -> float:
 
 
 def _validate(run, task: str):
-    import torch
+    """Scores on the held-out slices, predicted by the one forward path (``inference.predict``)."""
+    from ..inference import predict
 
-    model = run.model
-    model.eval()
+    identity = {"mode": "none", "vmin": 0.0, "vmax": 1.0}  # the slices are already normalised
+    output = "reconstruction" if task == "autoencode" else "probabilities"
+    m, halo = int(run.model.size_multiple), int(run.model.halo)
     preds = []
-    with torch.inference_mode():
-        for img in run.val_images:
-            preds.append(
-                to_prediction(
-                    predict_slice(
-                        model, img, run.device, amp=run.amp, channels_last=run.channels_last
-                    ),
-                    task,
-                )
-            )
-    model.train()
+    for img in run.val_images:
+        # one window per slice (the slice and its mirrored halo): the exact whole-slice result
+        tile = tuple(-(-(side + 2 * halo) // m) * m for side in img.shape)
+        out = predict(run.model, img, device=run.device, amp=run.amp_dtype or False,
+                      output=output, normalization=identity, tile=tile, blend="none")
+        preds.append(to_prediction(np.asarray(out), task))
     if task == "autoencode":
         result = score_reconstruction(preds, run.val_images)
     else:

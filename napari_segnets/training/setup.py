@@ -23,6 +23,7 @@ class Run:
     model: Any
     device: Any
     task: str
+    loss_name: str
     opt: Any
     loss_fn: Any
     sampler: CropSampler
@@ -68,6 +69,11 @@ def as_dataset(
     if isinstance(data, tuple) and len(data) == 2:
         return SliceDataset(data[0], data[1], name=what, **kw)
     return SliceDataset(data, None, name=what, **kw)
+
+
+def default_loss(task: str) -> str:
+    """The loss a task trains with unless told otherwise."""
+    return "mse" if task == "autoencode" else "bce_dice"
 
 
 def _choose(name, value, allowed):
@@ -140,10 +146,11 @@ def prepare_run(
     """Validate every argument, load parent/resume state and build the sampler and optimizer."""
     import torch
 
-    from ..devices import resolve_device
+    from ..devices import autocast_dtype, resolve_device
     from ..io.normalize import normalization_spec
 
-    _choose("task", task, TASKS)
+    if task is not None:
+        _choose("task", task, TASKS)
     _choose("optimizer", optimizer, OPTIMIZERS)
     _choose("schedule", schedule, SCHEDULES)
     for name, value in (("epochs", epochs), ("batch_size", batch_size), ("crop", crop)):
@@ -191,7 +198,10 @@ def prepare_run(
         raise InputError(
             "No model was given; pass a model from napari_segnets.models.build, or parent=/resume=."
         )
-    model_task = getattr(model, "task", task)
+    model_task = getattr(model, "task", task or "segment")
+    task = model_task if task is None else task  # the one place the task default is decided
+    if loss is None:
+        loss = default_loss(task)
     if model_task != task:
         raise InputError(
             f"The model was built for task {model_task!r} but training asks for {task!r}; "
@@ -237,9 +247,9 @@ def prepare_run(
     }
 
     dev = resolve_device(device)
-    use_amp = bool(dev.type == "cuda" if amp is None else amp) and dev.type == "cuda"
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-    channels_last = dev.type == "cuda" if channels_last is None else bool(channels_last)
+    amp_dtype = autocast_dtype(dev, amp)  # the same decision as prediction's
+    use_amp = amp_dtype is not None
+    channels_last = dev.type in ("cuda", "cpu") if channels_last is None else bool(channels_last)
     model.to(dev)
     if channels_last:
         model.to(memory_format=torch.channels_last)
@@ -268,6 +278,7 @@ def prepare_run(
         model=model,
         device=dev,
         task=task,
+        loss_name=loss,
         opt=opt,
         loss_fn=loss_fn,
         sampler=sampler,
