@@ -115,3 +115,29 @@ def test_one_psnr_definition():
     assert metrics.psnr(metrics.mse(b, a)) == pytest.approx(40.0)
     assert score_reconstruction([b], [a])["psnr"] == pytest.approx(40.0)
     assert _image_metrics(a, b, 1.0)[1] == pytest.approx(40.0)
+
+
+def test_one_precision_decision_for_training_and_prediction(monkeypatch):
+    from napari_segnets import devices
+    from napari_segnets.inference.engine import amp_dtype
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(devices, "cpu_has_bf16", lambda: True)
+    assert devices.autocast_dtype(cpu) is torch.bfloat16 and amp_dtype(cpu, None) is torch.bfloat16
+    assert devices.autocast_dtype(cpu, False) is None and devices.autocast_dtype(cpu, "bf16")
+    monkeypatch.setattr(devices, "cpu_has_bf16", lambda: False)  # emulated bf16 is slower: fp32
+    assert devices.autocast_dtype(cpu) is None and amp_dtype(cpu, None) is None
+    from napari_segnets.models import build
+
+    image, mask = blobs(2)
+    monkeypatch.setattr(devices, "cpu_has_bf16", lambda: True)
+    from napari_segnets.training import setup
+
+    run = setup.prepare_run(build("unet", base=4, depth=2, seed=0), (image, mask), None,
+                            task=None, crop=32, batch_size=2, epochs=1, loss=None,
+                            optimizer="adam", schedule="none", device="cpu", amp=None,
+                            ignore_index=None, annotation="full", resume=None, parent=None,
+                            augment=False, early_stopping=None, class_weights=None,
+                            foreground_crop=0.5, normalization=None, lr=1e-3, weight_decay=0,
+                            minutes=None, denoise=0.0)
+    assert run.amp and run.amp_dtype is torch.bfloat16 and run.channels_last
