@@ -21,10 +21,10 @@ def predictor_name(engine: str = "predict") -> str:
     try:
         from napari_segnets.inference import predict  # noqa: F401
     except ImportError:
-        return "training.validate.predict_slice (inference not merged)"
+        return "inference.predict"
     if engine == "predict":
         return "inference.predict (one tile per slice, blend none)"
-    return "training.validate.predict_slice (whole slice, channels_last)"
+    return "inference.predict (default tiles)"
 
 
 def probabilities(
@@ -34,17 +34,12 @@ def probabilities(
 
     ``engine="predict"``: :func:`napari_segnets.inference.predict` with one tile per slice (the
     slice plus the model's halo, mirrored at the borders): the exact whole-slice prediction.
-    ``engine="slice"`` (or inference not merged): the training loop's validation pass
-    (whole slice, mirror-padded to the size multiple, channels_last), about 2x cheaper on CPU.
+    ``engine="slice"``: ``predict`` with its default tiles.
     """
-    import torch
+    from napari_segnets.inference import predict
 
-    try:
-        from napari_segnets.inference import predict
-    except ImportError:
-        predict = None
     model.eval()
-    if predict is not None and engine == "predict":
+    if engine == "predict":
         m, halo = model.size_multiple, model.halo
         tile = tuple(-(-(s + 2 * halo) // m) * m for s in image.shape[-2:])
         return np.asarray(
@@ -52,18 +47,10 @@ def probabilities(
                     tile=tile, blend="none"),
             dtype=np.float32,
         )  # fmt: skip
-    from napari_segnets.io.normalize import apply_normalization, fit_normalization
-    from napari_segnets.training.validate import predict_slice, to_prediction
-
-    model.to(memory_format=torch.channels_last)
-    fitted = fit_normalization(image, normalization)
-    out = np.empty(image.shape, np.float32)
-    with torch.inference_mode():
-        for z in range(image.shape[0]):
-            img = apply_normalization(image[z], fitted)
-            raw = predict_slice(model, img, torch.device("cpu"), channels_last=True)
-            out[z] = to_prediction(raw, "segment")
-    return out
+    return np.asarray(
+        predict(model, image, device="cpu", output="probabilities", normalization=normalization),
+        dtype=np.float32,
+    )
 
 
 def machine() -> str:

@@ -1,4 +1,5 @@
-"""Segmentation scores: IoU, Dice, pixel accuracy and F1, and for membranes the adapted Rand error and VI.
+"""Segmentation scores: IoU, Dice, pixel accuracy and F1, and for membranes the adapted Rand error and VI;
+reconstruction scores: MSE and PSNR (the one definition, used by training and the wavelet comparison).
 
 Conventions (the same in every function):
 
@@ -17,6 +18,7 @@ Conventions (the same in every function):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -30,7 +32,9 @@ __all__ = [
     "format_score",
     "iou",
     "membrane_to_cells",
+    "mse",
     "pixel_accuracy",
+    "psnr",
     "rand_error",
     "score_stack",
     "variation_of_information",
@@ -135,6 +139,20 @@ def _dice_counts(inter: int, n_p: int, n_t: int) -> float:
 def _nanmean(values) -> float:
     finite = [v for v in values if np.isfinite(v)]
     return float(np.mean(finite)) if finite else float("nan")
+
+
+def mse(reconstruction, target) -> float:
+    """Mean squared error over all pixels (float64 accumulation)."""
+    r = np.asarray(reconstruction, dtype=np.float64)
+    t = np.asarray(target, dtype=np.float64)
+    if r.shape != t.shape:
+        raise InputError(f"The reconstruction has shape {r.shape} but the target {t.shape}; they must match.")
+    return float(np.mean((r - t) ** 2))
+
+
+def psnr(mse_value: float, data_range: float = 1.0) -> float:
+    """Peak signal-to-noise ratio in dB from an MSE: ``10 log10(range^2 / mse)``; inf when exact."""
+    return math.inf if mse_value == 0 else 10.0 * math.log10(data_range**2 / mse_value)
 
 
 def format_score(value) -> str:

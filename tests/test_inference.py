@@ -25,6 +25,13 @@ FIXED = {"mode": "fixed", "vmin": 0.0, "vmax": 255.0}
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
+@pytest.fixture(autouse=True)
+def _float32_cpu(monkeypatch):
+    """Tiled == untiled to 1e-5 is a float32 property: these tests run the CPU in float32 even
+    where bf16 is the default (CPUs with native bf16, see devices.autocast_dtype)."""
+    monkeypatch.setattr("napari_segnets.devices.cpu_has_bf16", lambda: False)
+
+
 def lively(model, seed=0):
     """Re-initialise weights so activations keep unit scale (default inits shrink deep nets'
     outputs, which would make a 1e-5 tolerance meaningless) and give batch norm real statistics."""

@@ -242,7 +242,7 @@ def test_multiclass_integer_labels_train():
         (dict(optimizer="lbfgs"), "Unknown optimizer"),
         (dict(schedule="step"), "Unknown schedule"),
         (dict(loss="mse"), "autoencoders"),
-        (dict(early_stopping=2), "validation data"),
+        (dict(early_stopping=2, val=None), "validation data"),
         (dict(epochs=0), "epochs"),
         (dict(minutes=-1), "time budget"),
         (dict(class_weights=(1, 2, 3)), "class_weights"),

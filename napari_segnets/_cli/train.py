@@ -65,14 +65,17 @@ def _data_options(p, *, masks_required: bool) -> None:
     p.add_argument("--ignore-index", type=int, default=None, metavar="V",
                    help="full masks: the value of pixels nobody labelled (default: none)")
     p.add_argument("--key", default=None, help="dataset key inside HDF5/Zarr inputs")
-    p.add_argument("--val-slices", metavar="A:B", default=None, help="slices A..B-1 held out for validation")
+    p.add_argument("--val-slices", metavar="A:B", default=None,
+                   help="slices A..B-1 held out to choose the best checkpoint (default: the last eighth "
+                   "of the slices, or a strip of a single slice)")
     p.add_argument("--out", metavar="CKPT", default=None, help="where to save the best checkpoint (.safetensors)")
 
 
 def _loop_options(p, *, lr: float) -> None:
-    p.add_argument("--epochs", type=int, default=10, help="default: 10")
+    p.add_argument("--epochs", type=int, default=None, help="default: 10, or no limit with --minutes")
     p.add_argument("--steps-per-epoch", type=int, default=None, help="batches per epoch (default: one pass)")
-    p.add_argument("--minutes", type=float, default=None, help="stop after this many minutes, keeping the best checkpoint")
+    p.add_argument("--minutes", type=float, default=None,
+                   help="train for this many minutes (the learning rate schedule spans them), keeping the best checkpoint")
     p.add_argument("--batch-size", type=int, default=4, help="default: 4 (per process under torchrun)")
     p.add_argument("--crop", type=int, default=128, help="random crop side in pixels (default: 128)")
     p.add_argument("--lr", type=float, default=lr, help=f"learning rate (default: {lr:g})")
@@ -145,7 +148,7 @@ def _loop_kwargs(args: argparse.Namespace, task: str) -> dict:
         batch_size=args.batch_size,
         crop=args.crop,
         lr=args.lr,
-        loss=args.loss or ("mse" if task == "autoencode" else "bce_dice"),
+        loss=args.loss,  # None: the core decides by task
         optimizer=args.optimizer,
         device=args.device,
         seed=args.seed,
@@ -176,6 +179,7 @@ def run_train(args: argparse.Namespace) -> int:
         args.arch,
         task=args.task,
         classes=classes,
+        seed=args.seed,
         base=args.base,
         budget=args.budget,
         **options,
@@ -261,6 +265,7 @@ def _fit(args, model, data, val, kwargs: dict, *, parent: str | None) -> int:
     if env is None:
         from ..training import train_iter
 
+        val = "auto" if val is None else val  # hold out pixels to choose the checkpoint on
         job = train_iter(model, data, val=val, checkpoint=out, parent=parent, **kwargs)
         result = common.run_job(job, args, callback=callback)
     else:

@@ -10,24 +10,22 @@
   by DDP, so the ranks hold identical weights after every step;
 - rank 0 alone validates, decides (best checkpoint, early stopping) and writes checkpoints;
   forward passes without gradients (validation, previews) bypass DDP's collectives;
-- the time budget (``minutes``) and early stopping are agreed between ranks with an
-  all-reduce at every step, so all ranks stop after the same step (no rank is left
-  waiting in a collective).
+- the loop's stopping hook (``train_iter(sync=...)``) agrees, with one all-reduce after every
+  step and every epoch, on the elapsed time (the slowest rank's: one clock for the time budget
+  and the learning-rate schedule) and on stopping (time budget or rank 0's early stopping), so
+  all ranks stop after the same step; rank 0's loop then puts its best weights back.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import time
 from dataclasses import dataclass
 
 from ..errors import InputError
-from ..progress import Events, drive
+from ..progress import drive
 
-# Extra seconds given to the loop's own clock: the ranks agree to stop at ``minutes``, then each
-# waits until its loop's clock has certainly passed the budget (see ddp_train_iter).
-_BUDGET_SLACK_S = 5.0
+_REASONS = (None, "time_budget", "early_stopping")  # codes 0, 1, 2 in the all-reduce
 
 
 @dataclass
@@ -192,7 +190,7 @@ def ddp_train_iter(
     import torch
     import torch.distributed as dist
 
-    from ..training import TrainResult, train_iter
+    from ..training import train_iter
 
     env = env or ddp_env()
     if env is None:
@@ -212,85 +210,44 @@ def ddp_train_iter(
         n_local = len(shard) if not isinstance(shard, tuple) else shard[0].shape[0]
         steps_per_epoch = max(1, math.ceil(n_local / batch_size))
     ddp_model = wrap(model, env)
-    budget = None if minutes is None else float(minutes) * 60.0
-    job = train_iter(
-        ddp_model,
-        shard,
-        val=val if main_rank else None,
-        checkpoint=checkpoint if main_rank else None,
-        minutes=None if budget is None else (budget + _BUDGET_SLACK_S) / 60.0,
-        early_stopping=None,
-        steps_per_epoch=steps_per_epoch,
-        batch_size=batch_size,
-        crop=crop,
-        seed=seed + env.rank,  # different crops and augmentations per rank
-        device=env.device,
-        **kwargs,
-    )
-    epochs_seen: list[dict] = []
-    best = {"score": None, "epoch": None}
-    bad_epochs = 0
-    stopped = None
-    t0 = time.perf_counter()
-    run = Events(job)
     try:
-        for event in run:
-            yield event
-            if event.stage == "train" and budget is not None:
-                # Agree on the budget at every step; then make sure every rank's loop sees it run
-                # out at the same step: sleep until its own clock (started just after ours) is past.
-                if _any_rank(time.perf_counter() - t0 >= budget, env):
-                    time.sleep(max(0.0, budget + _BUDGET_SLACK_S + 0.05 - (time.perf_counter() - t0)))
-            elif event.stage == "epoch":
-                epochs_seen.append(_entry(event))
-                if main_rank and event.payload.get("improved") and val is not None:
-                    best = {"score": event.payload.get("best_score"), "epoch": event.payload.get("epoch")}
-                    bad_epochs = 0
-                elif main_rank and val is not None:
-                    bad_epochs += 1
-                if early_stopping is not None and _any_rank(main_rank and bad_epochs >= early_stopping, env):
-                    stopped = "early_stopping"
-                    break  # run.result stays None
+        result = yield from train_iter(
+            ddp_model,
+            shard,
+            val=val if main_rank else None,
+            checkpoint=checkpoint if main_rank else None,
+            minutes=minutes,
+            early_stopping=early_stopping if main_rank else None,
+            steps_per_epoch=steps_per_epoch,
+            batch_size=batch_size,
+            crop=crop,
+            seed=seed + env.rank,  # different crops and augmentations per rank
+            device=env.device,
+            sync=lambda elapsed, reason: agree(elapsed, reason, env),
+            **kwargs,
+        )
     finally:
-        job.close()
         if owns_group and dist.is_initialized():
             dist.destroy_process_group()
-    result = run.result
-    if result is None:
-        from pathlib import Path
-
-        ck = Path(checkpoint) if (checkpoint is not None and main_rank) else None
-        result = TrainResult(
-            checkpoint=ck if ck is not None and ck.exists() else None,
-            best_score=best["score"],
-            best_epoch=best["epoch"],
-            history=epochs_seen,
-            stopped=stopped or "epochs",
-            seconds=time.perf_counter() - t0,
-            model=unwrap(ddp_model),
-        )
-    else:
-        result.model = unwrap(ddp_model)
-        if not main_rank:
-            result.checkpoint = None
+    result.model = unwrap(ddp_model)
+    if not main_rank:
+        result.checkpoint = None
     return result
+
+
+def agree(elapsed: float, reason: str | None, env: DDPEnv) -> tuple[float, str | None]:
+    """The loop's stopping hook under DDP: the largest elapsed time and the strongest wish to
+    stop over all ranks, in one all-reduce of two numbers."""
+    import torch
+    import torch.distributed as dist
+
+    device = env.device if env.backend == "nccl" else "cpu"
+    t = torch.tensor([float(elapsed), float(_REASONS.index(reason))], dtype=torch.float64,
+                     device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return float(t[0]), _REASONS[int(t[1])]
 
 
 def ddp_train(model, data, *, callback=None, bar=None, **kwargs):
     """Plain twin of :func:`ddp_train_iter`."""
     return drive(ddp_train_iter(model, data, **kwargs), callback=callback, bar=bar)
-
-
-def _any_rank(flag: bool, env: DDPEnv) -> bool:
-    """True on every rank when ``flag`` is true on any rank (an all-reduce of one number)."""
-    import torch
-    import torch.distributed as dist
-
-    t = torch.tensor([1.0 if flag else 0.0], device=env.device if env.backend == "nccl" else "cpu")
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item() > 0)
-
-
-def _entry(event) -> dict:
-    p = event.payload or {}
-    return {k: p.get(k) for k in ("epoch", "loss", "lr", "val")}

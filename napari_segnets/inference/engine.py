@@ -35,34 +35,11 @@ def is_oom(exc: BaseException) -> bool:
 
 
 def amp_dtype(device, amp):
-    """The autocast dtype: ``None`` (float32) or ``torch.bfloat16``/``torch.float16``.
+    """The autocast dtype (None = float32): the project's one decision,
+    :func:`napari_segnets.devices.autocast_dtype` (bf16 on GPUs and on CPUs with native bf16)."""
+    from ..devices import autocast_dtype
 
-    ``amp=None`` means bf16 on CUDA GPUs that support it (fp16 otherwise) and float32 on
-    the CPU, where reduced precision is slower on most machines and breaks exactness.
-    """
-    import torch
-
-    if amp is None:
-        if device.type != "cuda":
-            return None
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if amp is False:
-        return None
-    if amp is True:
-        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-            return torch.float16
-        return torch.bfloat16
-    names = {
-        "bf16": torch.bfloat16,
-        "bfloat16": torch.bfloat16,
-        "fp16": torch.float16,
-        "float16": torch.float16,
-    }
-    if amp in names:
-        return names[amp]
-    raise InputError(
-        f"Unknown amp setting {amp!r}: use None (auto), True, False, 'bf16' or 'fp16'."
-    )
+    return autocast_dtype(device, amp)
 
 
 def dihedral(x, k: int, flip: bool):

@@ -143,6 +143,7 @@ def build(
     base: float | None = None,
     budget: int | None = None,
     preset: str | None = None,
+    seed: int | None = None,
     **options,
 ):
     """Build a model by name.
@@ -163,6 +164,9 @@ def build(
         Mutually exclusive with ``base``.
     preset : str, optional
         A named option set from :func:`presets`; explicit arguments override it.
+    seed : int, optional
+        Draw the initial weights from this seed (bit-identical on the CPU; torch's global random
+        state is left as it was). ``None``: from torch's global random state.
     **options
         Family options (e.g. ``depth``, ``up``, ``dropout`` for the U-Net).
 
@@ -172,6 +176,15 @@ def build(
         With ``arch``, ``task``, ``config``, ``out_channels``, ``size_multiple``, ``halo``
         and ``check_input``; ``build(**model.config)`` rebuilds the same architecture.
     """
+    if seed is not None:
+        import torch
+
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+            raise InputError(f"seed must be a whole number, got {seed!r}.")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(seed))
+            return build(arch, task=task, in_channels=in_channels, classes=classes, base=base,
+                         budget=budget, preset=preset, **options)
     _check_arch(arch)
     if task not in TASKS:
         raise InputError(f"Unknown task {task!r}: use 'segment' or 'autoencode'.")

@@ -168,6 +168,37 @@ class SliceDataset:
                     targets=True)
         return ds
 
+    def holdout(self, crop: int) -> tuple[SliceDataset, SliceDataset | None]:
+        """Split off validation data the training never sees: ``(train, val)``.
+
+        Several slices: the last eighth of them (at least one; the neighbours of training slices
+        are the least independent, so a block at the end). One slice: a strip along its longer
+        side, an eighth of it, leaving at least ``crop`` pixels to train on. ``val`` is None
+        when the data is too small to spare anything.
+        """
+        n = len(self)
+        if n >= 2:
+            k = max(1, n // 8)
+            return self.subset(range(n - k)), self.subset(range(n - k, n))
+        src, z = self._items[0]
+        s = self._sources[src]
+        h, w = s.image.shape[1:]
+        axis = 1 if w >= h else 0
+        side = (h, w)[axis]
+        cut = side - max(side // 8, 1)
+        if cut < crop or side - cut < 8:
+            return self, None
+        parts = []
+        for rng in (slice(0, cut), slice(cut, side)):
+            ds = self._like()
+            ds.classes, ds.notes = self.classes, list(self.notes)
+            index = (z, slice(None), rng) if axis == 1 else (z, rng, slice(None))
+            mask = None if s.mask is None else s.mask[index]
+            ds._add(s.image[index], mask, f"{s.name} (held-out strip)" if parts else s.name,
+                    s.records, targets=True)
+            parts.append(ds)
+        return parts[0], parts[1]
+
     # -- queries ------------------------------------------------------------------------
     def __len__(self) -> int:
         return len(self._items)

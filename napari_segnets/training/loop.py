@@ -18,7 +18,7 @@ from ..errors import InputError
 from ..progress import Job, Progress, drive
 from . import setup
 from .state import last_path, save_training_state
-from .validate import predict_slice, score, score_reconstruction, to_prediction
+from .validate import score, score_reconstruction, to_prediction
 
 
 @dataclass
@@ -53,15 +53,15 @@ def train_iter(
     model,
     data,
     *,
-    val=None,
-    task: str = "segment",
-    epochs: int = 10,
+    val="auto",
+    task: str | None = None,
+    epochs: int | None = None,
     steps_per_epoch: int | None = None,
     minutes: float | None = None,
     batch_size: int = 4,
     crop: int = 128,
     lr: float = 1e-3,
-    loss: str = "bce_dice",
+    loss: str | None = None,
     optimizer: str = "adam",
     schedule: str = "cosine",
     device: str = "auto",
@@ -81,6 +81,8 @@ def train_iter(
     weight_decay: float = 0.0,
     class_names: list[str] | None = None,
     channels_last: bool | None = None,
+    clock=None,
+    sync=None,
 ) -> Job[TrainResult]:
     """Train ``model`` on ``data``, yielding :class:`~napari_segnets.progress.Progress` events.
 
@@ -90,20 +92,26 @@ def train_iter(
         A model from :func:`napari_segnets.models.build`; ``None`` to take it from ``parent``
         or ``resume``.
     data, val : SliceDataset, (image, mask) tuple, or curation Store
-        Training slices and held-out validation slices (``val`` optional).
-    task : {"segment", "autoencode"}
-        Must match ``model.task``.
+        Training slices and held-out validation slices. ``val="auto"`` (the default) holds out
+        the last eighth of the slices (a strip of the image when there is one slice), so the
+        kept checkpoint is chosen on pixels it did not train on; ``val=None``: no validation
+        (the latest weights are kept; also what sparse strokes get under "auto").
+    task : {"segment", "autoencode"}, optional
+        Default: the model's own task (``model.task``); when given, it must match.
     epochs, steps_per_epoch : int
-        ``steps_per_epoch`` defaults to about one pass over the training pixels.
+        ``steps_per_epoch`` defaults to about one pass over the training pixels. ``epochs``
+        defaults to 10, or to no limit when ``minutes`` is given.
     minutes : float, optional
-        Time budget: stop after this many minutes (a last validation follows) and keep the best.
+        Time budget: train for this many minutes (a last validation follows) and keep the best;
+        the learning-rate schedule spans the budget. Progress events then count seconds.
     batch_size, crop : int
         Crops per step and their side (a multiple of ``model.size_multiple``).
     lr, optimizer, schedule, weight_decay
         ``optimizer`` in adam/adamw/rmsprop/sgd (momentum 0.9); ``schedule`` in cosine/none/plateau
         (cosine anneals over the steps or the time budget, whichever ends first).
-    loss : str
-        One of :data:`napari_segnets.training.losses.LOSSES`.
+    loss : str, optional
+        One of :data:`napari_segnets.training.losses.LOSSES`; default by task: ``"bce_dice"``
+        (segmentation; cross-entropy + Dice for several classes) or ``"mse"`` (autoencoders).
     device, amp, channels_last
         ``amp`` (GPU only) and ``channels_last`` default to on for CUDA; ``channels_last=True``
         also helps on CPUs (about 1.3x faster U-Net training on the project's 2-core box).
@@ -136,11 +144,31 @@ def train_iter(
         Autoencoders: std of Gaussian noise added to the input (target stays clean).
     normalization : dict, optional
         Intensity normalisation spec; default: the parent's, else percentile 1-99.8.
+    clock : callable, optional
+        Seconds as a float (default ``time.perf_counter``): the time budget's clock (tests
+        inject a fake one).
+    sync : callable, optional
+        The stopping hook: ``sync(elapsed_s, reason) -> (elapsed_s, reason)`` is called after
+        every step and every epoch with this process's elapsed time and its wish to stop
+        (``None``, ``"time_budget"`` or ``"early_stopping"``) and answers what all processes
+        agree on (DDP: one all-reduce, :mod:`napari_segnets.distributed.ddp`). Default: itself.
     """
     import torch
 
-    t0 = time.perf_counter()
+    if getattr(model, "arch", None) == "pca" and getattr(model, "task", "") == "autoencode":
+        # PCA is an architecture the loop fits in closed form (its components are the weights)
+        from .pca_fit import fit_pca_iter
+
+        cfg = dict(getattr(model, "config", {}) or {})
+        return (yield from fit_pca_iter(
+            data, val=val, patch=int(cfg.get("patch", 8)), components=int(cfg.get("components", 16)),
+            normalization=normalization, checkpoint=checkpoint, seed=seed, parent=parent,
+        ))
+    clock = clock or time.perf_counter
+    t0 = clock()
     schedule = "none" if schedule is None else schedule
+    if epochs is None:
+        epochs = 10 if minutes is None else _NO_LIMIT
     run = setup.prepare_run(
         model,
         data,
@@ -169,12 +197,12 @@ def train_iter(
         denoise=denoise,
         channels_last=channels_last,
     )
-    model = run.model
+    model, task, loss = run.model, run.task, run.loss_name
     if steps_per_epoch is None:
         steps_per_epoch = max(1, math.ceil(run.train_pixels / (batch_size * crop * crop)))
     if steps_per_epoch < 1:
         raise InputError(f"steps_per_epoch must be at least 1, got {steps_per_epoch}.")
-    total_steps = epochs * steps_per_epoch
+    total_steps = None if epochs == _NO_LIMIT else epochs * steps_per_epoch
     checkpoint = Path(checkpoint) if checkpoint is not None else None
 
     history = list(run.history)
@@ -195,10 +223,13 @@ def train_iter(
         "parent": run.parent_info,
     }
 
+    sync = sync or (lambda elapsed, reason: (elapsed, reason))
+    agreed = {"elapsed": 0.0}  # seconds as all processes agree (one clock for the schedule)
+
     def lr_at(s: int) -> float:
-        frac = s / max(total_steps, 1)
+        frac = 0.0 if total_steps is None else s / max(total_steps, 1)
         if budget:
-            frac = max(frac, (time.perf_counter() - t0) / budget)
+            frac = max(frac, agreed["elapsed"] / budget)
         base = lr * lr_scale
         if schedule == "cosine":
             return base * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
@@ -211,7 +242,7 @@ def train_iter(
             # Seeds per epoch: a resumed run draws the same crops (and dropout) as an uninterrupted one.
             torch.manual_seed(seed * 100_003 + epoch)
             rng = np.random.default_rng([seed, epoch])
-            t_epoch, losses = time.perf_counter(), []
+            t_epoch, losses = clock(), []
             for _ in range(steps_per_epoch):
                 current_lr = lr_at(step)
                 for g in run.opt.param_groups:
@@ -220,33 +251,28 @@ def train_iter(
                 loss_value = _step(run, xb, yb, rng, denoise, scaler)
                 losses.append(loss_value)
                 step += 1
-                yield Progress(
-                    "train",
-                    step,
-                    total_steps,
-                    f"epoch {epoch + 1}/{epochs} loss {loss_value:.4f}",
-                    {"loss": loss_value, "epoch": epoch + 1, "lr": current_lr, "step": step},
-                )
-                if budget is not None and time.perf_counter() - t0 >= budget:
-                    stopped = "time_budget"
+                elapsed = clock() - t0
+                wish = "time_budget" if budget is not None and elapsed >= budget else None
+                agreed["elapsed"], reason = sync(elapsed, wish)
+                yield _train_event(step, total_steps, agreed["elapsed"], budget,
+                                   start_epoch * steps_per_epoch, epoch + 1, epochs, loss_value,
+                                   current_lr)
+                if reason is not None:
+                    stopped = reason
                     break
             entry = {
                 "epoch": epoch + 1,
                 "steps": step,
                 "loss": float(np.mean(losses)),
                 "lr": current_lr,
-                "seconds": round(time.perf_counter() - t_epoch, 3),
+                "seconds": round(clock() - t_epoch, 3),
                 "val": None,
             }
             preview = None
             if run.val_images is not None:
                 entry["val"], preview = _validate(run, task)
                 current = entry["val"]["score"]
-                # an undefined score (NaN: no object in the validation truth nor the prediction)
-                # ranks below every defined one
-                improved = best_score is None or (
-                    np.isfinite(current) and not (np.isfinite(best_score) and current <= best_score)
-                )
+                improved = _better(current, best_score)
             else:  # without validation the latest weights are the best known
                 current, improved = None, True
             history.append(entry)
@@ -260,6 +286,9 @@ def train_iter(
                     lr_scale *= 0.5  # halve the rate after two epochs without progress
             extra = {
                 "epoch": epoch + 1,
+                "steps": step,
+                "stopped": stopped,
+                "minutes": minutes,
                 "lr_scale": lr_scale,
                 "bad_epochs": bad_epochs,
                 "best_score": best_score,
@@ -286,7 +315,7 @@ def train_iter(
             yield Progress(
                 "epoch",
                 epoch + 1,
-                epochs,
+                None if epochs == _NO_LIMIT else epochs,
                 _epoch_message(entry, epochs),
                 {
                     "epoch": epoch + 1,
@@ -299,8 +328,10 @@ def train_iter(
                 },
             )
             epoch += 1
-            if early_stopping is not None and bad_epochs >= early_stopping:
-                stopped = "early_stopping"
+            wish = "early_stopping" if early_stopping and bad_epochs >= early_stopping else None
+            _, reason = sync(agreed["elapsed"], wish)
+            if reason is not None and stopped == "epochs":
+                stopped = reason
     finally:
         torch.use_deterministic_algorithms(deterministic)
     if best_state is not None and run.val_images is not None:
@@ -312,9 +343,49 @@ def train_iter(
         history=history,
         stopped=stopped,
         steps=step,
-        seconds=time.perf_counter() - t0,
+        seconds=clock() - t0,
         model=model,
     )
+
+
+_NO_LIMIT = 2**62  # "no epoch limit" (a time budget alone)
+
+
+def _better(current, best) -> bool:
+    """Is ``current`` a better validation score than ``best``?
+
+    An undefined score (NaN: no object in the validation truth nor in the prediction) says
+    nothing, so while nothing better is known the latest weights are kept.
+    """
+    if best is None or not np.isfinite(best):
+        return True
+    return bool(np.isfinite(current) and current > best)
+
+
+def _train_event(step, total_steps, elapsed, budget, first_step, epoch, epochs, loss, lr):
+    """A step's progress: in steps, or in seconds under a time budget; with an ETA in seconds."""
+    done_steps = step - first_step
+    if budget is not None:
+        eta = max(budget - elapsed, 0.0)
+        if total_steps is not None:
+            eta = min(eta, (total_steps - step) * elapsed / max(done_steps, 1))
+        done, total = int(min(elapsed, budget)), int(math.ceil(budget))
+    else:
+        eta = (total_steps - step) * elapsed / max(done_steps, 1)
+        done, total = step, total_steps
+    of = "" if epochs == _NO_LIMIT else f"/{epochs}"
+    return Progress(
+        "train",
+        done,
+        total,
+        f"epoch {epoch}{of} loss {loss:.4f} (about {_duration(eta)} left)",
+        {"loss": loss, "epoch": epoch, "lr": lr, "step": step, "eta_s": eta, "elapsed_s": elapsed},
+    )
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
 
 def _step(run, xb, yb, rng, denoise, scaler) -> float:
@@ -349,22 +420,19 @@ def _step(run, xb, yb, rng, denoise, scaler) -> float:
 
 
 def _validate(run, task: str):
-    import torch
+    """Scores on the held-out slices, predicted by the one forward path (``inference.predict``)."""
+    from ..inference import predict
 
-    model = run.model
-    model.eval()
+    identity = {"mode": "none", "vmin": 0.0, "vmax": 1.0}  # the slices are already normalised
+    output = "reconstruction" if task == "autoencode" else "probabilities"
+    m, halo = int(run.model.size_multiple), int(run.model.halo)
     preds = []
-    with torch.inference_mode():
-        for img in run.val_images:
-            preds.append(
-                to_prediction(
-                    predict_slice(
-                        model, img, run.device, amp=run.amp, channels_last=run.channels_last
-                    ),
-                    task,
-                )
-            )
-    model.train()
+    for img in run.val_images:
+        # one window per slice (the slice and its mirrored halo): the exact whole-slice result
+        tile = tuple(-(-(side + 2 * halo) // m) * m for side in img.shape)
+        out = predict(run.model, img, device=run.device, amp=run.amp_dtype or False,
+                      output=output, normalization=identity, tile=tile, blend="none")
+        preds.append(to_prediction(np.asarray(out), task))
     if task == "autoencode":
         result = score_reconstruction(preds, run.val_images)
     else:
@@ -375,7 +443,8 @@ def _validate(run, task: str):
 
 
 def _epoch_message(entry: dict, epochs: int) -> str:
-    msg = f"epoch {entry['epoch']}/{epochs} loss {entry['loss']:.4f}"
+    of = "" if epochs == _NO_LIMIT else f"/{epochs}"
+    msg = f"epoch {entry['epoch']}{of} loss {entry['loss']:.4f}"
     val = entry.get("val")
     if val and "iou" in val:
         msg += " val IoU " + ("undefined" if not np.isfinite(val["score"]) else f"{val['score']:.3f}")

@@ -23,13 +23,15 @@ __all__ = ["fit_pca_iter"]
 
 
 def _as_dataset(data, what: str):
+    """The training loop's dataset rules (:func:`setup.as_dataset`) for images alone."""
     from .datasets import SliceDataset
+    from .setup import as_dataset
 
     if isinstance(data, SliceDataset):
         return data
     if isinstance(data, (tuple, list)) and len(data) == 2:
-        return SliceDataset(data[0], None)
-    return SliceDataset(data, None, name=what)
+        data = data[0]  # an autoencoder reads images only
+    return as_dataset(data, what)
 
 
 def fit_pca_iter(data, *, val=None, patch: int = 8, components: int = 16, normalization=None,
@@ -39,7 +41,8 @@ def fit_pca_iter(data, *, val=None, patch: int = 8, components: int = 16, normal
     Parameters
     ----------
     data, val : SliceDataset, array, or (image, mask) pair
-        Training and (optional) validation slices; masks are ignored.
+        Training and (optional) validation slices; masks are ignored. ``val="auto"`` holds out
+        slices (or a strip) as :func:`~napari_segnets.training.train_iter` does.
     patch, components : int
         Patch side and number of principal components.
     normalization : dict, optional
@@ -60,6 +63,8 @@ def fit_pca_iter(data, *, val=None, patch: int = 8, components: int = 16, normal
         raise InputError("A PCA autoencoder is refitted from the data, not fine-tuned: leave 'parent' empty.")
     t0 = time.perf_counter()
     data = _as_dataset(data, "training")
+    if isinstance(val, str) and val == "auto":  # as train_iter: held-out slices or a strip
+        data, val = data.holdout(patch)
     val = None if val is None else _as_dataset(val, "validation")
     if len(data) == 0:
         raise InputError("No training slices: give at least one image to fit the PCA on.")
@@ -98,13 +103,13 @@ def fit_pca_iter(data, *, val=None, patch: int = 8, components: int = 16, normal
 
 
 def _reconstruct(model, image: np.ndarray) -> np.ndarray:
-    """The model's reconstruction of one normalised slice (mirror-padded to the patch size)."""
-    import torch
+    """The model's reconstruction of one normalised slice, by the one forward path."""
+    from ..inference import predict
 
-    from .validate import predict_slice
-
-    with torch.inference_mode():
-        return predict_slice(model, np.asarray(image, np.float32), torch.device("cpu"))[0]
+    identity = {"mode": "none", "vmin": 0.0, "vmax": 1.0}  # the slice is already normalised
+    out = predict(model, np.asarray(image, np.float32), device="cpu", amp=False,
+                  output="reconstruction", normalization=identity)
+    return np.asarray(out, np.float32)
 
 
 def _message(entry: dict) -> str:

@@ -23,6 +23,7 @@ class Run:
     model: Any
     device: Any
     task: str
+    loss_name: str
     opt: Any
     loss_fn: Any
     sampler: CropSampler
@@ -68,6 +69,11 @@ def as_dataset(
     if isinstance(data, tuple) and len(data) == 2:
         return SliceDataset(data[0], data[1], name=what, **kw)
     return SliceDataset(data, None, name=what, **kw)
+
+
+def default_loss(task: str) -> str:
+    """The loss a task trains with unless told otherwise."""
+    return "mse" if task == "autoencode" else "bce_dice"
 
 
 def _choose(name, value, allowed):
@@ -140,10 +146,11 @@ def prepare_run(
     """Validate every argument, load parent/resume state and build the sampler and optimizer."""
     import torch
 
-    from ..devices import resolve_device
+    from ..devices import autocast_dtype, resolve_device
     from ..io.normalize import normalization_spec
 
-    _choose("task", task, TASKS)
+    if task is not None:
+        _choose("task", task, TASKS)
     _choose("optimizer", optimizer, OPTIMIZERS)
     _choose("schedule", schedule, SCHEDULES)
     for name, value in (("epochs", epochs), ("batch_size", batch_size), ("crop", crop)):
@@ -157,6 +164,9 @@ def prepare_run(
         raise InputError(f"foreground_crop is a probability in [0, 1], got {foreground_crop!r}.")
     if denoise < 0:
         raise InputError(f"denoise is a noise standard deviation >= 0, got {denoise!r}.")
+    auto_val = isinstance(val, str) and val == "auto"
+    if auto_val and annotation == "sparse":
+        val = None  # strokes are too few to spare; the latest weights are kept
     if early_stopping is not None and (val is None or early_stopping < 1):
         raise InputError(
             "Early stopping needs validation data (val=...) and a patience of at least 1 epoch."
@@ -188,7 +198,10 @@ def prepare_run(
         raise InputError(
             "No model was given; pass a model from napari_segnets.models.build, or parent=/resume=."
         )
-    model_task = getattr(model, "task", task)
+    model_task = getattr(model, "task", task or "segment")
+    task = model_task if task is None else task  # the one place the task default is decided
+    if loss is None:
+        loss = default_loss(task)
     if model_task != task:
         raise InputError(
             f"The model was built for task {model_task!r} but training asks for {task!r}; "
@@ -204,7 +217,14 @@ def prepare_run(
     n_classes = int(getattr(model, "out_channels", 1))
     rules = {"annotation": annotation, "ignore_index": ignore_index,
              "classes": n_classes if task == "segment" else None}
+    source = data
     data = as_dataset(data, "training", **rules)
+    if auto_val:
+        is_store = hasattr(source, "samples") and hasattr(source, "load")
+        if is_store and any(True for _ in source.samples(split="val")):
+            val = source  # the store's own validation samples
+        else:
+            data, val = data.holdout(crop)
     val = None if val is None else as_dataset(val, "validation", **rules)
     if task == "segment":
         for ds, what in ((data, "training"), (val, "validation")):
@@ -227,9 +247,9 @@ def prepare_run(
     }
 
     dev = resolve_device(device)
-    use_amp = bool(dev.type == "cuda" if amp is None else amp) and dev.type == "cuda"
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-    channels_last = dev.type == "cuda" if channels_last is None else bool(channels_last)
+    amp_dtype = autocast_dtype(dev, amp)  # the same decision as prediction's
+    use_amp = amp_dtype is not None
+    channels_last = dev.type in ("cuda", "cpu") if channels_last is None else bool(channels_last)
     model.to(dev)
     if channels_last:
         model.to(memory_format=torch.channels_last)
@@ -258,6 +278,7 @@ def prepare_run(
         model=model,
         device=dev,
         task=task,
+        loss_name=loss,
         opt=opt,
         loss_fn=loss_fn,
         sampler=sampler,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import metrics
 from ..errors import InputError
 from ..io.atomic import atomic_path
 from .core import _as_image, _wavelet, decompose, level_labels, level_power, max_levels, mosaic
@@ -85,8 +86,8 @@ def _image_metrics(
 ) -> tuple[float, float, float]:
     from skimage.metrics import structural_similarity
 
-    mse = float(np.mean((orig - recon) ** 2))
-    psnr = math.inf if mse == 0 else 10.0 * math.log10(data_range**2 / mse)
+    mse = metrics.mse(recon, orig)
+    psnr = metrics.psnr(mse, data_range)
     side = min(orig.shape)
     win = min(7, side if side % 2 else side - 1)
     ssim = math.nan
