@@ -1,0 +1,39 @@
+"""Review that goes straight to the likely errors.
+
+- :func:`review` / :func:`review_iter`: predict a stack several ways (flips, a quarter turn and,
+  for isotropic stacks, the xz/yz planes), make objects, add per-object error signals
+  (:mod:`.signals`) and one score (:mod:`.score`), ranked most likely wrong first.
+- :func:`next_object`: what to look at next (optionally with random audits).
+- :class:`DecisionLog`, :func:`record_decision`: accept / fix / delete with provenance; the
+  reviewed regions go to the curated store.
+- :func:`error_bars`: count and volume fraction with 95% intervals from the reviewed objects.
+"""
+
+from .decisions import DECISIONS, DecisionLog, record_decision
+from .errorbars import decisions_for_error_bars, error_bars
+from .queue import Review, default_views, next_object, ranked, review, review_iter
+from .score import DEFAULT_WEIGHTS, FittedScore, default_score, fit_score, rank
+from .signals import SIGNALS, add_signals, shape_signals, view_signals
+
+__all__ = [
+    "DECISIONS",
+    "DEFAULT_WEIGHTS",
+    "SIGNALS",
+    "DecisionLog",
+    "FittedScore",
+    "Review",
+    "add_signals",
+    "decisions_for_error_bars",
+    "default_score",
+    "default_views",
+    "error_bars",
+    "fit_score",
+    "next_object",
+    "rank",
+    "ranked",
+    "record_decision",
+    "review",
+    "review_iter",
+    "shape_signals",
+    "view_signals",
+]

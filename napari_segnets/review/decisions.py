@@ -1,0 +1,153 @@
+"""Review decisions (accept / fix / delete) with provenance, and the curated samples they make.
+
+A :class:`DecisionLog` is a JSON-lines file: one record per decision, appended under an exclusive
+lock as one fsync'd line (the curated store's append, :mod:`napari_segnets.curation._manifest`), never
+rewritten; the latest record of an object wins. :func:`record_decision` also puts the reviewed region
+into a :class:`~napari_segnets.curation.Store`: each slice of the object's box (grown by a margin),
+labelled 1 = object / 0 = background, with the voxels of other, unreviewed objects set to the
+ignore value, so fine-tuning learns from exactly what the reviewer looked at.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError, StoreError
+
+DECISIONS = ("accept", "fix", "delete")
+IGNORE = 255
+
+
+class DecisionLog:
+    """Append-only decisions of one review, in ``path`` (JSON lines)."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+
+    def append(self, record: dict) -> dict:
+        from ..curation._manifest import append_record, exclusive_lock
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with exclusive_lock(self.path.with_name(self.path.name + ".lock")):
+            append_record(self.path, record)
+        return record
+
+    def records(self) -> list[dict]:
+        """Every complete record, oldest first (a torn last line from a killed writer is skipped)."""
+        if not self.path.exists():
+            return []
+        out = []
+        lines = self.path.read_bytes().split(b"\n")
+        for k, line in enumerate(lines):
+            if not line.strip():
+                continue
+            try:
+                out.append(json.loads(line))
+            except ValueError as exc:
+                if k == len(lines) - 1:  # torn tail: never committed
+                    continue
+                raise StoreError(f"{self.path} line {k + 1} is not valid JSON; the log was edited by hand.") from exc
+        return out
+
+    def latest(self) -> dict:
+        """Object id -> its latest decision record."""
+        return {int(r["object"]): r for r in self.records() if r.get("kind") == "decision"}
+
+
+def _region(mask: np.ndarray, margin: int):
+    idx = np.argwhere(mask)
+    lo = np.maximum(idx.min(0) - margin, 0)
+    hi = np.minimum(idx.max(0) + 1 + margin, mask.shape)
+    lo[0], hi[0] = idx[:, 0].min(), idx[:, 0].max() + 1  # no margin in z: slices hold the samples
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+
+
+def record_decision(log: DecisionLog, *, object_id: int, decision: str, labels, fixed=None, image=None,
+                    store=None, source: str = "", checkpoint=None, row: dict | None = None,
+                    reviewer: str = "", note: str = "", margin: int = 8, split: str = "train") -> dict:
+    """Record one decision and, with a ``store``, add the reviewed region to it.
+
+    Parameters
+    ----------
+    log : DecisionLog
+    object_id : int
+        The object's id in ``labels`` (the queue's labels).
+    decision : {"accept", "fix", "delete"}
+    labels : int array (Z, Y, X) or (Y, X)
+        The labels the queue refers to (before the decision).
+    fixed : bool array like ``labels``, optional
+        For ``"fix"``: the object's corrected voxels (several pieces if it was a merge). Accept
+        uses the object as it is, delete an empty mask.
+    image : array like ``labels``, optional
+        Needed with ``store``: the grey levels of the samples.
+    store : napari_segnets.curation.Store, optional
+        Where accepted, fixed and deleted objects' regions go (a deleted object teaches
+        background where the model saw one).
+    source, checkpoint
+        Provenance: the image file and the checkpoint that made the prediction.
+    row : dict, optional
+        The object's queue row (rank, score, signals), kept in the record.
+
+    Returns
+    -------
+    dict
+        The record: object, decision, time, reviewer, source, checkpoint, count_after
+        (objects it became), voxels_before/after, the queue row and the store sample ids.
+    """
+    from scipy import ndimage as ndi
+
+    if decision not in DECISIONS:
+        raise InputError(f"Unknown decision {decision!r}: use accept, fix or delete.")
+    labels = np.asarray(labels)
+    if labels.ndim == 2:
+        labels = labels[None]
+        fixed = None if fixed is None else np.asarray(fixed)[None]
+        image = None if image is None else np.asarray(image)[None]
+    obj = labels == int(object_id)
+    if not obj.any():
+        raise InputError(f"Object {object_id} is not in the labels; review objects of the current queue.")
+    if decision == "fix":
+        if fixed is None or np.shape(fixed) != labels.shape:
+            raise InputError("A fix needs the corrected object as a mask of the labels' shape.")
+        after = np.asarray(fixed, bool)
+    else:
+        after = obj if decision == "accept" else np.zeros_like(obj)
+    from ..curation._validate import checkpoint_info
+
+    count_after = int(ndi.label(after)[1]) if after.any() else 0
+    ckpt = checkpoint_info(checkpoint)
+    record = {
+        "kind": "decision", "object": int(object_id), "decision": decision,
+        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "reviewer": reviewer or os.environ.get("USER", ""), "source": str(source), "checkpoint": ckpt,
+        "note": note,
+        "count_after": count_after, "voxels_before": int(obj.sum()), "voxels_after": int(after.sum()),
+        "queue": {k: _plain(v) for k, v in (row or {}).items()}, "samples": [],
+    }
+    if store is not None:
+        if image is None or np.shape(image) != labels.shape:
+            raise InputError("Adding reviewed objects to the store needs the image, same shape as the labels.")
+        region = _region(obj | after, margin)
+        unreviewed = (labels > 0) & ~obj & ~after
+        mask = np.where(after, 1, np.where(unreviewed, IGNORE, 0)).astype(np.uint8)
+        ys, xs = region[1], region[2]
+        for z in range(region[0].start, region[0].stop):
+            rec = store.add(np.asarray(image[z][ys, xs]), mask[z][ys, xs], source=str(source or "review"),
+                            index=z, region=(ys.start, xs.start, ys.stop, xs.stop), checkpoint=ckpt,
+                            changed_pixels=int((obj[z] != after[z]).sum()), split=split, ignore_value=IGNORE,
+                            classes=2, note=f"review {decision} object {int(object_id)}")
+            record["samples"].append(rec["id"])
+    return log.append(record)
+
+
+def _plain(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value

@@ -1,0 +1,127 @@
+"""The review queue: predict a stack several ways, make objects, score them, most likely wrong first."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import InputError
+from ..progress import Progress, drive
+from .score import default_score, rank
+from .signals import SIGNALS, add_signals
+
+TTA_VIEWS = ("xy", "flip_y", "flip_x", "rot90")
+QUEUE_FIRST = ("rank", "id", "score", "centroid_z_vox", "centroid_y_vox", "centroid_x_vox",
+               "bbox_z0_vox", "bbox_y0_vox", "bbox_x0_vox", "bbox_z1_vox", "bbox_y1_vox", "bbox_x1_vox")
+
+
+@dataclass
+class Review:
+    """What :func:`review` returns.
+
+    ``labels`` are the objects (uint32, canonical ids); ``table`` has one row per object in
+    queue order (most likely wrong first) with ``rank``, ``score``, the signals and the
+    measurements; ``probability`` is the foreground probability (mean of the views).
+    """
+
+    labels: np.ndarray
+    table: object
+    probability: np.ndarray
+    views: tuple
+    notes: list = field(default_factory=list)
+
+
+def default_views(shape, voxel_size) -> tuple:
+    """Flips and a quarter turn; plus the xz and yz planes where orthoplane inference pays."""
+    from ..inference.orthoplane import orthoplane_pays
+
+    return TTA_VIEWS + (("xz", "yz") if orthoplane_pays(shape, voxel_size) else ())
+
+
+def review_iter(model, image, *, voxel_size=None, views=None, normalization=None, threshold: float = 0.5,
+                min_size: float | None = None, split: str | None = None, score=None, **predict_kwargs):
+    """Rank the objects of a stack by how likely they are wrong; a progress generator returning a :class:`Review`.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A segmentation model (one foreground class, or class 0 = background).
+    image : array-like (Z, Y, X) or (Y, X)
+    voxel_size : sequence of float, optional
+        nm per voxel, z-y-x (default 1 nm; decides whether the xz/yz planes are used).
+    views : sequence of str, optional
+        Predictions compared (see :mod:`napari_segnets.inference.orthoplane`); default
+        :func:`default_views`. The objects come from the mean of all views.
+    threshold, min_size, split
+        As for :func:`napari_segnets.objects.label_objects`.
+    score : callable, optional
+        ``score(table) -> array`` (e.g. a :class:`~napari_segnets.review.score.FittedScore`'s
+        ``score``); default: the fixed rule :func:`~napari_segnets.review.score.default_score`.
+    **predict_kwargs
+        Passed to :func:`~napari_segnets.inference.predict` (device, tile, amp ...).
+    """
+    from .. import objects
+    from ..inference.orthoplane import predict_views_iter
+    from ..objects import check_voxel_size
+
+    shape = tuple(int(s) for s in np.shape(image))
+    voxel = check_voxel_size(voxel_size, len(shape)) if voxel_size is not None else None
+    views = tuple(views) if views is not None else default_views(shape, voxel)
+    if len(views) < 2:
+        raise InputError("Compare at least two views (e.g. 'xy' and 'flip_x') to find disagreements.")
+    preds = yield from predict_views_iter(model, image, views, normalization=normalization, **predict_kwargs)
+    from .signals import foreground_of
+
+    fgs = {v: foreground_of(p, len(shape)).astype(np.float32) for v, p in preds.items()}
+    del preds
+    prob = np.mean(list(fgs.values()), axis=0, dtype=np.float64).astype(np.float32)
+    yield Progress("review", 0, 3, "objects")
+    labels = objects.label_objects(prob, voxel_size=voxel, min_size=min_size, split=split, threshold=threshold)
+    yield Progress("review", 1, 3, f"measuring {int(labels.max())} objects")
+    table = objects.measure(labels, np.asarray(image), voxel_size=voxel or (1.0,) * len(shape))
+    yield Progress("review", 2, 3, "signals")
+    add_signals(table, labels, fgs, voxel_size=voxel, threshold=threshold)
+    table = ranked(table, score)
+    yield Progress("review", 3, 3, f"{len(table)} objects ranked")
+    notes = [] if voxel is not None else ["no voxel size given: sizes are in voxels and xz/yz planes not used"]
+    return Review(labels, table, prob, views, notes)
+
+
+def review(model, image, **kwargs) -> Review:
+    """The plain twin of :func:`review_iter`."""
+    return drive(review_iter(model, image, **kwargs))
+
+
+def ranked(table, score=None):
+    """A copy of ``table`` with ``score`` and ``rank`` (1 = most likely wrong), rows in that order."""
+    from ..objects import ObjectTable
+
+    s = default_score(table) if score is None else np.asarray(score(table), float)
+    order = rank(table, s)
+    cols = {k: v[order] for k, v in table.columns.items()}
+    cols["score"] = s[order]
+    cols["rank"] = np.arange(1, len(order) + 1)
+    first = [c for c in QUEUE_FIRST if c in cols]
+    signals = [c for c in SIGNALS if c in cols and c not in first]
+    rest = [c for c in cols if c not in first and c not in signals]
+    return ObjectTable({c: cols[c] for c in first + signals + rest}, voxel_size=table.voxel_size,
+                       shape=table.shape)
+
+
+def next_object(table, reviewed=(), *, audit_every: int = 0, seed: int = 0) -> int | None:
+    """The id to review next: the highest-ranked object not yet reviewed.
+
+    With ``audit_every = n > 0`` every n-th pick is instead a random unreviewed object (seeded by
+    ``seed`` and the number reviewed so far): such audits of ordinary objects are what lets
+    :func:`~napari_segnets.review.errorbars.error_bars` estimate the error of the objects nobody looks at.
+    Returns None when every object was reviewed.
+    """
+    done = {int(i) for i in reviewed}
+    left = [int(i) for i in table.ids if int(i) not in done]  # table rows are in queue order
+    if not left:
+        return None
+    if audit_every and (len(done) + 1) % audit_every == 0:
+        rng = np.random.default_rng([int(seed), len(done)])
+        return left[int(rng.integers(len(left)))]
+    return left[0]

@@ -1,0 +1,197 @@
+"""The review queue: signals, the score, a deterministic order, decisions into the store, error bars."""
+
+import numpy as np
+import pytest
+
+from napari_segnets import objects
+from napari_segnets.curation import Store
+from napari_segnets.errors import InputError
+from napari_segnets.review import (
+    DecisionLog,
+    add_signals,
+    default_score,
+    error_bars,
+    fit_score,
+    next_object,
+    ranked,
+    record_decision,
+    review,
+)
+
+VOXEL = (5.0, 5.0, 5.0)
+
+
+def _scene():
+    """Three good balls, one that one view splits, one flickering speck; views as probabilities."""
+    z, y, x = np.mgrid[:12, :48, :48]
+    prob = np.zeros((12, 48, 48), np.float32)
+    for cz, cy, cx in ((6, 10, 10), (6, 10, 36), (6, 36, 10)):
+        prob[(z - cz) ** 2 + (y - cy) ** 2 + (x - cx) ** 2 <= 16] = 0.95
+    prob[3:9, 30:42, 30:42] = 0.9  # a box ...
+    other = prob.copy()
+    other[:, 35:37, 30:42] = 0.1  # ... that the second view cuts in two
+    prob[5, 2:4, 44:46] = 0.55  # a speck in one slice, barely above threshold
+    other[5, 2:4, 44:46] = 0.3
+    return prob, {"xy": prob, "flip_x": other}
+
+
+def _queue():
+    prob, views = _scene()
+    labels = objects.label_objects(prob, voxel_size=VOXEL)
+    table = objects.measure(labels, voxel_size=VOXEL)
+    add_signals(table, labels, views, voxel_size=VOXEL)
+    return labels, ranked(table)
+
+
+def test_signals_point_at_the_odd_objects():
+    labels, q = _queue()
+    assert len(q) == 5
+    by_id = {r["id"]: r for r in q.rows()}
+    box = int(labels[6, 36, 36])
+    speck = int(labels[5, 2, 44])
+    assert by_id[box]["split_merge"] == 0.5 and by_id[speck]["split_merge"] == 0.5  # split / vanished
+    assert by_id[speck]["cut_one_slice"] == 1.0 and by_id[speck]["low_confidence"] > 0.4
+    ball = int(labels[6, 10, 10])
+    assert by_id[ball]["mask_change"] == 0.0 and by_id[ball]["split_merge"] == 0.0
+    assert set(q["id"][:2].tolist()) == {box, speck}  # the two odd ones come first
+    assert q["rank"].tolist() == [1, 2, 3, 4, 5]
+
+
+def test_order_is_deterministic_and_ties_go_by_id():
+    _labels, q = _queue()
+    again = ranked(q)
+    assert again["id"].tolist() == q["id"].tolist()
+    q2 = q.copy()
+    q2.set("score", np.zeros(len(q2)))
+    tie = ranked(q2, score=lambda t: np.zeros(len(t)))
+    assert tie["id"].tolist() == sorted(q["id"].tolist())
+
+
+def test_review_end_to_end_is_deterministic():
+    import torch
+
+    from napari_segnets import models
+
+    torch.manual_seed(0)
+    net = models.build("unet", base=4, depth=2).eval()
+    image = (np.random.default_rng(1).random((3, 16, 16)) * 255).astype(np.uint8)
+    a = review(net, image, device="cpu", views=("xy", "flip_x"), threshold=0.45)
+    b = review(net, image, device="cpu", views=("xy", "flip_x"), threshold=0.45)
+    assert np.array_equal(a.labels, b.labels)
+    assert a.table["id"].tolist() == b.table["id"].tolist()
+    assert np.array_equal(a.table["score"], b.table["score"])
+    assert a.probability.shape == image.shape
+    with pytest.raises(InputError, match="at least two views"):
+        review(net, image, device="cpu", views=("xy",))
+
+
+def test_next_object_follows_the_queue_with_audits():
+    _labels, q = _queue()
+    ids = q["id"].tolist()
+    assert next_object(q) == ids[0]
+    assert next_object(q, ids[:2]) == ids[2]
+    assert next_object(q, ids) is None
+    picks, done = [], []
+    for _ in range(5):
+        picks.append(next_object(q, done, audit_every=3, seed=4))
+        done.append(picks[-1])
+    assert sorted(picks) == sorted(ids)  # every object once
+    assert picks == [next_object(q, picks[:k], audit_every=3, seed=4) for k in range(5)]
+
+
+def test_decisions_land_in_the_store_with_provenance(tmp_path):
+    labels, q = _queue()
+    image = (np.random.default_rng(0).random(labels.shape) * 255).astype(np.uint8)
+    ckpt = tmp_path / "m.safetensors"
+    ckpt.write_bytes(b"weights")
+    log, store = DecisionLog(tmp_path / "decisions.jsonl"), Store(tmp_path / "store")
+    box = int(labels[6, 36, 36])
+    fixed = np.zeros(labels.shape, bool)
+    fixed[3:9, 30:35, 30:42] = True
+    fixed[3:9, 37:42, 30:42] = True  # the reviewer splits it in two
+    rec = record_decision(log, object_id=box, decision="fix", labels=labels, fixed=fixed, image=image,
+                          store=store, source="stack.tif", checkpoint=ckpt, row=q.row(box), reviewer="ana")
+    assert rec["count_after"] == 2 and rec["voxels_after"] == int(fixed.sum())
+    assert rec["checkpoint"]["sha256"] and rec["reviewer"] == "ana" and rec["queue"]["rank"] >= 1
+    assert len(rec["samples"]) == 6  # slices 3..8
+    samples = {s["id"]: s for s in store.samples()}
+    first = samples[rec["samples"][0]]
+    assert first["source"] == "stack.tif" and first["index"] == 3 and "object" in first["note"]
+    assert first["checkpoint"]["sha256"] == rec["checkpoint"]["sha256"]
+    img, mask = store.load(rec["samples"][2])
+    y0, x0, y1, x1 = first["region"]
+    assert np.array_equal(img, image[5, y0:y1, x0:x1])
+    assert np.array_equal(mask == 1, fixed[5, y0:y1, x0:x1])
+    assert set(np.unique(mask)) <= {0, 1, 255}
+    speck = int(labels[5, 2, 44])
+    record_decision(log, object_id=speck, decision="delete", labels=labels, image=image, store=store)
+    record_decision(log, object_id=speck, decision="accept", labels=labels)  # changed mind: latest wins
+    latest = log.latest()
+    assert latest[speck]["decision"] == "accept" and latest[box]["decision"] == "fix"
+    assert len(log.records()) == 3  # append-only
+    assert store.verify()["ok"]
+    with pytest.raises(InputError, match="Unknown decision"):
+        record_decision(log, object_id=box, decision="maybe", labels=labels)
+
+
+def test_torn_last_line_is_skipped(tmp_path):
+    log = DecisionLog(tmp_path / "d.jsonl")
+    log.append({"kind": "decision", "object": 1, "decision": "accept"})
+    with open(log.path, "ab") as f:
+        f.write(b'{"kind": "deci')
+    assert len(log.records()) == 1
+    log.append({"kind": "decision", "object": 2, "decision": "delete"})  # cuts the torn tail off
+    assert [r["object"] for r in log.records()] == [1, 2]
+
+
+def _population(n=200, seed=0):
+    """A queue whose high scores are wrong more often; the truth after full review is known."""
+    rng = np.random.default_rng(seed)
+    score = rng.random(n)
+    voxels = rng.integers(100, 1000, n)
+    wrong = rng.random(n) < 0.1 + 0.6 * score
+    count_after = np.where(wrong, rng.choice([0, 2], n), 1)
+    voxels_after = np.where(wrong, (voxels * rng.uniform(0.3, 1.5, n)).astype(int), voxels) * (count_after > 0)
+    table = objects.ObjectTable({"id": np.arange(1, n + 1), "voxels": voxels, "score": score},
+                                shape=(100, 100, 100))
+    truth = {i + 1: {"count_after": int(c), "voxels_after": int(v)}
+             for i, (c, v) in enumerate(zip(count_after, voxels_after))}
+    return table, truth
+
+
+def test_error_bars_say_when_too_few_and_are_exact_when_all_reviewed():
+    table, truth = _population()
+    few = error_bars(table, {k: truth[k] for k in list(truth)[:4]})
+    assert not few["enough"] and "review at least" in few["text"]
+    full = error_bars(table, truth, n_boot=50)
+    count = sum(t["count_after"] for t in truth.values())
+    vf = sum(t["voxels_after"] for t in truth.values()) / 1e6
+    assert full["count"] == count and full["count_low"] == count == full["count_high"]
+    assert full["volume_fraction"] == pytest.approx(vf)
+
+
+def test_error_bars_cover_the_truth_from_a_random_sample():
+    table, truth = _population(seed=3)
+    count = sum(t["count_after"] for t in truth.values())
+    hits = 0
+    for s in range(20):
+        rng = np.random.default_rng(100 + s)
+        pick = rng.choice(table.ids, 60, replace=False)
+        eb = error_bars(table, {int(i): truth[int(i)] for i in pick}, n_boot=300, seed=s)
+        assert eb["enough"] and eb["count_low"] <= eb["count"] <= eb["count_high"]
+        hits += eb["count_low"] <= count <= eb["count_high"]
+    assert hits >= 16  # a 95% interval: 20/20 expected, 16 allows for chance
+
+
+def test_fitted_score_needs_both_outcomes_and_learns_the_signal():
+    rng = np.random.default_rng(0)
+    n = 80
+    signal = rng.random(n)
+    table = objects.ObjectTable({"id": np.arange(1, n + 1), "mask_change": signal,
+                                 "flicker": rng.random(n)})
+    wrong = {i + 1: bool(signal[i] > 0.6) for i in range(n)}
+    assert fit_score(table, {1: True, 2: False}) is None
+    fitted = fit_score(table, wrong)
+    s = fitted.score(table)
+    assert np.corrcoef(s, signal)[0, 1] > 0.8 and "mask_change" in fitted.describe()
+    assert default_score(table).shape == (n,)
