@@ -24,7 +24,7 @@ def register(sub) -> None:
         "block by block into Zarr with the same result.",
     )
     common.add_required(o, "--input", metavar="MASK_OR_PROBS", help="mask or probabilities (any readable format)")
-    common.add_required(o, "--output", metavar="LABELS", help="labels file (.tif, .tiff or .zarr)")
+    common.add_required(o, "--out", "--output", dest="output", metavar="LABELS", help="labels file (.tif, .tiff or .zarr)")
     o.add_argument("--voxel-size", metavar="Z,Y,X", default=None,
                    help="nm per voxel (default: from the input file; needed for --min-size)")
     o.add_argument("--min-size", metavar="NM3", type=float, default=None,
@@ -55,7 +55,7 @@ def register(sub) -> None:
     )
     common.add_required(m, "--labels", metavar="LABELS", help="object labels (from `objects`)")
     m.add_argument("--image", metavar="IMAGE", default=None, help="the grey-level image, for intensities")
-    common.add_required(m, "--output", metavar="CSV", help="the table, one row per object (.csv)")
+    common.add_required(m, "--out", "--output", dest="output", metavar="CSV", help="the table, one row per object (.csv)")
     m.add_argument("--summary", metavar="JSON", default=None, help="also write the summary here (.json)")
     m.add_argument("--voxel-size", metavar="Z,Y,X", default=None, help="nm per voxel (default: from the labels file)")
 
@@ -84,7 +84,7 @@ def run_objects(args: argparse.Namespace) -> int:
 
     out = Path(args.output)
     if out.suffix.lower() not in (".tif", ".tiff", ".zarr"):
-        raise InputError(f"--output must end in .tif, .tiff or .zarr, not {out.name!r}.")
+        raise InputError(f"--out must end in .tif, .tiff or .zarr, not {out.name!r}.")
     data, meta = common.read_array(args.input, "Input")
     scale = probability_scale(args.input, data)
     spatial = len(objects.foreground(data, channel=args.channel, probability_scale=scale).shape)
@@ -135,7 +135,7 @@ def run_measure(args: argparse.Namespace) -> int:
     from ..io import atomic_write_text
 
     if Path(args.output).suffix.lower() != ".csv":
-        raise InputError(f"--output must be a .csv file, not {Path(args.output).name!r}.")
+        raise InputError(f"--out must be a .csv file, not {Path(args.output).name!r}.")
     labels, meta = common.read_array(args.labels, "Labels")
     image = None
     if args.image:
