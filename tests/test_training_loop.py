@@ -199,3 +199,17 @@ def test_amp_and_channels_last_on_cuda(tmp_path):
         ckpt
     )  # weights saved from channels_last CUDA tensors load on the CPU
     assert model(torch.zeros(1, 1, 32, 32)).shape == (1, 1, 32, 32)
+
+
+def test_atrous_at_a_weight_budget_trains_under_the_default_precision(tmp_path):
+    """The README's `train --task autoencode --arch atrous --budget 100000` crashed the process:
+    torch 2.13's oneDNN segfaults in the bf16 channels_last backward of a dilated convolution with
+    44 channels. Such models train in the default layout (and bf16 on CPUs that have it)."""
+    from napari_segnets.models import build
+
+    rng = np.random.default_rng(0)
+    images = (rng.random((2, 96, 96)) * 255).astype(np.uint8)
+    model = build("atrous", task="autoencode", budget=100_000, seed=0)
+    result = train(model, SliceDataset(images), val=None, epochs=1, steps_per_epoch=2, batch_size=4,
+                   crop=96, device="cpu", checkpoint=tmp_path / "ae.safetensors")
+    assert np.isfinite(result.history[-1]["loss"])

@@ -114,6 +114,24 @@ def _make_optimizer(name, params, lr, weight_decay):
     return torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
 
 
+def _bf16_dilated_crash(model, amp_dtype) -> bool:
+    """True where CPU bf16 training in channels_last would crash torch 2.13's oneDNN.
+
+    The backward pass of a dilated (>= 4) convolution whose channel count is not a multiple of 8
+    segfaults under bf16 autocast in channels_last (seen with the atrous net at a weight budget,
+    44 channels); the default memory layout is fine, so such models train in it.
+    """
+    import torch
+
+    if amp_dtype != torch.bfloat16:
+        return False
+    return any(
+        isinstance(m, torch.nn.Conv2d) and max(m.dilation) >= 2
+        and (m.in_channels % 8 or m.out_channels % 8)
+        for m in model.modules()
+    )
+
+
 def prepare_run(
     model,
     data,
@@ -249,7 +267,10 @@ def prepare_run(
     dev = resolve_device(device)
     amp_dtype = autocast_dtype(dev, amp)  # the same decision as prediction's
     use_amp = amp_dtype is not None
-    channels_last = dev.type in ("cuda", "cpu") if channels_last is None else bool(channels_last)
+    if channels_last is None:
+        channels_last = dev.type == "cuda" or (
+            dev.type == "cpu" and not _bf16_dilated_crash(model, amp_dtype)
+        )
     model.to(dev)
     if channels_last:
         model.to(memory_format=torch.channels_last)
