@@ -153,3 +153,21 @@ def test_palette_png_labels_keep_their_indices_grey_palettes_their_values(tmp_pa
     arr, meta = read(tmp_path / "grey.png", lazy=lazy)
     np.testing.assert_array_equal(np.asarray(arr), idx * 100)
     assert meta["notes"] == []
+
+
+@pytest.mark.parametrize(
+    "shape, axes, out",
+    [
+        ((1, 1, 7), "zyx", (1, 7)),  # a 1 x N image stays an image
+        ((1, 4, 1, 7), "tzyx", (4, 7)),  # T and the singleton Y go, Z and X stay
+        ((2, 1, 1, 8, 8), "tczyx", (2, 8, 8)),
+        ((1, 1, 1, 8, 8), None, (8, 8)),
+    ],
+)
+def test_singleton_axes_are_dropped_leading_first_and_y_x_last(shape, axes, out):
+    from napari_segnets.io.axes import to_zyx
+
+    data = np.arange(int(np.prod(shape))).reshape(shape)
+    array, letters, _ = to_zyx(data, axes, {}, [], name="f")
+    assert array.shape == out and letters == "zyx"[-len(out) :]
+    np.testing.assert_array_equal(array.ravel(), data.ravel())

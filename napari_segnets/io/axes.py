@@ -119,9 +119,10 @@ def to_zyx(
             "save one sample (channel) per file as a grey image."
         )
     # 2. Singleton axes carry nothing (keep two so a 1 x N image stays an image).
-    for i in reversed(range(len(shape))):
-        if shape[i] == 1 and len(shape) > 2:
-            drop(i)
+    # Y and X are dropped last, leading axes first (a 1 x N image stays (1, N)).
+    while len(shape) > 2 and 1 in shape:
+        ones = [i for i, n in enumerate(shape) if n == 1]
+        drop(min(ones, key=lambda i: (letters[i] in "yx", i)))
     # 3. Channels and extra dimensions cannot become one grey stack.
     if "c" in letters:
         n = shape[letters.index("c")]
