@@ -205,3 +205,14 @@ def test_blockwise_memory_is_bounded_by_the_block_not_the_volume(tmp_path):
     labels_bytes = np.prod(shape) * 4  # the uint32 result held in memory would be this
     assert n > 50
     assert peak < labels_bytes / 4, f"peak {peak / 2**20:.1f} MiB for a {labels_bytes / 2**20:.1f} MiB result"
+
+
+def test_a_partial_calibration_is_unknown_not_an_error_until_needed():
+    """io.read gives None for an uncalibrated axis, e.g. (None, 4.0, 4.0): objects treat the voxel
+    size as unknown, and say which axis is missing when one is required."""
+    from napari_segnets.objects import check_voxel_size
+
+    assert check_voxel_size((None, 4.0, 4.0), 3) is None
+    assert check_voxel_size((None, 4.0, 4.0), 2) == (4.0, 4.0)
+    with pytest.raises(InputError, match="unknown along z"):
+        check_voxel_size((None, 4.0, 4.0), 3, required=True)

@@ -22,6 +22,17 @@ def check_voxel_size(voxel_size, ndim: int, *, required: bool = False, what: str
                 "(CLI: --voxel-size 40,5,5), or use a file that stores it."
             )
         return None
+    if any(v is None for v in voxel_size):  # a partial calibration (io: None per unknown axis)
+        if len(voxel_size) == ndim + 1 and ndim == 2 and voxel_size[0] is None:
+            voxel_size = voxel_size[1:]
+        if any(v is None for v in voxel_size):
+            axes = ", ".join(a for a, v in zip("zyx"[-len(voxel_size):], voxel_size) if v is None)
+            if required:
+                raise InputError(
+                    f"The voxel size of {what} is unknown along {axes}; give all of it in nm, z-y-x "
+                    "(CLI: --voxel-size 40,5,5)."
+                )
+            return None
     try:
         sizes = tuple(float(v) for v in voxel_size)
     except (TypeError, ValueError):
