@@ -63,7 +63,7 @@ def accuracy(args, work: Path) -> list[dict]:
     if ckpt is None:
         ckpt = str(work / "mito.safetensors")
         root = Path(os.environ.get("SEGNETS_DATA", REPO.parent / "shared" / "data")) / "epfl_lucchi_mitochondria"
-        cmd = [sys.executable, "-m", "napari_segnets.cli", "train",
+        cmd = [sys.executable, "-m", "napari_segnets", "train",
                "--images", str(root / "training_slices000-029.tif"),
                "--masks", str(root / "training_groundtruth_slices000-029.tif"),
                "--val-slices", "24:30", "--arch", "unet", "--base", "16", "--minutes", str(args.minutes),

@@ -186,7 +186,7 @@ def test_foreign_package_reproduces_its_test_output(tmp_path):
 def test_foreign_package_through_the_cli(tmp_path, capsys):
     import tifffile
 
-    from napari_segnets.cli import main
+    from napari_segnets._cli import main
 
     folder = _nuclei(tmp_path)
     x = np.load(folder / "test_input.npy")[0, 0].astype(np.uint16)
@@ -248,7 +248,7 @@ def test_export_refuses_what_it_cannot_write(tmp_path):
 
 
 def test_cli_export(tmp_path, capsys):
-    from napari_segnets.cli import main
+    from napari_segnets._cli import main
 
     model = _calibrated("unet", {"base": 4, "depth": 2})
     ckpt = checkpoints.save(tmp_path / "m.safetensors", model, META)

@@ -226,7 +226,7 @@ SUBCOMMANDS = {
     "train": ["train", "--images", "{bad}", "--masks", "{bad}", "--arch", "unet", "--out", "{t}/m.st"],
     "finetune": ["finetune", "--checkpoint", "{ckpt}", "--images", "{bad}", "--masks", "{bad}",
                  "--out", "{t}/m.st"],
-    "predict": ["predict", "--checkpoint", "{ckpt}", "--input", "{bad}", "--output", "{t}/o.zarr"],
+    "predict": ["predict", "--checkpoint", "{ckpt}", "--input", "{bad}", "--out", "{t}/o.zarr"],
     "evaluate": ["evaluate", "--prediction", "{bad}", "--truth", "{bad}"],
     "wavelets": ["wavelets", "--input", "{bad}"],
     "curate add": ["curate", "add", "--store", "{t}/store", "--image", "{bad}", "--mask", "{bad}",

@@ -64,7 +64,7 @@ def test_written_config_repeats_the_run_bit_for_bit(tmp_path, capsys):
     import tifffile
 
     from napari_segnets import checkpoints
-    from napari_segnets.cli import main
+    from napari_segnets._cli import main
 
     image, mask = blobs(4)
     tifffile.imwrite(tmp_path / "img.tif", image, photometric="minisblack")

@@ -169,6 +169,12 @@ def add_or_update(viewer, kind: str, data, name: str, **kwargs):
     return adder(data, name=name, **kwargs)
 
 
+def source_name(layer) -> str:
+    """The file a layer came from, else its name (provenance for the store)."""
+    path = getattr(getattr(layer, "source", None), "path", None)
+    return str(path) if path else layer.name
+
+
 def default_store():
     """Where the training set goes unless the user picks a folder (Curate and Train)."""
     from pathlib import Path

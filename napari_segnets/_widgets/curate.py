@@ -24,17 +24,12 @@ from ._common import (
     is_lazy,
     predicted_here,
     scrolling,
+    source_name,
     wrapping,
 )
 from ._runner import JobRunner, guarded, notify_info
 
 SLICE, REGION = "current slice", "edited region"
-
-
-def source_name(layer) -> str:
-    """The file a layer came from, else its name (provenance for the store)."""
-    path = getattr(getattr(layer, "source", None), "path", None)
-    return str(path) if path else layer.name
 
 
 def uncertainty_job(checkpoint, image):

@@ -282,7 +282,7 @@ class ObjectsWidget(Proofreading, Container):
         """Add the current slice of the objects layer to the curated store (semantic mask derived)."""
         from ..curation import Store
         from ..objects import edit
-        from .curate import source_name
+        from ._common import source_name
 
         layer = self.objects_layer.require("objects layer")
         img = self.image.require("intensity (image) layer")
