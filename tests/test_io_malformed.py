@@ -198,7 +198,7 @@ def test_predict_on_a_lazy_folder_with_a_corrupt_slice_exits_2(tmp_path, monkeyp
             str(tmp_path / "m.safetensors"),
             "--input",
             str(folder),
-            "--output",
+            "--out",
             str(tmp_path / "o.zarr"),
             "--no-progress",
         ]
