@@ -41,7 +41,7 @@ SHORTER = [
     (r"--size (\d+)", lambda m: f"--size {min(int(m.group(1)), 256)}"),
     (r"--repeats (\d+)", lambda m: "--repeats 1"),
 ]
-OUTPUT_FLAGS = ("--out", "--plot", "--mosaic")
+OUTPUT_FLAGS = ("--out", "--plot", "--mosaic", "--summary")
 
 
 def section(text: str, title: str) -> str:

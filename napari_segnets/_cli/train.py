@@ -274,7 +274,7 @@ def _fit(args, model, data, val, kwargs: dict, *, parent: str | None) -> int:
             args.no_progress = True
         result = common.run_job(job, args, callback=callback)
     if main_rank:
-        best = getattr(result, "best", None) or getattr(result, "checkpoint", None) or out
+        best = result.checkpoint or out  # a TrainResult, from train_iter or ddp_train_iter
         _report(args, out, best, result)
     return 0
 
@@ -325,8 +325,8 @@ def _flat(val: dict) -> dict[str, float]:
 
 def _best_score(result) -> str:
     """A line about the best validation epoch (the one the checkpoint holds)."""
-    epoch = getattr(result, "best_epoch", None)
-    entry = next((h for h in getattr(result, "history", None) or [] if h.get("epoch") == epoch), None)
+    epoch = result.best_epoch
+    entry = next((h for h in result.history if h.get("epoch") == epoch), None)
     if not entry or not entry.get("val"):
         return ""
     scores = ", ".join(f"{k} {v:.4f}" for k, v in _flat(entry["val"]).items())
