@@ -256,7 +256,8 @@ def test_cli_export(tmp_path, capsys):
     args = ["export", "--checkpoint", str(ckpt), "--out", str(out), "--format", "bioimageio"]
     assert main(args) == 2  # no licence: one line, exit 2
     assert "license" in capsys.readouterr().err
-    assert main([*args, "--license", "CC-BY-4.0", "--author", "Me", "--data-name", "EPFL"]) == 0
+    assert main([*args, "--license", "CC-BY-4.0", "--author", "Me", "--data-name", "EPFL",
+                 "--weights", "pytorch_state_dict,torchscript"]) == 0
     loaded, meta = checkpoints.load(out)
     assert meta["content_hash"] == checkpoints.read_metadata(ckpt)["content_hash"]
 

@@ -177,6 +177,15 @@ def export_package(
     unknown = set(weights) - set(WEIGHTS)
     if unknown or "pytorch_state_dict" not in weights:
         raise InputError(f"weights must include pytorch_state_dict and be among {', '.join(WEIGHTS)}.")
+    if "onnx" in weights:
+        try:
+            import onnx  # noqa: F401
+            import onnxscript  # noqa: F401
+        except ImportError:
+            raise InputError(
+                "ONNX weights need the onnx and onnxscript packages: install napari-segnets[bioimageio], "
+                "or leave ONNX out (weights without 'onnx'; CLI --weights pytorch_state_dict,torchscript)."
+            ) from None
     if isinstance(checkpoint, tuple):
         model, meta = checkpoint
         source = None
