@@ -386,3 +386,17 @@ def _validate(path: Path) -> None:
     if summary.status == "failed":
         errors = "; ".join(f"{'.'.join(map(str, e.loc))}: {e.msg}" for e in summary.errors[:3])
         raise SegnetsError(f"The package written is not a valid zoo model ({errors}); please report this.")
+
+
+def export_package_iter(checkpoint, out, **kwargs):
+    """:func:`export_package` as a progress generator (for the GUI's worker thread); returns the path.
+
+    The export itself is one step (tracing, ONNX export and validation take seconds to a minute):
+    closing the generator before it starts skips it; after that it runs to the end.
+    """
+    from ..progress import Progress
+
+    yield Progress("export", 0, 1, f"exporting {Path(out).name} (TorchScript, ONNX, test tensors)...")
+    path = export_package(checkpoint, out, **kwargs)
+    yield Progress("export", 1, 1, f"exported {path.name}")
+    return path
