@@ -8,7 +8,8 @@
 #                                    .whl/ (or the index when reachable), runs the check; report in $OUT.
 #
 # ARGS go to gpu_check.py (e.g. --parts throughput,train --train-minutes 5). The whole run takes
-# about 7 minutes on an H200: give the device command a 9-minute timeout.
+# about 7 minutes on an H200 (gpu_check.py --budget 540 keeps it under 9): give the device command
+# timeout_s=590.
 set -u
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}

@@ -258,6 +258,56 @@ def test_cli_export(tmp_path, capsys):
     args = ["export", "--checkpoint", str(ckpt), "--out", str(out), "--format", "bioimageio"]
     assert main(args) == 2  # no licence: one line, exit 2
     assert "license" in capsys.readouterr().err
-    assert main([*args, "--license", "CC-BY-4.0", "--author", "Me", "--data-name", "EPFL"]) == 0
+    assert main([*args, "--license", "CC-BY-4.0", "--author", "Me", "--data-name", "EPFL",
+                 "--weights", "pytorch_state_dict,torchscript"]) == 0
     loaded, meta = checkpoints.load(out)
     assert meta["content_hash"] == checkpoints.read_metadata(ckpt)["content_hash"]
+
+
+def test_undeclared_halo_is_measured(tmp_path):
+    import yaml
+
+    folder = _nuclei(tmp_path)
+    rdf = yaml.safe_load((folder / "bioimageio.yaml").read_text())
+    for axis in rdf["outputs"][0]["axes"]:
+        axis.pop("halo", None)
+    (folder / "bioimageio.yaml").write_text(yaml.safe_dump(rdf))
+    model, _ = checkpoints.load(folder)
+    # A 3-level U-Net with two 3x3 convolutions per level reaches well beyond the 32 declared.
+    assert not model.halo_declared and 32 <= model.halo < 256
+
+
+@pytest.mark.parametrize(
+    "ops,expected",
+    [
+        ([{"id": "scale_range", "kwargs": {"axes": ["y", "x"], "min_percentile": 2, "max_percentile": 98}},
+          {"id": "clip", "kwargs": {"min": 0, "max": 1}}],
+         {"mode": "percentile", "low": 2.0, "high": 98.0, "eps": 1e-6, "clip": [0.0, 1.0]}),
+        ([{"id": "scale_linear", "kwargs": {"gain": 0.5, "offset": -1.0}}],
+         {"mode": "fixed", "vmin": 2.0, "vmax": 4.0, "clip": None}),
+        ([{"id": "ensure_dtype", "kwargs": {"dtype": "float32"}}, {"id": "zero_mean_unit_variance"}],
+         {"mode": "meanstd", "eps": 1e-6, "clip": None}),
+        ([], {"mode": "none", "clip": None}),
+    ],
+)
+def test_preprocessing_ops_become_normalisation_specs(ops, expected):
+    from napari_segnets.bioimageio._ops import normalization_from_ops
+    from napari_segnets.io.normalize import apply_normalization, fit_normalization
+
+    spec = normalization_from_ops(ops)
+    assert spec == expected
+    image = np.arange(20, dtype=np.float32).reshape(4, 5)
+    out = apply_normalization(image, fit_normalization(image, spec))
+    if spec["mode"] == "meanstd":
+        np.testing.assert_allclose(out, (image - image.mean()) / (image.std() + 1e-6), rtol=1e-5)
+    if spec["mode"] == "fixed":
+        np.testing.assert_allclose(out, image * 0.5 - 1.0)  # scale_linear as declared, unclipped
+
+
+def test_unsupported_ops_are_named():
+    from napari_segnets.bioimageio._ops import normalization_from_ops, output_ops
+
+    with pytest.raises(CheckpointError, match="scale_mean_variance"):
+        normalization_from_ops([{"id": "scale_mean_variance", "kwargs": {"reference_tensor": "x"}}])
+    with pytest.raises(CheckpointError, match="zero_mean_unit_variance"):
+        output_ops([{"id": "zero_mean_unit_variance"}])

@@ -50,7 +50,7 @@ def test_second_call_reuses_the_prepared_copy():
 
 @pytest.mark.parametrize(
     "change",
-    ["optimizer_step", "load_state_dict", "in_place", "replace_data", "batchnorm_stats"],
+    ["optimizer_step", "load_state_dict", "in_place", "replace_data", "batchnorm_stats", "hook"],
 )
 def test_changed_weights_rebuild_the_copy(change):
     model, image = _model(), _image()
@@ -70,6 +70,8 @@ def test_changed_weights_rebuild_the_copy(change):
     elif change == "replace_data":
         p = next(model.parameters())
         p.data = -p.data.clone()
+    elif change == "hook":  # the copy carries the model's hooks: a new hook needs a new copy
+        model.register_forward_hook(lambda mod, inp, out: out * 0.5)
     else:  # a training-mode forward updates the batch-norm running statistics only
         model.train()
         with torch.no_grad():

@@ -63,6 +63,8 @@ def register(sub) -> None:
     z.add_argument("--data-name", default=None, help="the training data's name")
     z.add_argument("--data-citation", default=None, help="how to cite the training data")
     z.add_argument("--data-url", default=None, help="the training data's URL or DOI")
+    z.add_argument("--weights", default="pytorch_state_dict,torchscript,onnx",
+                   help="weight formats, comma-separated (default: pytorch_state_dict,torchscript,onnx)")
 
 
 def _store(path: str, *, create: bool):
@@ -220,6 +222,7 @@ def _export_bioimageio(args: argparse.Namespace, out) -> int:
         common.existing(args.checkpoint, "Checkpoint"), out, license=args.license, authors=args.author,
         name=args.name, description=args.description, test_image=test_image, data_name=args.data_name,
         data_citation=args.data_citation, data_url=args.data_url,
+        weights=tuple(w.strip() for w in args.weights.split(",") if w.strip()),
     )  # fmt: skip
     print(f"exported {args.checkpoint} as a BioImage Model Zoo package: {path}")
     return 0

@@ -9,8 +9,10 @@ import numpy as np
 from magicgui.widgets import (
     ComboBox,
     Container,
+    FileEdit,
     FloatSlider,
     Label,
+    LineEdit,
     PushButton,
     RadioButtons,
     SpinBox,
@@ -119,15 +121,23 @@ class SegmentWidget(Container):
         self.cancel_button = PushButton(text="Cancel")
         self.status = Label(value="")
         self.advanced = Section("advanced: tile size, threshold", [self.tile, self.threshold])
+        # Share the chosen model as a BioImage Model Zoo package (napari_segnets.bioimageio).
+        self.export_license = LineEdit(label="licence", value="CC-BY-4.0")
+        self.export_path = FileEdit(label="zoo package", mode="w", filter="*.zip")
+        self.export_button = PushButton(text="Export model to BioImage Model Zoo (.zip)")
+        self.sharing = Section("share: BioImage Model Zoo package",
+                               [self.export_license, self.export_path, self.export_button])
         super().__init__(widgets=[
             self.image, self.checkpoint, self.task, self.device, self.device_info, self.scope,
             self.advanced, Container(widgets=[self.run_button, self.cancel_button],
                                      layout="horizontal", labels=False), self.status,
+            self.sharing,
         ])
         scrolling(self)  # fits a laptop screen: the panel scrolls instead of growing
         self.runner = JobRunner(viewer, label=self.status, run_buttons=[self.run_button],
                                 cancel_button=self.cancel_button)
         self.run_button.changed.connect(self.run)
+        self.export_button.changed.connect(self.export)
         self.device.changed.connect(self._show_device)
         self.checkpoint.model.changed.connect(self._checkpoint_chosen)
         self._show_device()
@@ -168,6 +178,25 @@ class SegmentWidget(Container):
             self.task.value = entry.task
 
     # ---- action -------------------------------------------------------------
+    def export(self, *_args):
+        """Export the chosen model as a zoo package in a worker; returns the worker (None if refused)."""
+        return guarded(self._export, self.status)
+
+    def _export(self):
+        from pathlib import Path
+
+        from ..bioimageio import export_package_iter
+
+        entry = self.checkpoint.entry()
+        out = Path(str(self.export_path.value or ""))
+        if not str(self.export_path.value or "").strip() or out.is_dir() or out.suffix.lower() != ".zip":
+            raise InputError("Choose where to save the zoo package: a file name ending in .zip.")
+        licence = self.export_license.value.strip()
+        return self.runner.start(
+            lambda: export_package_iter(entry.path, out, license=licence), title="export",
+            on_done=lambda path: notify_info(f"Exported the model as a BioImage Model Zoo package: {path}"),
+        )  # fmt: skip
+
     def run(self, *_args):
         """Start the prediction; returns the worker (None if the inputs were refused)."""
         return guarded(self._start, self.status)

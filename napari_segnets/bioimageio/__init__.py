@@ -9,10 +9,10 @@ it is used (when installed) only to validate what was written.
 
 from __future__ import annotations
 
-from ._export import export_package
+from ._export import export_package, export_package_iter
 from ._import import is_package, load_package, read_description
 
-__all__ = ["ZooModel", "export_package", "is_package", "load_package", "read_description"]
+__all__ = ["ZooModel", "export_package", "export_package_iter", "is_package", "load_package", "read_description"]
 
 
 def __getattr__(name):  # torch is imported only when the class is asked for

@@ -177,6 +177,15 @@ def export_package(
     unknown = set(weights) - set(WEIGHTS)
     if unknown or "pytorch_state_dict" not in weights:
         raise InputError(f"weights must include pytorch_state_dict and be among {', '.join(WEIGHTS)}.")
+    if "onnx" in weights:
+        try:
+            import onnx  # noqa: F401
+            import onnxscript  # noqa: F401
+        except ImportError:
+            raise InputError(
+                "ONNX weights need the onnx and onnxscript packages: install napari-segnets[bioimageio], "
+                "or leave ONNX out (weights without 'onnx'; CLI --weights pytorch_state_dict,torchscript)."
+            ) from None
     if isinstance(checkpoint, tuple):
         model, meta = checkpoint
         source = None
@@ -377,3 +386,17 @@ def _validate(path: Path) -> None:
     if summary.status == "failed":
         errors = "; ".join(f"{'.'.join(map(str, e.loc))}: {e.msg}" for e in summary.errors[:3])
         raise SegnetsError(f"The package written is not a valid zoo model ({errors}); please report this.")
+
+
+def export_package_iter(checkpoint, out, **kwargs):
+    """:func:`export_package` as a progress generator (for the GUI's worker thread); returns the path.
+
+    The export itself is one step (tracing, ONNX export and validation take seconds to a minute):
+    closing the generator before it starts skips it; after that it runs to the end.
+    """
+    from ..progress import Progress
+
+    yield Progress("export", 0, 1, f"exporting {Path(out).name} (TorchScript, ONNX, test tensors)...")
+    path = export_package(checkpoint, out, **kwargs)
+    yield Progress("export", 1, 1, f"exported {path.name}")
+    return path

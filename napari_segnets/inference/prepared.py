@@ -53,18 +53,25 @@ def fold_batchnorm(model):
 
 
 def weights_version(model):
-    """A key that changes whenever any parameter or buffer of ``model`` changes; None if unknowable.
+    """A key that changes whenever any parameter, buffer, submodule or forward hook of ``model`` changes.
+
+    None if unknowable.
 
     Tensors made under ``torch.inference_mode`` carry no version counter: such models are
     prepared afresh every time.
     """
     try:
-        return tuple(
+        tensors = tuple(
             (name, id(t), t.data_ptr(), t._version, t.device.type)
             for name, t in [*model.named_parameters(), *model.named_buffers()]
         )
     except RuntimeError:
         return None
+    # Swapped submodules and added/removed hooks change what the copy must be too (deepcopy copies hooks).
+    modules = tuple(
+        (id(m), tuple(m._forward_hooks), tuple(m._forward_pre_hooks)) for m in model.modules()
+    )
+    return tensors, modules
 
 
 def _prepare(model, device, channels_last: bool, fold: bool):
