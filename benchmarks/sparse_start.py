@@ -20,6 +20,7 @@ annotated). Scored on the held-out slices 24-29 (foreground IoU and Dice over al
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import subprocess
 import sys
@@ -172,8 +173,6 @@ def train_library(
 
     ``steps``: train exactly this many steps instead of ``minutes`` (equal work, any load).
     """
-    import inspect
-
     import torch
 
     from napari_segnets.models import build
@@ -195,6 +194,14 @@ def train_library(
         **({"crop": crop} if crop else {}),
     )  # fmt: skip
     return result.model, result.steps
+
+
+def _library_mode() -> str:
+    from napari_segnets.training import train_iter
+
+    if "annotation" in inspect.signature(train_iter).parameters:
+        return "library, annotation='sparse'"
+    return "library, ignore mechanism"
 
 
 def train_cli(
@@ -329,7 +336,7 @@ def main(argv=None) -> None:
     print(
         f"\nstrokes: {painted.mean():.2%} of slices {list(TRAIN_SLICES)} (seed {args.seed}); scored on "
         f"slices {a}-{b - 1} (pooled pixels, threshold 0.5); net: U-Net base {args.base}, crop {args.crop or 'default'}, "
-        f"CPU, {'`train --sparse` CLI' if USE_CLI else 'library, ignore mechanism'}"
+        f"CPU, {'`train --sparse` CLI' if USE_CLI else _library_mode()}"
     )
     print(table(rows, ["method", "budget (min)", "steps", "IoU", "Dice"]))
     print("after:", machine())
