@@ -312,7 +312,8 @@ def main(argv=None) -> None:
             print(
                 f"autoencoder: U-Net-{args.base} without skips, denoise {args.pretrain_denoise:g}, "
                 f"{info['steps']} steps in "
-                f"{info['seconds'] / 60:.1f} min on slices 0-{image.shape[0] - 1} (no labels)", flush=True,
+                f"{info['seconds'] / 60:.1f} min on slices 0-{image.shape[0] - 1} (no labels"
+                f"{'; the CLI holds out its default validation slices' if USE_CLI else ''})", flush=True,
             )  # fmt: skip
             encoders.append((f"unet + AE encoder ({args.pretrain_minutes:g} min AE)", ae_path))
         for name, encoder in encoders:
