@@ -33,8 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 from _training_common import load, machine, probabilities, set_threads, table  # noqa: E402
 
-# Until `train --sparse` is in main the net is trained through the library with the ignore
-# mechanism; set True to run the command line exactly as the README shows it.
+# False: the net is trained through the library (annotation="sparse" once the loop has it, the
+# ignore mechanism before). True, once `train --sparse` is in main: the command line exactly as
+# the README shows it (autoencoder included).
 USE_CLI = False
 
 TRAIN_SLICES = (0, 4, 8, 12, 16, 20)
