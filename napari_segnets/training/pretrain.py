@@ -83,7 +83,7 @@ def init_encoder(model, source) -> dict:
     dict
         ``source`` (path or ``None``), ``content_hash`` and ``normalization`` of a checkpoint
         source (train with that normalisation: the encoder learned those intensities),
-        ``tensors`` copied and ``weights`` (their number of values).
+        ``tensors`` copied (batch-norm statistics included) and ``weights`` (learned values copied).
 
     Raises
     ------
@@ -132,7 +132,7 @@ def init_encoder(model, source) -> dict:
         "content_hash": meta.get("content_hash"),
         "normalization": meta.get("normalization"),
         "tensors": len(src),
-        "weights": int(sum(v.numel() for k, v in src.items() if v.is_floating_point())),
+        "weights": int(sum(p.numel() for k, p in source.named_parameters() if k in src)),
     }
 
 
