@@ -47,6 +47,7 @@ def made(make_napari_viewer, qtbot):
 def test_make_objects_and_the_table_follows_the_layer(made):
     viewer, widget, (a, b, c) = made
     layer = viewer.layers["mito objects"]
+    assert widget.status.value == "2 objects measured", widget.status.value
     assert tuple(layer.scale) == SCALE and layer.data.max() == 2
     assert widget.table.rowCount() == 2 and widget.table.ids() == [1, 2]
     assert widget.measurements["volume_nm3"][0] == pytest.approx((a | b).sum() * np.prod(SCALE))

@@ -34,8 +34,9 @@ DEFAULT_BLOCK = (32, 512, 512)
 MIN_BLOCK_VOXELS, MAX_BLOCK_VOXELS = 4 * 2**20, 32 * 2**20
 
 
-def auto_block(source, shape, block=None) -> tuple:
-    """The block shape: ``block`` if given, else the source's chunks grown or split to 4-32 M voxels.
+def auto_block(source, shape, block=None, smallest: int = MIN_BLOCK_VOXELS) -> tuple:
+    """The block shape: ``block`` if given, else the source's chunks grown to ``smallest`` voxels
+    (4 M by default) along z, or split to at most 32 M.
 
     Blocks that are whole chunks mean every stored chunk is decompressed once per pass.
     """
@@ -45,7 +46,7 @@ def auto_block(source, shape, block=None) -> tuple:
     if not chunks or not all(isinstance(c, int | np.integer) for c in chunks):
         chunks = DEFAULT_BLOCK
     out = [min(int(c), s) for c, s in zip(tuple(chunks)[-len(shape):], shape)]
-    while np.prod(out) < MIN_BLOCK_VOXELS and out[0] < shape[0]:
+    while np.prod(out) < smallest and out[0] < shape[0]:
         out[0] = min(out[0] * 2, shape[0])
     while np.prod(out) > MAX_BLOCK_VOXELS:
         axis = int(np.argmax(out))

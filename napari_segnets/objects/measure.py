@@ -53,37 +53,34 @@ def measure_iter(labels, image=None, *, voxel_size, ids=None, block=None, halo: 
     else:
         from .blockwise import auto_block
 
-        regions = [sl for _o, sl in _blocks(shape, auto_block(labels, shape, block)[-ndim:])]
-    stats = []
+        # deep blocks: fewer objects cross a block face and need their own crop (plane chunks grow to 64)
+        regions = [sl for _o, sl in _blocks(shape, auto_block(labels, shape, block, 16 * 2**20)[-ndim:])]
+    stats, meshes = [], {}
+    pad = 0 if in_memory else int(halo)
     for i, sl in enumerate(regions):
-        lab = np.asarray(labels[sl])
+        start = np.array([s.start for s in sl], int)
+        stop = np.array([s.stop for s in sl], int)
+        reach_lo, reach_hi = np.maximum(start - pad, 0), np.minimum(stop + pad, shape)
+        around = np.asarray(labels[tuple(slice(int(a), int(b)) for a, b in zip(reach_lo, reach_hi))])
+        lab = around[tuple(slice(int(a - r), int(b - r)) for a, b, r in zip(start, stop, reach_lo))]
         if wanted is not None:
             lab = np.where(np.isin(lab, wanted), lab, 0)
         img = None if image is None else np.asarray(image[sl], np.float64)
-        stats.append(_block_stats(lab, img, tuple(s.start for s in sl)))
-        yield Progress("measure", i + 1, 2 * len(regions), f"counting: block {i + 1}/{len(regions)}")
+        stats.append(_block_stats(lab, img, tuple(start)))
+        # one read per block: mesh the objects that start in the block and lie wholly in what was read
+        for object_id, lo, hi in _complete(around, reach_lo, reach_hi, shape, start, stop, wanted):
+            meshes[object_id] = _mesh_size(around, reach_lo, lo, hi, object_id, voxel)
+        yield Progress("measure", i + 1, len(regions), f"block {i + 1}/{len(regions)}")
     table = _combine(stats, ndim, image is not None)
-    n = len(table["id"])
-    mesh = np.full(n, np.nan)  # surface (3D) or perimeter (2D), nm^2 / nm
-    done = np.zeros(n, bool)
-    lo = np.stack([table[f"bbox_{a}0_vox"] for a in "zyx"[-ndim:]], 1) if n else np.zeros((0, ndim), int)
-    hi = np.stack([table[f"bbox_{a}1_vox"] for a in "zyx"[-ndim:]], 1) if n else np.zeros((0, ndim), int)
-    for i, sl in enumerate(regions):
-        start = np.array([s.start for s in sl])
-        stop = np.array([s.stop for s in sl])
-        reach_lo = np.maximum(start - (halo if not in_memory else 0), 0)
-        reach_hi = np.minimum(stop + (halo if not in_memory else 0), shape)
-        mine = np.flatnonzero(~done & np.all(lo >= start, 1) & np.all(lo < stop, 1)
-                              & np.all(hi <= reach_hi, 1)) if n else []
-        if len(mine):
-            big = tuple(slice(int(a), int(b)) for a, b in zip(reach_lo, reach_hi))
-            lab = labels[big] if in_memory else np.asarray(labels[big])
-            for j in mine:
-                mesh[j] = _mesh_size(lab, reach_lo, lo[j], hi[j], int(table["id"][j]), voxel)
-                done[j] = True
-        yield Progress("measure", len(regions) + i + 1, 2 * len(regions), f"surfaces: block {i + 1}")
-    for j in np.flatnonzero(~done):  # bigger than the halo: its own crop
-        mesh[j] = _mesh_size(labels, np.zeros(ndim, int), lo[j], hi[j], int(table["id"][j]), voxel)
+    axes = "zyx"[-ndim:]
+    mesh = np.full(len(table["id"]), np.nan)  # surface (3D) or perimeter (2D), nm^2 / nm
+    for j, object_id in enumerate(table["id"].tolist()):
+        if object_id in meshes:
+            mesh[j] = meshes[object_id]
+        else:  # larger than the halo: meshed from its own crop
+            lo = [table[f"bbox_{a}0_vox"][j] for a in axes]
+            hi = [table[f"bbox_{a}1_vox"][j] for a in axes]
+            mesh[j] = _mesh_size(labels, np.zeros(ndim, int), lo, hi, object_id, voxel)
     return ObjectTable(_physical(table, mesh, voxel, shape), voxel_size=voxel, shape=shape)
 
 
@@ -101,7 +98,7 @@ def measure(labels, image=None, *, voxel_size, ids=None, block=None, halo: int =
     ids : iterable of int, optional
         Measure only these objects (e.g. after an edit).
     block : tuple of int, optional
-        Block shape for lazy input (default: the labels' chunks, grown to 4-32 M voxels).
+        Block shape for lazy input (default: the labels' chunks, grown to 16-32 M voxels).
     halo : int
         Voxels read around a block to mesh the objects that start in it; larger objects are
         meshed from their own crop.
@@ -116,6 +113,24 @@ def measure(labels, image=None, *, voxel_size, ids=None, block=None, halo: int =
         volume, surface and sphericity columns.
     """
     return drive(measure_iter(labels, image, voxel_size=voxel_size, ids=ids, block=block, halo=halo))
+
+
+def _complete(around, reach_lo, reach_hi, shape, start, stop, wanted):
+    """(id, lo, hi) of the objects in ``around`` that start inside [start, stop) and end inside it."""
+    from skimage.measure import regionprops_table
+
+    if not around.any():
+        return []
+    t = regionprops_table(around, properties=("label", "bbox"))
+    d = around.ndim
+    lo = np.stack([t[f"bbox-{k}"] for k in range(d)], 1) + reach_lo
+    hi = np.stack([t[f"bbox-{k + d}"] for k in range(d)], 1) + reach_lo
+    # an object touching a face of the read region that is not the volume's own may go on beyond it
+    whole = np.all((lo > reach_lo) | (reach_lo == 0), 1) & np.all((hi < reach_hi) | (reach_hi == shape), 1)
+    mine = whole & np.all(lo >= start, 1) & np.all(lo < stop, 1)
+    if wanted is not None:
+        mine &= np.isin(t["label"], wanted)
+    return [(int(t["label"][k]), lo[k], hi[k]) for k in np.flatnonzero(mine)]
 
 
 def _box_of(mask: np.ndarray):
