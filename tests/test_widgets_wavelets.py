@@ -77,7 +77,7 @@ def test_three_layers_side_by_side_follow_the_slice(make_napari_viewer, qtbot, m
     wait_for(qtbot, widget)
     widget.grid_off()
     assert not grid.enabled and viewer.layers["membranes"].visible
-    assert sorted(layer.name for layer in viewer.layers) == ["blurred", "em", "membranes", "noisy"]
+    assert [layer.name for layer in viewer.layers] == ["em", "membranes", "blurred", "noisy"], "order restored"
     assert not any("mosaic" in layer.name for layer in viewer.layers), "Grid off removes the mosaics"
     assert all(layer.visible and not layer.name_overlay.visible for layer in viewer.layers)
     assert widget.mosaic_layers == []

@@ -210,7 +210,10 @@ class _Job:
                 payload = getattr(value, "payload", None)
                 if isinstance(payload, dict):
                     record.facts.update(payload)
-                self._show_event(value)
+                try:
+                    self._show_event(value)
+                except Exception:  # the bar and status line are cosmetic; the widget still hears
+                    log.exception("napari-segnets: could not show a progress event")
                 if self.on_event is not None:
                     self.on_event(value)
             elif kind == "returned":
@@ -256,7 +259,6 @@ class _Job:
         total = event.total if event.total else 0
         bar = self.bars.get(stage)
         if bar is None:
-            # creating the bar may run Qt events (see the class docstring): register it first
             bar = self.bars[stage] = napari_progress(total=total, desc=f"{self.title}: {stage}")
         elif total and bar.total != total:
             bar.total = total

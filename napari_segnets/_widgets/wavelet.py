@@ -117,6 +117,7 @@ class WaveletWidget(Container):
         self.comparison = None
         self._shown: list[str] = []
         self._hidden: list = []
+        self._order: list[str] = []
         self._pending = self._pending_slice = False
         self._comparing = False  # the grid shows slice copies: following re-runs the comparison
 
@@ -200,6 +201,8 @@ class WaveletWidget(Container):
         self._grid_on(list(chosen) + self.mosaic_layers, columns=len(chosen))
 
     def _grid_on(self, keep, columns: int) -> None:
+        if not self._grid().enabled:
+            self._order = [layer.name for layer in self.viewer.layers]  # "Grid off" puts it back
         # Only visible layers take a grid cell: hide the others while comparing.
         for layer in self.viewer.layers:
             if layer not in keep and layer.visible:
@@ -230,6 +233,10 @@ class WaveletWidget(Container):
         self._hidden = []
         self.mosaic_layers = []
         self._shown = []
+        order = [name for name in self._order if name in self.viewer.layers]
+        for i, name in enumerate(order):
+            self.viewer.layers.move(self.viewer.layers.index(name), i)
+        self._order = []
         self.viewer.reset_view()
 
     def _settings_changed(self, *_args) -> None:
