@@ -171,3 +171,22 @@ def test_cli_trains_on_0_255_masks_and_refuses_an_all_background_mask(tmp_path, 
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no object pixels" in err[0]
     assert not bad.exists()
+
+
+def test_cli_trains_on_sparse_strokes(tmp_path):
+    import tifffile
+
+    from napari_segnets.cli import main
+
+    image, mask = blobs(2)
+    strokes = np.zeros_like(mask)
+    strokes[:, 3, :] = 1
+    strokes[mask.astype(bool) & (np.arange(48)[None, :, None] % 3 == 0)] = 2
+    tifffile.imwrite(tmp_path / "img.tif", image, photometric="minisblack")
+    tifffile.imwrite(tmp_path / "strokes.tif", strokes, photometric="minisblack")
+    out = tmp_path / "s.safetensors"
+    argv = ["train", "--images", tmp_path / "img.tif", "--masks", tmp_path / "strokes.tif", "--sparse",
+            "--arch", "unet", "--base", 4, "--option", "depth=2", "--epochs", 1,
+            "--steps-per-epoch", 1, "--crop", 32, "--batch-size", 1, "--device", "cpu",
+            "--out", out, "--no-progress"]
+    assert main([str(a) for a in argv]) == 0 and out.is_file()
