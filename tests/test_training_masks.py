@@ -115,7 +115,7 @@ def test_empty_truth_is_undefined_not_perfect():
     empty = [np.zeros((8, 8), np.float32)]
     result = score(empty, [np.zeros((8, 8), np.int8)], n_classes=2, ignore_index=IGNORE)
     assert np.isnan(result["score"]) and np.isnan(result["iou"]["1"])
-    from napari_segnets.training.loop import _epoch_message
+    from napari_segnets.training.validate import epoch_message as _epoch_message
 
     msg = _epoch_message({"epoch": 1, "loss": 0.1, "val": result}, 1)
     assert "undefined" in msg and "1.000" not in msg
