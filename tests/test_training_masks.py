@@ -190,3 +190,21 @@ def test_cli_trains_on_sparse_strokes(tmp_path):
             "--steps-per-epoch", 1, "--crop", 32, "--batch-size", 1, "--device", "cpu",
             "--out", out, "--no-progress"]
     assert main([str(a) for a in argv]) == 0 and out.is_file()
+
+
+def test_evaluate_reports_an_empty_truth_as_undefined(tmp_path, capsys):
+    import json
+
+    import tifffile
+
+    from napari_segnets.cli import main
+
+    empty = np.zeros((2, 16, 16), np.uint8)
+    tifffile.imwrite(tmp_path / "p.tif", empty, photometric="minisblack")
+    tifffile.imwrite(tmp_path / "t.tif", empty, photometric="minisblack")
+    args = ["evaluate", "--prediction", str(tmp_path / "p.tif"), "--truth", str(tmp_path / "t.tif")]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "iou: undefined" in out and "1.0000" not in out.split("pixel_accuracy")[0]
+    assert main([*args, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["overall"]["iou"] is None
