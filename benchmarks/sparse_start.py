@@ -33,68 +33,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 from _training_common import load, machine, probabilities, set_threads, table  # noqa: E402
 
+from napari_segnets.sample_data import simulate_strokes  # noqa: E402
+
 # False: the net is trained through the library (annotation="sparse" once the loop has it, the
 # ignore mechanism before). True, once `train --sparse` is in main: the command line exactly as
 # the README shows it (autoencoder included).
-USE_CLI = False
+USE_CLI = True
 
 TRAIN_SLICES = (0, 4, 8, 12, 16, 20)
 NORMALIZATION = {"mode": "percentile", "low": 1.0, "high": 99.8}
-
-
-def _pieces(skeleton: np.ndarray, length: int, rng) -> list[np.ndarray]:
-    """Cut a skeleton into pieces at most ``length`` long (along a randomly offset grid)."""
-    from skimage.measure import label
-
-    cut = skeleton.copy()
-    oy, ox = rng.integers(length, size=2)
-    cut[(np.arange(cut.shape[0]) + oy) % length == 0, :] = False
-    cut[:, (np.arange(cut.shape[1]) + ox) % length == 0] = False
-    lab = label(cut, connectivity=2)
-    return [np.flatnonzero(lab.ravel() == i) for i in range(1, lab.max() + 1)]
-
-
-def _paint(region: np.ndarray, budget: float, *, erode: int, width: int, rng) -> np.ndarray:
-    """Strokes inside ``region``: skeleton pieces of the eroded region, drawn ``width`` wide."""
-    from scipy import ndimage as ndi
-    from skimage.morphology import disk, skeletonize
-
-    inner = ndi.binary_erosion(region, disk(erode))
-    pieces = _pieces(skeletonize(inner), 48, rng)
-    chosen, length = [], 0
-    for i in rng.permutation(len(pieces)):
-        if length * width >= budget:
-            break
-        chosen.append(pieces[i])
-        length += pieces[i].size
-    centre = np.zeros(region.size, bool)
-    centre[np.concatenate(chosen or [np.empty(0, np.int64)])] = True
-    return ndi.binary_dilation(centre.reshape(region.shape), disk(width // 2)) & region
-
-
-def simulate_strokes(
-    labels: np.ndarray,
-    *,
-    fraction: float = 0.01,
-    fg_share: float = 0.4,
-    width: int = 3,
-    seed: int = 0,
-) -> np.ndarray:
-    """Strokes from a 0/1 truth ``(Z, Y, X)``: 0 = not annotated, 1 = background, 2 = object.
-
-    About ``fraction`` of each slice's pixels are painted, ``fg_share`` of them on objects
-    (pieces of the skeletons of objects eroded by 2 pixels) and the rest on background (pieces
-    of the skeleton of the background eroded by 6 pixels), each stroke ``width`` pixels wide.
-    """
-    rng = np.random.default_rng(seed)
-    strokes = np.zeros(labels.shape, np.uint8)
-    for z, truth in enumerate(labels > 0):
-        budget = fraction * truth.size
-        fg = _paint(truth, fg_share * budget, erode=2, width=width, rng=rng)
-        bg = _paint(~truth, (1 - fg_share) * budget, erode=6, width=width, rng=rng)
-        strokes[z][bg] = 1
-        strokes[z][fg] = 2
-    return strokes
 
 
 def _scores(prob: np.ndarray, truth: np.ndarray) -> dict:

@@ -256,16 +256,80 @@ SAMPLE_SHAPE = (16, 256, 256)  # what the napari sample and the committed sample
 SAMPLE_VOXEL_NM = (40.0, 5.0, 5.0)
 
 
-def write_sample(out: str | os.PathLike, shape=SAMPLE_SHAPE, seed: int = 0) -> list[Path]:
-    """Write the synthetic stack and its masks as compressed TIFFs into ``out``; return the paths."""
+def _pieces(skeleton: np.ndarray, length: int, rng) -> list[np.ndarray]:
+    """Cut a skeleton into pieces at most ``length`` long (along a randomly offset grid)."""
+    from skimage.measure import label
+
+    cut = skeleton.copy()
+    oy, ox = rng.integers(length, size=2)
+    cut[(np.arange(cut.shape[0]) + oy) % length == 0, :] = False
+    cut[:, (np.arange(cut.shape[1]) + ox) % length == 0] = False
+    lab = label(cut, connectivity=2)
+    return [np.flatnonzero(lab.ravel() == i) for i in range(1, lab.max() + 1)]
+
+
+def _paint(region: np.ndarray, budget: float, *, erode: int, width: int, rng) -> np.ndarray:
+    """Strokes inside ``region``: skeleton pieces of the eroded region, drawn ``width`` wide."""
+    from scipy import ndimage as ndi
+    from skimage.morphology import disk, skeletonize
+
+    inner = ndi.binary_erosion(region, disk(erode))
+    pieces = _pieces(skeletonize(inner), 48, rng)
+    chosen, length = [], 0
+    for i in rng.permutation(len(pieces)):
+        if length * width >= budget:
+            break
+        chosen.append(pieces[i])
+        length += pieces[i].size
+    centre = np.zeros(region.size, bool)
+    centre[np.concatenate(chosen or [np.empty(0, np.int64)])] = True
+    return ndi.binary_dilation(centre.reshape(region.shape), disk(width // 2)) & region
+
+
+def simulate_strokes(
+    labels: np.ndarray,
+    *,
+    fraction: float = 0.01,
+    fg_share: float = 0.4,
+    width: int = 3,
+    seed: int = 0,
+) -> np.ndarray:
+    """Strokes from a 0/1 truth ``(Z, Y, X)``: 0 = not annotated, 1 = background, 2 = object.
+
+    About ``fraction`` of each slice's pixels are painted, ``fg_share`` of them on objects
+    (pieces of the skeletons of objects eroded by 2 pixels) and the rest on background (pieces
+    of the skeleton of the background eroded by 6 pixels), each stroke ``width`` pixels wide.
+    """
+    rng = np.random.default_rng(seed)
+    strokes = np.zeros(labels.shape, np.uint8)
+    for z, truth in enumerate(labels > 0):
+        budget = fraction * truth.size
+        fg = _paint(truth, fg_share * budget, erode=2, width=width, rng=rng)
+        bg = _paint(~truth, (1 - fg_share) * budget, erode=6, width=width, rng=rng)
+        strokes[z][bg] = 1
+        strokes[z][fg] = 2
+    return strokes
+
+
+def write_sample(
+    out: str | os.PathLike, shape=SAMPLE_SHAPE, seed: int = 0, strokes: bool = False
+) -> list[Path]:
+    """Write the synthetic stack and its masks as compressed TIFFs into ``out``; return the paths.
+
+    ``strokes``: also ``synthetic_strokes.tif``, strokes simulated from the mitochondria mask in
+    ilastik's convention (:func:`simulate_strokes`), to try sparse training (``train --sparse``).
+    """
     import tifffile
 
     from .io.atomic import atomic_path
 
     out = Path(out)
     image, labels = synthetic_stack(shape, seed)
+    arrays = [("image", image), *labels.items()]
+    if strokes:
+        arrays.append(("strokes", simulate_strokes(labels["mitochondria"], seed=seed)))
     written = []
-    for name, arr in [("image", image), *labels.items()]:
+    for name, arr in arrays:
         path = out / f"synthetic_{name}.tif"
         with atomic_path(path) as tmp:
             tifffile.imwrite(
@@ -294,8 +358,11 @@ def main(argv=None) -> int:
         "--shape", type=int, nargs="+", default=list(SAMPLE_SHAPE), help="Z Y X (or Y X)"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--strokes", action="store_true",
+                        help="also write synthetic_strokes.tif: strokes simulated from the mitochondria "
+                        "mask (0 = not painted, 1 = background, 2 = object), for train --sparse")
     args = parser.parse_args(argv)
-    for path in write_sample(args.out, tuple(args.shape), args.seed):
+    for path in write_sample(args.out, tuple(args.shape), args.seed, strokes=args.strokes):
         print(path)
     return 0
 

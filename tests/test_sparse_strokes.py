@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-from sparse_start import simulate_strokes  # noqa: E402
+from napari_segnets.sample_data import simulate_strokes
 
 
 def test_strokes_follow_the_truth_in_ilastiks_convention():

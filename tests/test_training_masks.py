@@ -115,7 +115,7 @@ def test_empty_truth_is_undefined_not_perfect():
     empty = [np.zeros((8, 8), np.float32)]
     result = score(empty, [np.zeros((8, 8), np.int8)], n_classes=2, ignore_index=IGNORE)
     assert np.isnan(result["score"]) and np.isnan(result["iou"]["1"])
-    from napari_segnets.training.loop import _epoch_message
+    from napari_segnets.training.validate import epoch_message as _epoch_message
 
     msg = _epoch_message({"epoch": 1, "loss": 0.1, "val": result}, 1)
     assert "undefined" in msg and "1.000" not in msg
@@ -171,3 +171,40 @@ def test_cli_trains_on_0_255_masks_and_refuses_an_all_background_mask(tmp_path, 
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no object pixels" in err[0]
     assert not bad.exists()
+
+
+def test_cli_trains_on_sparse_strokes(tmp_path):
+    import tifffile
+
+    from napari_segnets.cli import main
+
+    image, mask = blobs(2)
+    strokes = np.zeros_like(mask)
+    strokes[:, 3, :] = 1
+    strokes[mask.astype(bool) & (np.arange(48)[None, :, None] % 3 == 0)] = 2
+    tifffile.imwrite(tmp_path / "img.tif", image, photometric="minisblack")
+    tifffile.imwrite(tmp_path / "strokes.tif", strokes, photometric="minisblack")
+    out = tmp_path / "s.safetensors"
+    argv = ["train", "--images", tmp_path / "img.tif", "--masks", tmp_path / "strokes.tif", "--sparse",
+            "--arch", "unet", "--base", 4, "--option", "depth=2", "--epochs", 1,
+            "--steps-per-epoch", 1, "--crop", 32, "--batch-size", 1, "--device", "cpu",
+            "--out", out, "--no-progress"]
+    assert main([str(a) for a in argv]) == 0 and out.is_file()
+
+
+def test_evaluate_reports_an_empty_truth_as_undefined(tmp_path, capsys):
+    import json
+
+    import tifffile
+
+    from napari_segnets.cli import main
+
+    empty = np.zeros((2, 16, 16), np.uint8)
+    tifffile.imwrite(tmp_path / "p.tif", empty, photometric="minisblack")
+    tifffile.imwrite(tmp_path / "t.tif", empty, photometric="minisblack")
+    args = ["evaluate", "--prediction", str(tmp_path / "p.tif"), "--truth", str(tmp_path / "t.tif")]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "iou: undefined" in out and "1.0000" not in out.split("pixel_accuracy")[0]
+    assert main([*args, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["overall"]["iou"] is None

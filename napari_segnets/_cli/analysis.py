@@ -109,9 +109,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     result = score_stack(pred, truth, mode=args.kind, ignore_index=args.ignore_index)
     for entry in result["per_slice"]:
         entry["index"] = int(entry["index"]) + first
-    if args.json:
-        common.print_json({**(result if args.per_slice else {"overall": result["overall"]}),
-                           **({"objects": objects} if objects else {})})
+    if args.json:  # an undefined score (empty truth, empty prediction) is null: valid JSON
+        common.print_json(_nan_to_null({**(result if args.per_slice else {"overall": result["overall"]}),
+                                         **({"objects": objects} if objects else {})}))
         return 0
     overall = result["overall"]
     if args.per_slice:
@@ -125,6 +125,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if objects:
         objects_cli.print_object_scores(objects)
     return 0
+
+
+def _nan_to_null(obj):
+    if isinstance(obj, dict):
+        return {k: _nan_to_null(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_nan_to_null(v) for v in obj]
+    return None if isinstance(obj, float) and obj != obj else obj
 
 
 def run_wavelets(args: argparse.Namespace) -> int:

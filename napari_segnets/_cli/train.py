@@ -269,6 +269,7 @@ def _fit(args, model, data, val, kwargs: dict, *, parent: str | None) -> int:
         job = train_iter(model, data, val=val, checkpoint=out, parent=parent, **kwargs)
         result = common.run_job(job, args, callback=callback)
     else:
+        val = "auto" if val is None else val  # rank 0 holds out part of its shard
         job = distributed.ddp_train_iter(model, data, val=val, checkpoint=out, parent=parent, env=env, **kwargs)
         if not main_rank:
             args.no_progress = True

@@ -18,7 +18,10 @@ from ..errors import InputError
 from ..progress import Job, Progress, drive
 from . import setup
 from .state import last_path, save_training_state
-from .validate import score, score_reconstruction, to_prediction
+from .validate import NO_LIMIT as _NO_LIMIT
+from .validate import better as _better
+from .validate import epoch_message as _epoch_message
+from .validate import validate_run as _validate
 
 
 @dataclass
@@ -348,20 +351,6 @@ def train_iter(
     )
 
 
-_NO_LIMIT = 2**62  # "no epoch limit" (a time budget alone)
-
-
-def _better(current, best) -> bool:
-    """Is ``current`` a better validation score than ``best``?
-
-    An undefined score (NaN: no object in the validation truth nor in the prediction) says
-    nothing, so while nothing better is known the latest weights are kept.
-    """
-    if best is None or not np.isfinite(best):
-        return True
-    return bool(np.isfinite(current) and current > best)
-
-
 def _train_event(step, total_steps, elapsed, budget, first_step, epoch, epochs, loss, lr):
     """A step's progress: in steps, or in seconds under a time budget; with an ETA in seconds."""
     done_steps = step - first_step
@@ -417,40 +406,6 @@ def _step(run, xb, yb, rng, denoise, scaler) -> float:
         value.backward()
         run.opt.step()
     return float(value.detach())
-
-
-def _validate(run, task: str):
-    """Scores on the held-out slices, predicted by the one forward path (``inference.predict``)."""
-    from ..inference import predict
-
-    identity = {"mode": "none", "vmin": 0.0, "vmax": 1.0}  # the slices are already normalised
-    output = "reconstruction" if task == "autoencode" else "probabilities"
-    m, halo = int(run.model.size_multiple), int(run.model.halo)
-    preds = []
-    for img in run.val_images:
-        # one window per slice (the slice and its mirrored halo): the exact whole-slice result
-        tile = tuple(-(-(side + 2 * halo) // m) * m for side in img.shape)
-        out = predict(run.model, img, device=run.device, amp=run.amp_dtype or False,
-                      output=output, normalization=identity, tile=tile, blend="none")
-        preds.append(to_prediction(np.asarray(out), task))
-    if task == "autoencode":
-        result = score_reconstruction(preds, run.val_images)
-    else:
-        result = score(
-            preds, run.val_masks, n_classes=max(run.n_classes, 2), ignore_index=run.ignore_index
-        )
-    return result, preds[0]
-
-
-def _epoch_message(entry: dict, epochs: int) -> str:
-    of = "" if epochs == _NO_LIMIT else f"/{epochs}"
-    msg = f"epoch {entry['epoch']}{of} loss {entry['loss']:.4f}"
-    val = entry.get("val")
-    if val and "iou" in val:
-        msg += " val IoU " + ("undefined" if not np.isfinite(val["score"]) else f"{val['score']:.3f}")
-    elif val:
-        msg += f" val MSE {val['mse']:.5f}"
-    return msg
 
 
 def train(model, data, *, callback=None, bar=None, **kwargs) -> TrainResult:

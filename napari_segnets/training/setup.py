@@ -183,8 +183,9 @@ def prepare_run(
     if denoise < 0:
         raise InputError(f"denoise is a noise standard deviation >= 0, got {denoise!r}.")
     auto_val = isinstance(val, str) and val == "auto"
-    if auto_val and annotation == "sparse":
-        val = None  # strokes are too few to spare; the latest weights are kept
+    sparse = annotation == "sparse" or getattr(data, "annotation", None) == "sparse"
+    if auto_val and sparse:
+        val, auto_val = None, False  # strokes are too few to spare; the latest weights are kept
     if early_stopping is not None and (val is None or early_stopping < 1):
         raise InputError(
             "Early stopping needs validation data (val=...) and a patience of at least 1 epoch."

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+NO_LIMIT = 2**62  # "no epoch limit" (a time budget alone)
+
 
 def to_prediction(output: np.ndarray, task: str) -> np.ndarray:
     """From ``predict``'s probabilities (C, H, W) or (H, W) (or a reconstruction): binary:
@@ -62,3 +64,48 @@ def score_reconstruction(preds: list[np.ndarray], targets: list[np.ndarray]) -> 
     flat = [np.ravel(p) for p in preds], [np.ravel(t) for t in targets]
     err = metrics.mse(np.concatenate(flat[0]), np.concatenate(flat[1]))
     return {"mse": err, "psnr": metrics.psnr(err, 1.0), "score": -err}
+
+
+def better(current, best) -> bool:
+    """Is ``current`` a better validation score than ``best``?
+
+    An undefined score (NaN: no object in the validation truth nor in the prediction) says
+    nothing, so while nothing better is known the latest weights are kept.
+    """
+    if best is None or not np.isfinite(best):
+        return True
+    return bool(np.isfinite(current) and current > best)
+
+
+def validate_run(run, task: str):
+    """Scores on the held-out slices, predicted by the one forward path (``inference.predict``)."""
+    from ..inference import predict
+
+    identity = {"mode": "none", "vmin": 0.0, "vmax": 1.0}  # the slices are already normalised
+    output = "reconstruction" if task == "autoencode" else "probabilities"
+    m, halo = int(run.model.size_multiple), int(run.model.halo)
+    preds = []
+    for img in run.val_images:
+        # one window per slice (the slice and its mirrored halo): the exact whole-slice result
+        tile = tuple(-(-(side + 2 * halo) // m) * m for side in img.shape)
+        out = predict(run.model, img, device=run.device, amp=run.amp_dtype or False,
+                      output=output, normalization=identity, tile=tile, blend="none")
+        preds.append(to_prediction(np.asarray(out), task))
+    if task == "autoencode":
+        result = score_reconstruction(preds, run.val_images)
+    else:
+        result = score(
+            preds, run.val_masks, n_classes=max(run.n_classes, 2), ignore_index=run.ignore_index
+        )
+    return result, preds[0]
+
+
+def epoch_message(entry: dict, epochs: int) -> str:
+    of = "" if epochs == NO_LIMIT else f"/{epochs}"
+    msg = f"epoch {entry['epoch']}{of} loss {entry['loss']:.4f}"
+    val = entry.get("val")
+    if val and "iou" in val:
+        msg += " val IoU " + ("undefined" if not np.isfinite(val["score"]) else f"{val['score']:.3f}")
+    elif val:
+        msg += f" val MSE {val['mse']:.5f}"
+    return msg
