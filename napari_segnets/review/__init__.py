@@ -11,7 +11,15 @@
 
 from .decisions import DECISIONS, DecisionLog, record_decision
 from .errorbars import decisions_for_error_bars, error_bars
-from .queue import Review, default_views, next_object, ranked, review, review_iter
+from .queue import (
+    Review,
+    default_views,
+    next_object,
+    ranked,
+    review,
+    review_iter,
+    review_views_iter,
+)
 from .score import DEFAULT_WEIGHTS, FittedScore, default_score, fit_score, rank
 from .signals import SIGNALS, add_signals, shape_signals, view_signals
 
@@ -34,6 +42,7 @@ __all__ = [
     "record_decision",
     "review",
     "review_iter",
+    "review_views_iter",
     "shape_signals",
     "view_signals",
 ]

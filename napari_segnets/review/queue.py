@@ -61,7 +61,6 @@ def review_iter(model, image, *, voxel_size=None, views=None, normalization=None
     **predict_kwargs
         Passed to :func:`~napari_segnets.inference.predict` (device, tile, amp ...).
     """
-    from .. import objects
     from ..inference.orthoplane import predict_views_iter
     from ..objects import check_voxel_size
 
@@ -71,10 +70,20 @@ def review_iter(model, image, *, voxel_size=None, views=None, normalization=None
     if len(views) < 2:
         raise InputError("Compare at least two views (e.g. 'xy' and 'flip_x') to find disagreements.")
     preds = yield from predict_views_iter(model, image, views, normalization=normalization, **predict_kwargs)
+    result = yield from review_views_iter(preds, image, voxel_size=voxel, threshold=threshold,
+                                          min_size=min_size, split=split, score=score)
+    return result
+
+
+def review_views_iter(views: dict, image, *, voxel_size=None, threshold: float = 0.5,
+                      min_size: float | None = None, split: str | None = None, score=None):
+    """:func:`review_iter` from views already predicted (``{view: class-first probabilities}``)."""
+    from .. import objects
     from .signals import foreground_of
 
-    fgs = {v: foreground_of(p, len(shape)).astype(np.float32) for v, p in preds.items()}
-    del preds
+    shape = tuple(int(s) for s in np.shape(image))
+    voxel = voxel_size
+    fgs = {v: foreground_of(p, len(shape)).astype(np.float32, copy=False) for v, p in views.items()}
     prob = np.mean(list(fgs.values()), axis=0, dtype=np.float64).astype(np.float32)
     yield Progress("review", 0, 3, "objects")
     labels = objects.label_objects(prob, voxel_size=voxel, min_size=min_size, split=split, threshold=threshold)
@@ -85,7 +94,7 @@ def review_iter(model, image, *, voxel_size=None, views=None, normalization=None
     table = ranked(table, score)
     yield Progress("review", 3, 3, f"{len(table)} objects ranked")
     notes = [] if voxel is not None else ["no voxel size given: sizes are in voxels and xz/yz planes not used"]
-    return Review(labels, table, prob, views, notes)
+    return Review(labels, table, prob, tuple(views), notes)
 
 
 def review(model, image, **kwargs) -> Review:
