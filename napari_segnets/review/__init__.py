@@ -14,6 +14,7 @@ from .errorbars import decisions_for_error_bars, error_bars
 from .queue import (
     Review,
     default_views,
+    describe_object,
     next_object,
     ranked,
     review,
@@ -34,6 +35,7 @@ __all__ = [
     "decisions_for_error_bars",
     "default_score",
     "default_views",
+    "describe_object",
     "error_bars",
     "fit_score",
     "next_object",

@@ -134,3 +134,29 @@ def next_object(table, reviewed=(), *, audit_every: int = 0, seed: int = 0) -> i
         rng = np.random.default_rng([int(seed), len(done)])
         return left[int(rng.integers(len(left)))]
     return left[0]
+
+
+def describe_object(table, object_id: int) -> dict:
+    """What a viewer needs to show one queue entry: where to jump, its box, and its signals in words.
+
+    Returns
+    -------
+    dict
+        ``id``, ``rank``, ``score``, ``center`` (z, y, x voxels, or y, x), ``box`` (lows and highs,
+        end excluded), ``signals`` (name -> value) and ``text`` (one line, the strongest signals first).
+    """
+    from .score import percentile_ranks
+
+    row = table.row(object_id)
+    axes = "zyx" if "centroid_z_vox" in table.columns else "yx"
+    center = tuple(float(row[f"centroid_{a}_vox"]) for a in axes)
+    box = (tuple(int(row[f"bbox_{a}0_vox"]) for a in axes), tuple(int(row[f"bbox_{a}1_vox"]) for a in axes))
+    i = table.index_of(object_id)
+    names = [n for n in SIGNALS if n in table.columns]
+    signals = {n: float(row[n]) for n in names}
+    pct = {n: float(percentile_ranks(table[n])[i]) for n in names}
+    strongest = sorted(names, key=lambda n: (-pct[n], n))[:3]
+    words = ", ".join(f"{n} {signals[n]:.3g} (above {100 * pct[n]:.0f}% of objects)" for n in strongest)
+    text = f"object {object_id}, rank {row.get('rank', '?')} of {len(table)}, score {row.get('score', float('nan')):.2f}: {words}"
+    return {"id": int(object_id), "rank": row.get("rank"), "score": row.get("score"), "center": center,
+            "box": box, "signals": signals, "text": text}
