@@ -57,3 +57,23 @@ def test_review_refuses_bad_input(files, capsys):
     code = main(["review", "--checkpoint", str(files / "m.safetensors"), "--input", str(files / "stack.tif"),
                  "--output", str(files / "q.csv"), "--views", "xy,sideways", "--device", "cpu"])
     assert code == 2 and "Unknown view" in capsys.readouterr().err
+
+
+def test_review_uses_decisions_for_error_bars(files, capsys):
+    from napari_segnets.review import DecisionLog
+
+    assert _run(files, "c") == 0
+    rows = list(csv.DictReader((files / "c.csv").read_text().splitlines()))
+    log = DecisionLog(files / "d.jsonl")
+    for r in rows:
+        log.append({"kind": "decision", "object": int(r["id"]), "decision": "accept", "count_after": 1,
+                    "voxels_after": int(r["voxels"])})
+    capsys.readouterr()
+    args = ["review", "--checkpoint", str(files / "m.safetensors"), "--input", str(files / "stack.tif"),
+            "--output", str(files / "c.csv"), "--views", "xy,flip_x", "--device", "cpu", "--threshold", "0.45",
+            "--decisions", str(log.path), "--no-progress"]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert ("count" in captured.out) and ("review at least" in captured.out or "interval" in captured.out)
+    log.append({"kind": "decision", "object": 9999, "decision": "delete", "count_after": 0, "voxels_after": 0})
+    assert main(args) == 2 and "does not have" in capsys.readouterr().err

@@ -37,6 +37,10 @@ def register(sub) -> None:
     r.add_argument("--split", nargs="?", const="distance", choices=("distance", "probability"), default=None,
                    help="split touching objects (see `objects --split`)")
     r.add_argument("--threshold", type=float, default=0.5, help="probability threshold (default: 0.5)")
+    r.add_argument("--decisions", metavar="JSONL", default=None,
+                   help="decisions already made on this queue's objects (same checkpoint, input and options): "
+                   "fit the score on them (from 5 fixed/deleted and 5 accepted) and print the count and "
+                   "volume fraction with 95%% intervals")
     r.add_argument("--tile", type=int, default=None, help="tile size in pixels (default: automatic)")
     common.add_device(r)
 
@@ -69,6 +73,10 @@ def run(args: argparse.Namespace) -> int:
     )
     for note in result.notes:
         common.warn(note)
+    estimate = None
+    if args.decisions:
+        table, estimate = _use_decisions(result.table, common.existing(args.decisions, "Decisions"))
+        result.table = table
     result.table.to_csv(out)
     if args.labels_out:
         write_labels(args.labels_out, result.labels, {"voxel_size": voxel})
@@ -79,4 +87,26 @@ def run(args: argparse.Namespace) -> int:
     if top:
         common.print_table(top, ["rank", "id", "score", "centroid_z_vox", "centroid_y_vox", "centroid_x_vox"],
                            floats=".3f")
+    if estimate is not None:
+        print(estimate["text"])
     return 0
+
+
+def _use_decisions(table, path):
+    from .. import review
+
+    latest = review.DecisionLog(path).latest()
+    unknown = sorted(set(latest) - set(table.ids.tolist()))
+    if unknown:
+        raise InputError(
+            f"{path.name} has decisions on objects {unknown[:5]} that this queue does not have; use the "
+            "decisions made on this checkpoint's queue (ids change when the model or options change)."
+        )
+    fitted = review.fit_score(table, {i: r["decision"] != "accept" for i, r in latest.items()})
+    if fitted is None:
+        common.warn(f"{len(latest)} decisions: too few fixed/deleted or accepted objects to fit the score; "
+                    "keeping the default rule.")
+    else:
+        common.info(fitted.describe())
+        table = review.ranked(table, fitted.score)
+    return table, review.error_bars(table, review.decisions_for_error_bars(latest))
