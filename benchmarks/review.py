@@ -41,7 +41,7 @@ def train_model(image, labels, args, seed: int, out: Path):
     from napari_segnets.training import SliceDataset, train_iter
 
     torch.manual_seed(seed)
-    model = build("unet", base=16)
+    model = build("unet", base=args.base)
     drive(train_iter(model, SliceDataset(image[TRAIN], labels[TRAIN]), epochs=10_000, steps_per_epoch=50,
                      minutes=args.minutes, batch_size=2, crop=min(256, image.shape[-1]), lr=2e-3,
                      loss="bce_dice", schedule="cosine", device="cpu", seed=seed, foreground_crop=0.5,
@@ -96,11 +96,11 @@ def scores(lab, truth) -> tuple[float, float]:
     return iou, float(score_objects(lab.astype(np.uint32), truth)["f1"])
 
 
-def orthoplane_rows(model, image, truth_fg, norm, seed):
+def orthoplane_rows(model, image, truth_fg, norm, seed, names):
     from napari_segnets.inference.orthoplane import PLANES, predict_views
 
     rows, views, secs = [], {}, {}
-    for v in PLANES + ("flip_y", "flip_x", "rot90"):
+    for v in names:
         t0 = time.perf_counter()
         views[v] = predict_views(model, image, (v,), normalization=norm, device="cpu")[v]
         secs[v] = time.perf_counter() - t0
@@ -108,6 +108,8 @@ def orthoplane_rows(model, image, truth_fg, norm, seed):
     combos = {"xy": ("xy",), "orthoplane xy+xz+yz": PLANES, "flips+turn (TTA)": ("xy", "flip_y", "flip_x", "rot90"),
               "all 6 views": tuple(views)}
     for name, members in combos.items():
+        if not set(members) <= set(views):
+            continue
         p = np.mean([views[v] for v in members], axis=0)
         a = p >= 0.5
         iou = float((a & truth_fg).sum() / max((a | truth_fg).sum(), 1))
@@ -120,6 +122,9 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", default=None, help="a model trained on slices 0-11 (else one is trained)")
     ap.add_argument("--minutes", type=float, default=5.0, help="training budget per seed")
+    ap.add_argument("--base", type=int, default=16, help="U-Net width when training")
+    ap.add_argument("--views", nargs="+", default=None,
+                    help="views for the queue (default: all six: xy xz yz flip_y flip_x rot90)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--seed", type=int, default=None, help="one seed (same as --seeds N)")
     ap.add_argument("--crop", type=int, default=0, help="use only the central CROPxCROP of each slice (smoke)")
@@ -161,7 +166,8 @@ def main(argv=None) -> None:
             model, meta = train_model(image, labels, args, seed, work / f"lucchi-0-11-seed{seed}.safetensors")
         model.eval()
         print(f"seed {seed}: model ready in {time.perf_counter() - t0:.0f} s", flush=True)
-        rows, views, secs = orthoplane_rows(model, img, lab > 0, meta.get("normalization"), seed)
+        names = tuple(args.views or ("xy", "xz", "yz", "flip_y", "flip_x", "rot90"))
+        rows, views, secs = orthoplane_rows(model, img, lab > 0, meta.get("normalization"), seed, names)
         ortho += rows
         t0 = time.perf_counter()
         rv = drive(review_views_iter(views, img, voxel_size=VOXEL, min_size=args.min_size))

@@ -205,3 +205,9 @@ def test_describe_object_gives_where_to_jump_and_why():
     assert d["rank"] == 1 and len(d["center"]) == 3 and d["box"][0] <= d["box"][1]
     assert labels[tuple(int(round(c)) for c in d["center"])] in (first, 0)
     assert d["text"].startswith(f"object {first}, rank 1 of 5") and set(d["signals"]) >= {"mask_change", "flicker"}
+
+
+def test_default_views_leave_the_costly_planes_out():
+    from napari_segnets.review import default_views
+
+    assert default_views((30, 768, 1024), (5.0, 5.0, 5.0)) == ("xy", "flip_y", "flip_x", "rot90")

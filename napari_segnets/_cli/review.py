@@ -17,8 +17,8 @@ def register(sub) -> None:
         "review",
         run,
         help="rank the predicted objects of a stack, most likely wrong first (CSV)",
-        description="Predict the stack several ways (flips, a quarter turn and, for isotropic stacks, "
-        "the xz and yz planes), number the objects of the mean prediction, and score each object by "
+        description="Predict the stack several ways (flips and a quarter turn of each slice; --views can "
+        "add the xz and yz planes), number the objects of the mean prediction, and score each object by "
         "how much the views disagree on it, the uncertainty on its boundary, how it flickers between "
         "slices and how far its size and shape are from the others. The CSV lists rank, id, score, "
         "centroid (z, y, x), bounding box, the signals and the measurements; ids refer to the labels "
@@ -32,7 +32,7 @@ def register(sub) -> None:
     r.add_argument("--voxel-size", metavar="Z,Y,X", default=None, help="nm per voxel (default: from the file)")
     r.add_argument("--views", default=None,
                    help="comma-separated views to compare: xy, flip_y, flip_x, rot90, xz, yz "
-                   "(default: xy,flip_y,flip_x,rot90, plus xz,yz when voxels are near isotropic)")
+                   "(default: xy,flip_y,flip_x,rot90; xz,yz cost ~10x on thin stacks, for near-isotropic voxels only)")
     r.add_argument("--min-size", metavar="NM3", type=float, default=None, help="drop objects smaller than this")
     r.add_argument("--split", nargs="?", const="distance", choices=("distance", "probability"), default=None,
                    help="split touching objects (see `objects --split`)")

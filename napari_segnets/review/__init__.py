@@ -1,7 +1,7 @@
 """Review that goes straight to the likely errors.
 
-- :func:`review` / :func:`review_iter`: predict a stack several ways (flips, a quarter turn and,
-  for isotropic stacks, the xz/yz planes), make objects, add per-object error signals
+- :func:`review` / :func:`review_iter`: predict a stack several ways (flips and a quarter turn;
+  optionally the xz/yz planes), make objects, add per-object error signals
   (:mod:`.signals`) and one score (:mod:`.score`), ranked most likely wrong first.
 - :func:`next_object`: what to look at next (optionally with random audits).
 - :class:`DecisionLog`, :func:`record_decision`: accept / fix / delete with provenance; the
