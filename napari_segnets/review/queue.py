@@ -99,7 +99,7 @@ def review_views_iter(views: dict, image, *, voxel_size=None, threshold: float =
     add_signals(table, labels, fgs, voxel_size=voxel, threshold=threshold)
     table = ranked(table, score)
     yield Progress("review", 3, 3, f"{len(table)} objects ranked")
-    notes = [] if voxel is not None else ["no voxel size given: sizes are in voxels and xz/yz planes not used"]
+    notes = [] if voxel is not None else ["no voxel size given: object sizes in the queue are in voxels"]
     return Review(labels, table, prob, tuple(views), notes)
 
 
