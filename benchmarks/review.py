@@ -145,7 +145,7 @@ def main(argv=None) -> None:
         torch.set_num_threads(args.threads)
     from napari_segnets import checkpoints, objects
     from napari_segnets.progress import drive
-    from napari_segnets.review import error_bars, next_object, review_views_iter
+    from napari_segnets.review import error_bars, fit_score, next_object, review_views_iter
 
     print("machine:", machine(), flush=True)
     image, labels = load("lucchi")
@@ -157,7 +157,7 @@ def main(argv=None) -> None:
     work.mkdir(parents=True, exist_ok=True)
     img, lab = image[HELD_OUT], labels[HELD_OUT]
     truth = objects.label_objects(lab, voxel_size=VOXEL, min_size=args.min_size)
-    ortho, prec, gain, cover = [], [], [], []
+    ortho, prec, gain, cover, refit = [], [], [], [], []
     for seed in seeds:
         t0 = time.perf_counter()
         if args.checkpoint:
@@ -205,6 +205,16 @@ def main(argv=None) -> None:
             for _ in range(min(args.review_n, n)):
                 done.append(next_object(q, done, audit_every=args.audit_every, seed=1000 * seed + r))
             eb = error_bars(q, {i: out[i] for i in done}, seed=r, n_boot=1000)
+            fitted = fit_score(q, {i: out[i]["wrong"] for i in done})
+            rest = np.array([i not in set(done) for i in ids])
+            if fitted is not None and rest.sum() >= 5:
+                m = max(1, int(round(0.2 * rest.sum())))
+                w_rest = wrong[rest]
+                by_fit = np.argsort(-fitted.score(q)[rest], kind="stable")[:m]
+                refit.append({"seed": seed, "review": r, "reviewed": len(done), "left": int(rest.sum()),
+                              "base rate left": float(w_rest.mean()),
+                              "default top 20% of left": float(w_rest[:m].mean()),
+                              "fitted top 20% of left": float(w_rest[by_fit].mean())})
             if not eb["enough"]:
                 continue
             enough += 1
@@ -231,6 +241,9 @@ def main(argv=None) -> None:
           f"{args.audit_every})\n")
     print(table(cover, ["seed", "reviews", "with estimate", "coverage count", "coverage count (all predicted "
                         "reviewed)", "coverage volume fraction", "truth count", "truth VF %", "example"]))
+    print("\n## (a') The score fitted on each repeated review's decisions, on the objects not yet reviewed\n")
+    print(table(refit, ["seed", "review", "reviewed", "left", "base rate left", "default top 20% of left",
+                        "fitted top 20% of left"]) if refit else "(too few wrong or right objects to fit)")
     print(f"\ncommand: {' '.join(sys.argv)}\nmachine: {machine()}")
 
 
