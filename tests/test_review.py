@@ -10,6 +10,7 @@ from napari_segnets.review import (
     DecisionLog,
     add_signals,
     default_score,
+    describe_object,
     error_bars,
     fit_score,
     next_object,
@@ -195,3 +196,18 @@ def test_fitted_score_needs_both_outcomes_and_learns_the_signal():
     s = fitted.score(table)
     assert np.corrcoef(s, signal)[0, 1] > 0.8 and "mask_change" in fitted.describe()
     assert default_score(table).shape == (n,)
+
+
+def test_describe_object_gives_where_to_jump_and_why():
+    labels, q = _queue()
+    first = int(q["id"][0])
+    d = describe_object(q, first)
+    assert d["rank"] == 1 and len(d["center"]) == 3 and d["box"][0] <= d["box"][1]
+    assert labels[tuple(int(round(c)) for c in d["center"])] in (first, 0)
+    assert d["text"].startswith(f"object {first}, rank 1 of 5") and set(d["signals"]) >= {"mask_change", "flicker"}
+
+
+def test_default_views_leave_the_costly_planes_out():
+    from napari_segnets.review import default_views
+
+    assert default_views((30, 768, 1024), (5.0, 5.0, 5.0)) == ("xy", "flip_y", "flip_x", "rot90")

@@ -176,7 +176,7 @@ def test_cli_trains_on_0_255_masks_and_refuses_an_all_background_mask(tmp_path, 
 def test_cli_trains_on_sparse_strokes(tmp_path):
     import tifffile
 
-    from napari_segnets.cli import main
+    from napari_segnets._cli import main
 
     image, mask = blobs(2)
     strokes = np.zeros_like(mask)
@@ -197,7 +197,7 @@ def test_evaluate_reports_an_empty_truth_as_undefined(tmp_path, capsys):
 
     import tifffile
 
-    from napari_segnets.cli import main
+    from napari_segnets._cli import main
 
     empty = np.zeros((2, 16, 16), np.uint8)
     tifffile.imwrite(tmp_path / "p.tif", empty, photometric="minisblack")

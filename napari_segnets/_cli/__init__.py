@@ -23,7 +23,7 @@ import sys
 
 from .. import __version__
 from ..errors import CheckpointError, InputError, SegnetsError
-from . import analysis, common, objects, predict, store, train
+from . import analysis, common, objects, predict, review, store, train
 
 PROG = "napari-segnets"
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -38,7 +38,7 @@ def build_parser() -> common.Parser:
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="_command", metavar="COMMAND", parser_class=common.Parser)
-    for module in (train, predict, analysis, store, objects):
+    for module in (train, predict, analysis, store, objects, review):
         module.register(sub)
     return parser
 

@@ -1,7 +1,7 @@
 """Review that goes straight to the likely errors.
 
-- :func:`review` / :func:`review_iter`: predict a stack several ways (flips, a quarter turn and,
-  for isotropic stacks, the xz/yz planes), make objects, add per-object error signals
+- :func:`review` / :func:`review_iter`: predict a stack several ways (flips and a quarter turn;
+  optionally the xz/yz planes), make objects, add per-object error signals
   (:mod:`.signals`) and one score (:mod:`.score`), ranked most likely wrong first.
 - :func:`next_object`: what to look at next (optionally with random audits).
 - :class:`DecisionLog`, :func:`record_decision`: accept / fix / delete with provenance; the
@@ -11,7 +11,16 @@
 
 from .decisions import DECISIONS, DecisionLog, record_decision
 from .errorbars import decisions_for_error_bars, error_bars
-from .queue import Review, default_views, next_object, ranked, review, review_iter
+from .queue import (
+    Review,
+    default_views,
+    describe_object,
+    next_object,
+    ranked,
+    review,
+    review_iter,
+    review_views_iter,
+)
 from .score import DEFAULT_WEIGHTS, FittedScore, default_score, fit_score, rank
 from .signals import SIGNALS, add_signals, shape_signals, view_signals
 
@@ -26,6 +35,7 @@ __all__ = [
     "decisions_for_error_bars",
     "default_score",
     "default_views",
+    "describe_object",
     "error_bars",
     "fit_score",
     "next_object",
@@ -34,6 +44,7 @@ __all__ = [
     "record_decision",
     "review",
     "review_iter",
+    "review_views_iter",
     "shape_signals",
     "view_signals",
 ]

@@ -139,7 +139,7 @@ def record_decision(log: DecisionLog, *, object_id: int, decision: str, labels, 
         for z in range(region[0].start, region[0].stop):
             rec = store.add(np.asarray(image[z][ys, xs]), mask[z][ys, xs], source=str(source or "review"),
                             index=z, region=(ys.start, xs.start, ys.stop, xs.stop), checkpoint=ckpt,
-                            changed_pixels=int((obj[z] != after[z]).sum()), split=split, ignore_value=IGNORE,
+                            changed_pixels=int((obj[z] != after[z]).sum()), split=split, ignore_index=IGNORE,
                             classes=2, note=f"review {decision} object {int(object_id)}")
             record["samples"].append(rec["id"])
     return log.append(record)

@@ -33,10 +33,13 @@ class Review:
 
 
 def default_views(shape, voxel_size) -> tuple:
-    """Flips and a quarter turn; plus the xz and yz planes where orthoplane inference pays."""
-    from ..inference.orthoplane import orthoplane_pays
+    """Flips and a quarter turn of every slice.
 
-    return TTA_VIEWS + (("xz", "yz") if orthoplane_pays(shape, voxel_size) else ())
+    The xz and yz planes (orthoplane views) are not in the default: on an 18-slice EPFL crop they
+    cost 10x the xy prediction (each plane of few rows is mostly mirrored halo) and no IoU gain has
+    been measured yet (benchmarks/review.py); pass ``views=`` to use them.
+    """
+    return TTA_VIEWS
 
 
 def review_iter(model, image, *, voxel_size=None, views=None, normalization=None, threshold: float = 0.5,
@@ -52,7 +55,7 @@ def review_iter(model, image, *, voxel_size=None, views=None, normalization=None
         nm per voxel, z-y-x (default 1 nm; decides whether the xz/yz planes are used).
     views : sequence of str, optional
         Predictions compared (see :mod:`napari_segnets.inference.orthoplane`); default
-        :func:`default_views`. The objects come from the mean of all views.
+        :func:`default_views` (flips and a quarter turn). The objects come from the mean of all views.
     threshold, min_size, split
         As for :func:`napari_segnets.objects.label_objects`.
     score : callable, optional
@@ -61,8 +64,7 @@ def review_iter(model, image, *, voxel_size=None, views=None, normalization=None
     **predict_kwargs
         Passed to :func:`~napari_segnets.inference.predict` (device, tile, amp ...).
     """
-    from .. import objects
-    from ..inference.orthoplane import predict_views_iter
+    from ..inference.orthoplane import orthoplane_pays, predict_views_iter
     from ..objects import check_voxel_size
 
     shape = tuple(int(s) for s in np.shape(image))
@@ -71,10 +73,23 @@ def review_iter(model, image, *, voxel_size=None, views=None, normalization=None
     if len(views) < 2:
         raise InputError("Compare at least two views (e.g. 'xy' and 'flip_x') to find disagreements.")
     preds = yield from predict_views_iter(model, image, views, normalization=normalization, **predict_kwargs)
+    result = yield from review_views_iter(preds, image, voxel_size=voxel, threshold=threshold,
+                                          min_size=min_size, split=split, score=score)
+    if {"xz", "yz"} & set(views) and not orthoplane_pays(shape, voxel):
+        result.notes.append("xz/yz views on a stack that is thin or not near isotropic (or of unknown voxel "
+                            "size): the planes' objects look unlike the training sections")
+    return result
+
+
+def review_views_iter(views: dict, image, *, voxel_size=None, threshold: float = 0.5,
+                      min_size: float | None = None, split: str | None = None, score=None):
+    """:func:`review_iter` from views already predicted (``{view: class-first probabilities}``)."""
+    from .. import objects
     from .signals import foreground_of
 
-    fgs = {v: foreground_of(p, len(shape)).astype(np.float32) for v, p in preds.items()}
-    del preds
+    shape = tuple(int(s) for s in np.shape(image))
+    voxel = voxel_size
+    fgs = {v: foreground_of(p, len(shape)).astype(np.float32, copy=False) for v, p in views.items()}
     prob = np.mean(list(fgs.values()), axis=0, dtype=np.float64).astype(np.float32)
     yield Progress("review", 0, 3, "objects")
     labels = objects.label_objects(prob, voxel_size=voxel, min_size=min_size, split=split, threshold=threshold)
@@ -84,8 +99,8 @@ def review_iter(model, image, *, voxel_size=None, views=None, normalization=None
     add_signals(table, labels, fgs, voxel_size=voxel, threshold=threshold)
     table = ranked(table, score)
     yield Progress("review", 3, 3, f"{len(table)} objects ranked")
-    notes = [] if voxel is not None else ["no voxel size given: sizes are in voxels and xz/yz planes not used"]
-    return Review(labels, table, prob, views, notes)
+    notes = [] if voxel is not None else ["no voxel size given: object sizes in the queue are in voxels"]
+    return Review(labels, table, prob, tuple(views), notes)
 
 
 def review(model, image, **kwargs) -> Review:
@@ -125,3 +140,29 @@ def next_object(table, reviewed=(), *, audit_every: int = 0, seed: int = 0) -> i
         rng = np.random.default_rng([int(seed), len(done)])
         return left[int(rng.integers(len(left)))]
     return left[0]
+
+
+def describe_object(table, object_id: int) -> dict:
+    """What a viewer needs to show one queue entry: where to jump, its box, and its signals in words.
+
+    Returns
+    -------
+    dict
+        ``id``, ``rank``, ``score``, ``center`` (z, y, x voxels, or y, x), ``box`` (lows and highs,
+        end excluded), ``signals`` (name -> value) and ``text`` (one line, the strongest signals first).
+    """
+    from .score import percentile_ranks
+
+    row = table.row(object_id)
+    axes = "zyx" if "centroid_z_vox" in table.columns else "yx"
+    center = tuple(float(row[f"centroid_{a}_vox"]) for a in axes)
+    box = (tuple(int(row[f"bbox_{a}0_vox"]) for a in axes), tuple(int(row[f"bbox_{a}1_vox"]) for a in axes))
+    i = table.index_of(object_id)
+    names = [n for n in SIGNALS if n in table.columns]
+    signals = {n: float(row[n]) for n in names}
+    pct = {n: float(percentile_ranks(table[n])[i]) for n in names}
+    strongest = sorted(names, key=lambda n: (-pct[n], n))[:3]
+    words = ", ".join(f"{n} {signals[n]:.3g} (above {100 * pct[n]:.0f}% of objects)" for n in strongest)
+    text = f"object {object_id}, rank {row.get('rank', '?')} of {len(table)}, score {row.get('score', float('nan')):.2f}: {words}"
+    return {"id": int(object_id), "rank": row.get("rank"), "score": row.get("score"), "center": center,
+            "box": box, "signals": signals, "text": text}

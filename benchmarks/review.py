@@ -1,0 +1,251 @@
+"""Review benchmark: does the queue find the wrong objects, and do the error bars hold? EPFL/Lucchi.
+
+A U-Net-16 trained on slices 0-11 (or ``--checkpoint``) segments slices 12-29; the queue
+(:func:`napari_segnets.review.review`) ranks the objects; a simulated reviewer who knows the ground
+truth fixes each object it is shown (the object is replaced by the truth objects it overlaps most;
+deleted when there is none). Per seed (a model trained with that seed, and seeded random picks):
+
+- orthoplane: foreground IoU of xy-only, xy/xz/yz orthoplane, flips+turn, and all views, and time;
+- (a) precision of the queue's top 20% at finding wrong objects (best IoU with the truth < 0.5,
+  false objects, merges of two truth objects) against the base rate, and against smallest-first;
+- (b) foreground IoU and object F1 after reviewing k objects from the queue vs k at random;
+- (c) coverage of the 95% intervals for count and volume fraction over repeated reviews that follow
+  the queue with a random audit every ``--audit-every`` picks.
+
+    PYTHONPATH=. python benchmarks/review.py --seeds 0 1 2 --minutes 5            # the real run
+    PYTHONPATH=. python benchmarks/review.py --seeds 0 --minutes 0.3 --crop 256 --repeats 3 --ks 5 10  # smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+from _training_common import load, machine, table  # noqa: E402
+
+VOXEL = (5.0, 5.0, 5.0)
+TRAIN, HELD_OUT = slice(0, 12), slice(12, 30)
+
+
+def train_model(image, labels, args, seed: int, out: Path):
+    import torch
+
+    from napari_segnets import checkpoints
+    from napari_segnets.models import build
+    from napari_segnets.progress import drive
+    from napari_segnets.training import SliceDataset, train_iter
+
+    torch.manual_seed(seed)
+    model = build("unet", base=args.base)
+    drive(train_iter(model, SliceDataset(image[TRAIN], labels[TRAIN]), epochs=10_000, steps_per_epoch=50,
+                     minutes=args.minutes, batch_size=2, crop=min(256, image.shape[-1]), lr=2e-3,
+                     loss="bce_dice", schedule="cosine", device="cpu", seed=seed, foreground_crop=0.5,
+                     channels_last=True, checkpoint=out))
+    return checkpoints.load(out)
+
+
+def truth_outcomes(pred, truth):
+    """Per predicted object: wrong (bool), count_after, voxels_after, and its owned truth ids."""
+    from napari_segnets.objects.scoring import overlaps
+
+    pairs, iou, psize, tsize = overlaps(pred, truth)
+    best = {p: 0.0 for p in psize}
+    owner, owner_inter = {}, {}
+    inter = iou * 0
+    for k, (p, t) in enumerate(pairs.tolist()):
+        inter[k] = iou[k] * (psize[p] + tsize[t]) / (1 + iou[k])
+        best[p] = max(best[p], float(iou[k]))
+        if inter[k] > owner_inter.get(t, 0):
+            owner[t], owner_inter[t] = p, inter[k]
+    covered = {}
+    for k, (p, t) in enumerate(pairs.tolist()):
+        if inter[k] >= 0.5 * tsize[t]:
+            covered[p] = covered.get(p, 0) + 1
+    owned = {p: [t for t, o in owner.items() if o == p] for p in psize}
+    out = {}
+    for p in psize:
+        wrong = best[p] < 0.5 or covered.get(p, 0) >= 2
+        out[p] = {"wrong": wrong, "count_after": len(owned[p]),
+                  "voxels_after": int(sum(tsize[t] for t in owned[p])), "owned": owned[p]}
+    return out
+
+
+def corrected(pred, truth, outcomes, ids):
+    """The labels after the reviewer fixed the objects ``ids`` from the truth."""
+    lab = pred.astype(np.int64).copy()
+    fix = np.isin(lab, list(ids))
+    lab[fix] = 0
+    top = int(lab.max()) + 1
+    for p in ids:
+        for t in outcomes[p]["owned"]:
+            lab[truth == t] = top
+            top += 1
+    return lab
+
+
+def scores(lab, truth) -> tuple[float, float]:
+    from napari_segnets.objects import score_objects
+
+    a, b = lab > 0, truth > 0
+    iou = float((a & b).sum() / max((a | b).sum(), 1))
+    return iou, float(score_objects(lab.astype(np.uint32), truth)["f1"])
+
+
+def orthoplane_rows(model, image, truth_fg, norm, seed, names):
+    from napari_segnets.inference.orthoplane import PLANES, predict_views
+
+    rows, views, secs = [], {}, {}
+    for v in names:
+        t0 = time.perf_counter()
+        views[v] = predict_views(model, image, (v,), normalization=norm, device="cpu")[v]
+        secs[v] = time.perf_counter() - t0
+        print(f"  view {v}: {secs[v]:.1f} s", flush=True)
+    combos = {"xy": ("xy",), "orthoplane xy+xz+yz": PLANES, "flips+turn (TTA)": ("xy", "flip_y", "flip_x", "rot90"),
+              "all 6 views": tuple(views)}
+    for name, members in combos.items():
+        if not set(members) <= set(views):
+            continue
+        p = np.mean([views[v] for v in members], axis=0)
+        a = p >= 0.5
+        iou = float((a & truth_fg).sum() / max((a | truth_fg).sum(), 1))
+        rows.append({"seed": seed, "prediction": name, "IoU": iou, "seconds": sum(secs[v] for v in members),
+                     "x time of xy": sum(secs[v] for v in members) / secs["xy"]})
+    return rows, views, secs
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--checkpoint", default=None, help="a model trained on slices 0-11 (else one is trained)")
+    ap.add_argument("--minutes", type=float, default=5.0, help="training budget per seed")
+    ap.add_argument("--base", type=int, default=16, help="U-Net width when training")
+    ap.add_argument("--views", nargs="+", default=None,
+                    help="views for the queue (default: all six: xy xz yz flip_y flip_x rot90)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--seed", type=int, default=None, help="one seed (same as --seeds N)")
+    ap.add_argument("--crop", type=int, default=0, help="use only the central CROPxCROP of each slice (smoke)")
+    ap.add_argument("--ks", type=int, nargs="+", default=[10, 25, 50])
+    ap.add_argument("--random-draws", type=int, default=5, help="random reviews averaged per k")
+    ap.add_argument("--repeats", type=int, default=20, help="repeated reviews for the interval coverage")
+    ap.add_argument("--review-n", type=int, default=40, help="objects reviewed in each repeated review")
+    ap.add_argument("--audit-every", type=int, default=3)
+    ap.add_argument("--min-size", type=float, default=1e6, help="nm^3, for predicted and truth objects")
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--workdir", default="/tmp/segnets-review-bench")
+    args = ap.parse_args(argv)
+    seeds = [args.seed] if args.seed is not None else args.seeds
+
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from napari_segnets import checkpoints, objects
+    from napari_segnets.progress import drive
+    from napari_segnets.review import error_bars, fit_score, next_object, review_views_iter
+
+    print("machine:", machine(), flush=True)
+    image, labels = load("lucchi")
+    if args.crop:
+        cy, cx = (image.shape[1] - args.crop) // 2, (image.shape[2] - args.crop) // 2
+        image = np.ascontiguousarray(image[:, cy:cy + args.crop, cx:cx + args.crop])
+        labels = np.ascontiguousarray(labels[:, cy:cy + args.crop, cx:cx + args.crop])
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    img, lab = image[HELD_OUT], labels[HELD_OUT]
+    truth = objects.label_objects(lab, voxel_size=VOXEL, min_size=args.min_size)
+    ortho, prec, gain, cover, refit = [], [], [], [], []
+    for seed in seeds:
+        t0 = time.perf_counter()
+        if args.checkpoint:
+            model, meta = checkpoints.load(args.checkpoint)
+        else:
+            model, meta = train_model(image, labels, args, seed, work / f"lucchi-0-11-seed{seed}.safetensors")
+        model.eval()
+        print(f"seed {seed}: model ready in {time.perf_counter() - t0:.0f} s", flush=True)
+        names = tuple(args.views or ("xy", "xz", "yz", "flip_y", "flip_x", "rot90"))
+        rows, views, secs = orthoplane_rows(model, img, lab > 0, meta.get("normalization"), seed, names)
+        ortho += rows
+        t0 = time.perf_counter()
+        rv = drive(review_views_iter(views, img, voxel_size=VOXEL, min_size=args.min_size))
+        t_review = time.perf_counter() - t0 + sum(secs.values())
+        q, pred = rv.table, rv.labels
+        out = truth_outcomes(pred, truth)
+        ids = q["id"].tolist()
+        wrong = np.array([out[i]["wrong"] for i in ids])
+        n = len(ids)
+        top = max(1, int(round(0.2 * n)))
+        base = float(wrong.mean()) if n else float("nan")
+        small = np.argsort(np.asarray(q["voxels"]), kind="stable")[:top]
+        p_queue = float(wrong[:top].mean()) if n else float("nan")
+        prec.append({"seed": seed, "objects": n, "truth objects": int(truth.max()), "wrong": int(wrong.sum()),
+                     "base rate": base, "top 20% precision": p_queue, "x base rate": p_queue / base if base else
+                     float("nan"), "smallest 20% precision": float(wrong[small].mean()) if n else float("nan"),
+                     "review (s)": t_review})
+        rng = np.random.default_rng(seed)
+        iou0, f10 = scores(pred, truth)
+        for k in args.ks:
+            k = min(k, n)
+            qi, qf = scores(corrected(pred, truth, out, ids[:k]), truth)
+            rnd = [scores(corrected(pred, truth, out, rng.choice(ids, k, replace=False).tolist()), truth)
+                   for _ in range(args.random_draws)]
+            gain.append({"seed": seed, "k": k, "IoU none": iou0, "IoU queue": qi,
+                         "IoU random": float(np.mean([r[0] for r in rnd])), "F1 none": f10, "F1 queue": qf,
+                         "F1 random": float(np.mean([r[1] for r in rnd])),
+                         "queue ahead": bool(qi >= np.mean([r[0] for r in rnd]) and qf >= np.mean([r[1] for r in rnd]))})
+        truth_count, truth_vf = int(truth.max()), float((truth > 0).mean())
+        full_count = sum(o["count_after"] for o in out.values())
+        hits = {"count": 0, "count (all predicted reviewed)": 0, "volume fraction": 0}
+        enough = 0
+        for r in range(args.repeats):
+            done = []
+            for _ in range(min(args.review_n, n)):
+                done.append(next_object(q, done, audit_every=args.audit_every, seed=1000 * seed + r))
+            eb = error_bars(q, {i: out[i] for i in done}, seed=r, n_boot=1000)
+            fitted = fit_score(q, {i: out[i]["wrong"] for i in done})
+            rest = np.array([i not in set(done) for i in ids])
+            if fitted is not None and rest.sum() >= 5:
+                m = max(1, int(round(0.2 * rest.sum())))
+                w_rest = wrong[rest]
+                by_fit = np.argsort(-fitted.score(q)[rest], kind="stable")[:m]
+                refit.append({"seed": seed, "review": r, "reviewed": len(done), "left": int(rest.sum()),
+                              "base rate left": float(w_rest.mean()),
+                              "default top 20% of left": float(w_rest[:m].mean()),
+                              "fitted top 20% of left": float(w_rest[by_fit].mean())})
+            if not eb["enough"]:
+                continue
+            enough += 1
+            hits["count"] += eb["count_low"] <= truth_count <= eb["count_high"]
+            hits["count (all predicted reviewed)"] += eb["count_low"] <= full_count <= eb["count_high"]
+            hits["volume fraction"] += eb["volume_fraction_low"] <= truth_vf <= eb["volume_fraction_high"]
+            last = eb
+        cover.append({"seed": seed, "reviews": args.repeats, "with estimate": enough,
+                      **{f"coverage {k}": v / enough if enough else float("nan") for k, v in hits.items()},
+                      "truth count": truth_count, "truth VF %": 100 * truth_vf,
+                      "example": last["text"] if enough else "too few reviewed"})
+        print(f"seed {seed}: done", flush=True)
+
+    print("\n## Orthoplane inference, held-out slices 12-29 (foreground IoU, threshold 0.5)\n")
+    print(table(ortho, ["seed", "prediction", "IoU", "seconds", "x time of xy"]))
+    print("\n## (a) Top 20% of the queue: share of wrong objects (goal >= 2.5x the base rate)\n")
+    print(table(prec, ["seed", "objects", "truth objects", "wrong", "base rate", "top 20% precision",
+                       "x base rate", "smallest 20% precision", "review (s)"]))
+    print("\n## (b) After reviewing k objects: queue vs random (mean of "
+          f"{args.random_draws} draws)\n")
+    print(table(gain, ["seed", "k", "IoU none", "IoU queue", "IoU random", "F1 none", "F1 queue", "F1 random",
+                       "queue ahead"]))
+    print(f"\n## (c) Coverage of the 95% intervals ({args.review_n} objects per review, an audit every "
+          f"{args.audit_every})\n")
+    print(table(cover, ["seed", "reviews", "with estimate", "coverage count", "coverage count (all predicted "
+                        "reviewed)", "coverage volume fraction", "truth count", "truth VF %", "example"]))
+    print("\n## (a') The score fitted on each repeated review's decisions, on the objects not yet reviewed\n")
+    print(table(refit, ["seed", "review", "reviewed", "left", "base rate left", "default top 20% of left",
+                        "fitted top 20% of left"]) if refit else "(too few wrong or right objects to fit)")
+    print(f"\ncommand: {' '.join(sys.argv)}\nmachine: {machine()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""``review``: rank a stack's objects, most likely wrong first (the review queue as CSV)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import InputError
+from . import common
+
+PATHS = ("checkpoint", "input", "output", "labels_out")
+
+
+def register(sub) -> None:
+    r = common.command(
+        sub,
+        "review",
+        run,
+        help="rank the predicted objects of a stack, most likely wrong first (CSV)",
+        description="Predict the stack several ways (flips and a quarter turn of each slice; --views can "
+        "add the xz and yz planes), number the objects of the mean prediction, and score each object by "
+        "how much the views disagree on it, the uncertainty on its boundary, how it flickers between "
+        "slices and how far its size and shape are from the others. The CSV lists rank, id, score, "
+        "centroid (z, y, x), bounding box, the signals and the measurements; ids refer to the labels "
+        "written with --labels-out.",
+    )
+    common.add_required(r, "--checkpoint", metavar="CKPT", help="segmentation checkpoint (.safetensors)")
+    common.add_required(r, "--input", metavar="STACK", help="image or stack (any readable format)")
+    common.add_required(r, "--out", "--output", dest="output", metavar="CSV", help="the queue, one row per object (.csv)")
+    r.add_argument("--labels-out", metavar="LABELS", default=None,
+                   help="write the objects the queue refers to (.tif, .tiff or .zarr)")
+    r.add_argument("--voxel-size", metavar="Z,Y,X", default=None, help="nm per voxel (default: from the file)")
+    r.add_argument("--views", default=None,
+                   help="comma-separated views to compare: xy, flip_y, flip_x, rot90, xz, yz "
+                   "(default: xy,flip_y,flip_x,rot90; xz,yz cost ~10x on thin stacks, for near-isotropic voxels only)")
+    r.add_argument("--min-size", metavar="NM3", type=float, default=None, help="drop objects smaller than this")
+    r.add_argument("--split", nargs="?", const="distance", choices=("distance", "probability"), default=None,
+                   help="split touching objects (see `objects --split`)")
+    r.add_argument("--threshold", type=float, default=0.5, help="probability threshold (default: 0.5)")
+    r.add_argument("--decisions", metavar="JSONL", default=None,
+                   help="decisions already made on this queue's objects (same checkpoint, input and options): "
+                   "fit the score on them (from 5 fixed/deleted and 5 accepted) and print the count and "
+                   "volume fraction with 95%% intervals")
+    r.add_argument("--tile", type=int, default=None, help="tile size in pixels (default: automatic)")
+    common.add_device(r)
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .. import review
+    from ..config import write_effective
+    from ..io import write_labels
+    from .objects import parse_voxel
+
+    out = Path(args.output)
+    if out.suffix.lower() != ".csv":
+        raise InputError(f"--out must be a .csv file, not {out.name!r}.")
+    if args.labels_out and Path(args.labels_out).suffix.lower() not in (".tif", ".tiff", ".zarr"):
+        raise InputError(f"--labels-out must end in .tif, .tiff or .zarr, not {Path(args.labels_out).name!r}.")
+    model, info = common.load_checkpoint(args.checkpoint, device="cpu")
+    if getattr(model, "task", "segment") != "segment":
+        raise InputError(f"{Path(args.checkpoint).name} is an autoencoder; review needs a segmentation model.")
+    image, meta = common.read_array(args.input, "Input")
+    image = np.asarray(image)
+    voxel = parse_voxel(args.voxel_size, meta.get("voxel_size"), image.ndim, "the input")
+    views = None if not args.views else [v.strip() for v in args.views.split(",") if v.strip()]
+    result = common.run_job(
+        review.review_iter(model, image, voxel_size=voxel, views=views, normalization=info.get("normalization"),
+                           threshold=args.threshold, min_size=args.min_size, split=args.split,
+                           device=args.device, tile=args.tile),
+        args,
+    )
+    for note in result.notes:
+        common.warn(note)
+    estimate = None
+    if args.decisions:
+        table, estimate = _use_decisions(result.table, common.existing(args.decisions, "Decisions"))
+        result.table = table
+    result.table.to_csv(out)
+    if args.labels_out:
+        write_labels(args.labels_out, result.labels, {"voxel_size": voxel})
+    write_effective(out, args._name, common.options_of(args), path_keys=PATHS)
+    print(f"{len(result.table)} objects ranked ({', '.join(result.views)}) -> {out}"
+          + (f"; labels -> {args.labels_out}" if args.labels_out else ""))
+    top = result.table.rows()[:5]
+    if top:
+        common.print_table(top, ["rank", "id", "score", "centroid_z_vox", "centroid_y_vox", "centroid_x_vox"],
+                           floats=".3f")
+    if estimate is not None:
+        print(estimate["text"])
+    return 0
+
+
+def _use_decisions(table, path):
+    from .. import review
+
+    latest = review.DecisionLog(path).latest()
+    unknown = sorted(set(latest) - set(table.ids.tolist()))
+    if unknown:
+        raise InputError(
+            f"{path.name} has decisions on objects {unknown[:5]} that this queue does not have; use the "
+            "decisions made on this checkpoint's queue (ids change when the model or options change)."
+        )
+    fitted = review.fit_score(table, {i: r["decision"] != "accept" for i, r in latest.items()})
+    if fitted is None:
+        common.warn(f"{len(latest)} decisions: too few fixed/deleted or accepted objects to fit the score; "
+                    "keeping the default rule.")
+    else:
+        common.info(fitted.describe())
+        table = review.ranked(table, fitted.score)
+    return table, review.error_bars(table, review.decisions_for_error_bars(latest))

@@ -1,0 +1,79 @@
+"""`napari-segnets review`: the queue CSV and its labels, deterministic; bad input is one line, exit 2."""
+
+import csv
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_segnets import checkpoints, models
+from napari_segnets._cli import main
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    import torch
+
+    root = tmp_path_factory.mktemp("review_cli")
+    torch.manual_seed(0)
+    net = models.build("unet", base=4, depth=2)
+    checkpoints.save(root / "m.safetensors", net, {"normalization": {"mode": "percentile", "low": 1.0,
+                                                                        "high": 99.8}})
+    rng = np.random.default_rng(0)
+    image = (rng.random((3, 16, 16)) * 60).astype(np.uint8)
+    image[:, 4:10, 4:10] += 150  # something to segment
+    tifffile.imwrite(root / "stack.tif", image)
+    return root
+
+
+def _run(files, name):
+    args = ["review", "--checkpoint", str(files / "m.safetensors"), "--input", str(files / "stack.tif"),
+            "--output", str(files / f"{name}.csv"), "--labels-out", str(files / f"{name}.tif"),
+            "--views", "xy,flip_x", "--device", "cpu", "--threshold", "0.45", "--no-progress"]
+    return main(args)
+
+
+def test_review_writes_a_deterministic_queue(files, capsys):
+    assert _run(files, "a") == 0
+    assert _run(files, "b") == 0
+    a = (files / "a.csv").read_text()
+    assert a == (files / "b.csv").read_text()
+    rows = list(csv.DictReader(a.splitlines()))
+    assert rows  # the bright square is an object
+    head = list(rows[0]) if rows else a.splitlines()[0].split(",")
+    assert head[:6] == ["rank", "id", "score", "centroid_z_vox", "centroid_y_vox", "centroid_x_vox"]
+    assert "mask_change" in head and "bbox_x1_vox" in head
+    labels = tifffile.imread(files / "a.tif")
+    assert sorted(int(r["id"]) for r in rows) == sorted(set(np.unique(labels).tolist()) - {0})
+    assert [int(r["rank"]) for r in rows] == list(range(1, len(rows) + 1))
+    assert "objects ranked" in capsys.readouterr().out
+
+
+def test_review_refuses_bad_input(files, capsys):
+    code = main(["review", "--checkpoint", str(files / "m.safetensors"), "--input", str(files / "stack.tif"),
+                 "--output", str(files / "q.txt")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and ".csv" in err
+    code = main(["review", "--checkpoint", str(files / "m.safetensors"), "--input", str(files / "stack.tif"),
+                 "--output", str(files / "q.csv"), "--views", "xy,sideways", "--device", "cpu"])
+    assert code == 2 and "Unknown view" in capsys.readouterr().err
+
+
+def test_review_uses_decisions_for_error_bars(files, capsys):
+    from napari_segnets.review import DecisionLog
+
+    assert _run(files, "c") == 0
+    rows = list(csv.DictReader((files / "c.csv").read_text().splitlines()))
+    log = DecisionLog(files / "d.jsonl")
+    for r in rows:
+        log.append({"kind": "decision", "object": int(r["id"]), "decision": "accept", "count_after": 1,
+                    "voxels_after": int(r["voxels"])})
+    capsys.readouterr()
+    args = ["review", "--checkpoint", str(files / "m.safetensors"), "--input", str(files / "stack.tif"),
+            "--output", str(files / "c.csv"), "--views", "xy,flip_x", "--device", "cpu", "--threshold", "0.45",
+            "--decisions", str(log.path), "--no-progress"]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert ("count" in captured.out) and ("review at least" in captured.out or "interval" in captured.out)
+    log.append({"kind": "decision", "object": 9999, "decision": "delete", "count_after": 0, "voxels_after": 0})
+    assert main(args) == 2 and "does not have" in capsys.readouterr().err
