@@ -35,7 +35,7 @@ def test_round_trip_and_provenance(store, rng, tmp_path):
     ckpt = tmp_path / "model.safetensors"
     ckpt.write_bytes(b"weights")
     rec = store.add(image, mask, source="/data/lucchi.tif", index=7, checkpoint=ckpt, changed_pixels=40,
-                    note="fixed a mitochondrion")
+                    note="fixed a mitochondrion", ignore_index=255)
     img2, mask2 = store.load(rec["id"])
     assert img2.dtype == image.dtype and np.array_equal(img2, image)
     assert mask2.dtype == np.uint8 and np.array_equal(mask2, mask)
@@ -59,7 +59,8 @@ def test_round_trip_and_provenance(store, rng, tmp_path):
     assert rec3 == rec and np.array_equal(mask3, mask) and np.array_equal(img3, image)
     assert list(store.pairs(split="val")) == []
     # labels inside the class range (255 is the ignore value) are accepted
-    assert store.add(image, mask, source="/data/lucchi.tif", index=8, classes=2)["version"] == 1
+    assert store.add(image, mask, source="/data/lucchi.tif", index=8, classes=2,
+                     ignore_index=255)["version"] == 1
 
 
 def test_regions_floats_and_bool(store, rng):
@@ -184,7 +185,7 @@ def test_torn_last_line_is_skipped_then_repaired(store, rng):
         ({"mask": np.zeros((24, 31), np.uint8)}, "shape"),
         ({"mask": np.full((24, 32), 0.5)}, "fractional"),
         ({"mask": np.full((24, 32), -1)}, "negative"),
-        ({"mask": np.full((24, 32), 255, np.uint8)}, "nothing to learn"),
+        ({"mask": np.full((24, 32), 255, np.uint8), "ignore_index": 255}, "nothing to learn"),
         ({"mask": np.full((24, 32), np.nan)}, "NaN"),
         ({"image": np.zeros((0, 32)), "mask": np.zeros((0, 32))}, "empty"),
         ({"image": np.full((24, 32), np.nan)}, "NaN"),
@@ -249,3 +250,14 @@ def test_empty_store(store):
     assert store.counts()["live"] == 0
     rep = store.verify()
     assert rep["ok"] and rep["records"] == 0
+
+
+def test_a_0_255_correction_trains_its_objects(store, rng):
+    """A corrected mask as labs keep it (0/255) is background/object in the store, never "255 =
+    unchecked" (the default used to drop every object pixel of such a mask)."""
+    from napari_segnets.training import SliceDataset
+
+    image, mask = _pair(rng)
+    store.add(image, (mask > 0).astype(np.uint8) * 255, source="lab.tif", index=0)
+    (targets,) = SliceDataset.from_store(store).labels()
+    assert np.array_equal(targets, (mask > 0).astype(targets.dtype))

@@ -28,7 +28,8 @@ def register(sub) -> None:
     a.add_argument("--source", default=None, help="name recorded as the source (default: the image path)")
     a.add_argument("--checkpoint", metavar="CKPT", default=None, help="the checkpoint whose prediction was corrected")
     a.add_argument("--changed-pixels", type=int, default=None, help="how many pixels the person changed")
-    a.add_argument("--ignore-index", type=int, default=255, help="mask value of unchecked pixels (default: 255)")
+    a.add_argument("--ignore-index", type=int, default=None,
+                   help="mask value of unchecked pixels (default: none; every pixel is labelled)")
     a.add_argument("--note", default="", help="free text")
 
     ls = common.command(actions, "list", run_list, help="list the live samples", prog_name="curate list")

@@ -153,9 +153,11 @@ class CurateWidget(Container):
                 raise InputError("Nothing was changed on this slice; paint corrections first, or add the whole slice.")
             img, mask, region, changed = cut
         store = self._open_store()
+        # an edited region marks its unreviewed pixels 255 (edited_sample); a whole slice has none
         record = store.add(img, mask, source=source_name(image), index=z or 0, region=region,
                            checkpoint=info.get("checkpoint"), changed_pixels=changed,
-                           split=self.split.value, note=self.note.value)
+                           split=self.split.value, note=self.note.value,
+                           ignore_index=255 if region is not None else None)
         self.last_record = record
         where = f"slice {z}" if z is not None else "image"
         if region is not None:

@@ -82,13 +82,14 @@ class ObjectsWidget(Proofreading, Container):
         table_box.native.layout().addWidget(self.table)
         super().__init__(widgets=[
             self.source, self.image, _row(self.voxel, self.min_size, labels=True),
-            _row(self.split, self.drop_border, self.per_slice, labels=True),
+            self.split, _row(self.drop_border, self.per_slice, labels=True),
             _row(self.make_button, self.cancel_button),
             self.objects_layer, _row(self.compare, self.measure_button, labels=True), table_box,
-            _row(self.merge_button, self.split_button, self.seed_button, self.delete_button, self.undo_button),
+            _row(self.merge_button, self.split_button, self.seed_button),
+            _row(self.delete_button, self.undo_button, self.relabel_button),
             _row(self.filter_min, self.filter_max, self.filter_border, self.filter_button, labels=True),
             _row(self.store, self.store_button, labels=True),
-            _row(self.csv_path, self.export_button, self.relabel_button, labels=True),
+            _row(self.csv_path, self.export_button, labels=True),
             self.plot_measure, self.plot, self.status,
         ])
         self.runner = JobRunner(viewer, label=self.status, run_buttons=[self.make_button, self.measure_button],

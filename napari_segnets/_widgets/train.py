@@ -33,7 +33,7 @@ from ._runner import JobRunner, guarded
 from ._session import REGISTRY
 
 LAYERS, STORE = "image + labels layers", "curated store"
-FULL, SPARSE = "full masks (0 = background)", "sparse strokes (0 = unpainted, 1 = background)"
+FULL, SPARSE = "full masks (0 = bg)", "strokes (0 = unpainted)"
 PREVIEW = "training preview"
 
 
@@ -140,6 +140,8 @@ class TrainWidget(Container):
         self.image = LayerChoice(viewer, Image, label="image")
         self.labels_layer = MaskChoice(viewer, self.image, label="labels", nullable=True)
         self.annotation_mode = ComboBox(label="annotation", choices=[FULL, SPARSE], value=FULL)
+        self.annotation_mode.tooltip = ("full masks: every pixel labelled, 0 = background, any other value = "
+                                        "object; strokes (ilastik): 0 = not painted, 1 = background, 2 = object")
         self.new_strokes = PushButton(text="new stroke layer")
         self.store = FileEdit(label="store", mode="d", value=default_store())
         # "pca" is fitted in closed form (training.fit_pca_iter); "base channels" is then its components

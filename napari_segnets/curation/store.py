@@ -4,7 +4,7 @@ Layout of a store folder::
 
     manifest.jsonl     one JSON record per line, oldest first (samples and removals)
     images/NAME.tif    the image of each sample (one 2D slice or region)
-    masks/NAME.tif     its mask: integer labels, ``ignore_index`` (default 255) = not labelled
+    masks/NAME.tif     its mask: integer labels, ``ignore_index`` (when the record names one) = not labelled
     README.txt         this layout in words, for people opening the folder without the plugin
     .lock              taken while the manifest is appended to
 
@@ -124,7 +124,7 @@ class Store:
 
     # ---------------------------------------------------------------- writing
     def add(self, image, mask, *, source, index, region=None, checkpoint=None, changed_pixels=None,
-            split="train", note="", ignore_index=255, classes=None) -> dict:
+            split="train", note="", ignore_index=None, classes=None) -> dict:
         """Add a corrected slice or region and return its manifest record.
 
         Parameters
@@ -146,6 +146,8 @@ class Store:
         split : {"train", "val"}
         note : str
         ignore_index : int or None
+            The mask value of pixels nobody checked; None (the default): every pixel is labelled,
+            so a 0/255 mask is background/object, never "255 = unchecked".
         classes : int, optional
             The number of classes the model predicts; labels outside 0..classes-1 (other than
             ``ignore_index``) are refused.
