@@ -65,7 +65,7 @@ def _machine() -> str:
 
 def run(minutes: float, seed: int, work: Path, files: dict) -> dict:
     from napari_segnets import checkpoints
-    from napari_segnets.cli import main
+    from napari_segnets._cli import main
 
     out = work / f"recipe-{minutes:g}min.safetensors"
     argv = substitute(readme_command(), images=files["train_img"], masks=files["train_mask"],
