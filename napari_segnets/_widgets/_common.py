@@ -264,14 +264,15 @@ def wrapping(label):
     return label
 
 
-def scrolling(widget):
+def scrolling(widget, *, pack: bool = True):
     """Put a widget's contents in a vertical scroll area, in place; returns the widget.
 
     A docked panel taller than the screen otherwise forces the napari window taller
     than a 1920x1080 laptop screen. napari docks ``widget.native``, so magicgui's own
     ``scrollable=True`` (which wraps around ``native``) is lost on docking: here the
     layout moves into a scrolled page inside ``native`` instead, and magicgui keeps
-    adding to the same layout. Calling it twice changes nothing.
+    adding to the same layout. Calling it twice changes nothing. ``pack``: widgets sit
+    at the top and spare height stays empty (False: a table or list below takes it).
     """
     from qtpy.QtCore import Qt
     from qtpy.QtWidgets import QFrame, QScrollArea, QVBoxLayout, QWidget
@@ -283,7 +284,8 @@ def scrolling(widget):
     if status is not None:
         wrapping(status)  # a long message must not widen the panel past its dock
     layout = native.layout()
-    layout.addStretch(1)  # widgets packed at the top (magicgui inserts before this)
+    if pack:
+        layout.addStretch(1)  # widgets packed at the top (magicgui inserts before this)
     page = QWidget()
     page.setLayout(layout)  # moves the layout, and the widgets in it, to the page
     scroll = QScrollArea()

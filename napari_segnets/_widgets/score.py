@@ -73,7 +73,7 @@ class ScoreWidget(Container):
         self.status = Label(value="")
         super().__init__(widgets=[self.prediction, self.truth, self.baseline, self.kind,
                                   self.score_button, self.overall, self.table, self.status])
-        scrolling(self)  # fits a laptop screen: the panel scrolls instead of growing
+        scrolling(self, pack=False)  # fits a laptop screen; the table takes the spare height
         self.runner = JobRunner(viewer, label=self.status, run_buttons=[self.score_button])
         self.score_button.changed.connect(self.run)
         self.scores = None

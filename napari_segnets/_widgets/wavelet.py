@@ -253,6 +253,9 @@ class WaveletWidget(Container):
             self._pending_slice = self._pending_slice or slice_changed
             return
         if self._comparing and slice_changed:
+            if self.image.value is None or self.image.value not in self.viewer.layers:
+                self._comparing = False  # the original is gone (or napari is closing): stop following
+                return
             self.compare()  # the copies are of one slice: reconstruct the new one
             return
         names = [n for n in self._shown if n in self.viewer.layers]
