@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import shlex
 import tempfile
 import time
@@ -63,7 +62,7 @@ def _machine() -> str:
             f"{load[1]:.2f} {load[2]:.2f}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
 
 
-def run(minutes: float, seed: int, work: Path, files: dict) -> dict:
+def run(minutes: float, seed: int, work: Path, files: dict, keep: Path | None = None) -> dict:
     from napari_segnets import checkpoints
     from napari_segnets._cli import main
 
@@ -77,9 +76,14 @@ def run(minutes: float, seed: int, work: Path, files: dict) -> dict:
     if main(argv + ["--no-progress"]) != 0:
         raise SystemExit("training failed")
     seconds = time.perf_counter() - t0
+    if keep is not None:  # the checkpoint outlives the temporary folder (objects/review benchmarks)
+        import shutil
+
+        keep.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(out, keep / out.name)
     pred = work / f"pred-{minutes:g}.tif"
     if main(["predict", "--checkpoint", str(out), "--input", str(files["test_img"]),
-             "--output", str(pred), "--no-progress"]) != 0:
+             "--out", str(pred), "--no-progress"]) != 0:
         raise SystemExit("predict failed")
     import contextlib
     import io
@@ -100,6 +104,7 @@ def main(argv=None) -> int:
     p.add_argument("--minutes", default="5,15,30", help="budgets, comma-separated (default 5,15,30)")
     p.add_argument("--seed", type=int, default=0, help="added as --seed when not 0 (default 0)")
     p.add_argument("--data", type=Path, default=DATA, help="the EPFL/Lucchi folder")
+    p.add_argument("--keep", type=Path, default=None, help="copy each trained checkpoint into this folder")
     args = p.parse_args(argv)
 
     import tifffile
@@ -116,7 +121,7 @@ def main(argv=None) -> int:
                                ("test_img", image, TEST), ("test_mask", mask, TEST)):
             tifffile.imwrite(files[key], arr[part], photometric="minisblack")
         for minutes in [float(m) for m in args.minutes.split(",")]:
-            rows.append(run(minutes, args.seed, work, files))
+            rows.append(run(minutes, args.seed, work, files, args.keep))
     print(f"\n# default recipe (README command), EPFL slices 0-23 -> 24-29, seed {args.seed}")
     print(f"# {_machine()}")
     print("| minutes | IoU | Dice | steps | epochs (best) | wall s |")
