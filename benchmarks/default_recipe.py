@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import shlex
 import tempfile
 import time
@@ -65,7 +64,7 @@ def _machine() -> str:
 
 def run(minutes: float, seed: int, work: Path, files: dict) -> dict:
     from napari_segnets import checkpoints
-    from napari_segnets.cli import main
+    from napari_segnets._cli import main
 
     out = work / f"recipe-{minutes:g}min.safetensors"
     argv = substitute(readme_command(), images=files["train_img"], masks=files["train_mask"],
@@ -79,7 +78,7 @@ def run(minutes: float, seed: int, work: Path, files: dict) -> dict:
     seconds = time.perf_counter() - t0
     pred = work / f"pred-{minutes:g}.tif"
     if main(["predict", "--checkpoint", str(out), "--input", str(files["test_img"]),
-             "--output", str(pred), "--no-progress"]) != 0:
+             "--out", str(pred), "--no-progress"]) != 0:
         raise SystemExit("predict failed")
     import contextlib
     import io
