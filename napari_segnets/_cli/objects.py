@@ -62,15 +62,11 @@ def register(sub) -> None:
 
 def parse_voxel(text: str | None, meta_voxel, ndim: int, what: str):
     """The voxel size from --voxel-size or else the file; the flag wins, with a warning when they differ."""
-    from ..objects import check_voxel_size
+    from ..objects import check_voxel_size, parse_voxel_size
 
     if text is None:
         return check_voxel_size(meta_voxel, ndim) if meta_voxel is not None and len(meta_voxel) == ndim else None
-    try:
-        given = tuple(float(v) for v in str(text).replace("x", ",").split(","))
-    except ValueError:
-        raise InputError(f"--voxel-size {text!r} is not numbers; write Z,Y,X in nm, e.g. 40,5,5.") from None
-    given = check_voxel_size(given, ndim, what=what)
+    given = parse_voxel_size(text, ndim, what=what)
     if meta_voxel is not None and len(meta_voxel) == ndim and tuple(meta_voxel) != given:
         common.warn(f"{what} stores a voxel size of {tuple(meta_voxel)} nm; using --voxel-size {given}.")
     return given
