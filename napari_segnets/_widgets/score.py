@@ -15,19 +15,19 @@ COLUMNS = ("iou", "dice", "mean_iou", "mean_dice", "rand_error", "vi", "pixel_ac
 
 
 def _as_mask(data, name: str, kind: str) -> np.ndarray:
-    """A binary kind scores "object vs background": 0 = background, any other value = object
-    (0/1, 0/255, label ids). An image layer of more than two values is no mask: refused."""
+    """The layer's data; an image layer scored as binary must be a binary mask (0/1, 0/255:
+    :func:`napari_segnets.io.is_binary_mask`), else it is refused. ``score_stack`` reads any
+    nonzero value as the object."""
+    from ..io import is_binary_mask
+
     data = np.asarray(data)
-    if kind == "multiclass":
-        return data
-    if name is not None:  # an image layer: a mask opened as an image, or a wrong pick
-        values = np.unique(data)
-        if values.size > 2 or (values.size == 2 and values[0] != 0):
-            raise InputError(
-                f"Image layer '{name}' has {values.size} different values, so it is not a mask; "
-                "pick a Labels layer or a 0/nonzero mask image."
-            )
-    return data != 0
+    if kind != "multiclass" and name is not None and not is_binary_mask(data):
+        # an image layer: a mask opened as an image, or a wrong pick (the EM image)
+        raise InputError(
+            f"Image layer '{name}' has {np.unique(data).size} different values, so it is not a "
+            "mask; pick a Labels layer or a 0/nonzero mask image."
+        )
+    return data
 
 
 def score_job(pred, truth, kind, *, image_names=(None, None)):
