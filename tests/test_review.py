@@ -58,6 +58,21 @@ def test_signals_point_at_the_odd_objects():
     assert q["rank"].tolist() == [1, 2, 3, 4, 5]
 
 
+def test_views_with_a_class_axis_of_one_read_as_foreground():
+    """A (1, Z, Y, X) sigmoid map is the foreground (objects.foreground reads it so), not background."""
+    from napari_segnets.review.signals import foreground_of
+
+    prob, views = _scene()
+    assert np.array_equal(foreground_of(prob[None], 3), prob)
+    two = np.stack([1 - prob, prob])
+    assert np.allclose(foreground_of(two, 3), prob)
+    _labels, q = _queue()
+    labels = objects.label_objects(prob, voxel_size=VOXEL)
+    table = objects.measure(labels, voxel_size=VOXEL)
+    add_signals(table, labels, {k: v[None] for k, v in views.items()}, voxel_size=VOXEL)
+    assert ranked(table)["id"].tolist() == q["id"].tolist()
+
+
 def test_order_is_deterministic_and_ties_go_by_id():
     _labels, q = _queue()
     again = ranked(q)
