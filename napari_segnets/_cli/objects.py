@@ -185,8 +185,9 @@ def add_evaluate_option(parser) -> None:
                         help="also score objects: F1 at IoU 0.5, AP 0.5:0.95, count and volume-fraction errors")
 
 
-def evaluate_objects(pred, truth, ignore=None) -> dict:
-    """Object scores of a prediction against ground truth (masks are numbered as 3D objects first)."""
+def evaluate_objects(pred, truth, ignore_index=None) -> dict:
+    """Object scores of a prediction against ground truth (masks are numbered as 3D objects first;
+    ``ignore_index`` pixels of the truth count as background)."""
     import numpy as np
 
     from .. import objects
@@ -198,7 +199,7 @@ def evaluate_objects(pred, truth, ignore=None) -> dict:
         values = np.unique(arr)
         return objects.label_objects(arr) if len(values[values != 0]) <= 1 else arr
 
-    result = objects.score_objects(instances(pred), instances(truth, ignore))
+    result = objects.score_objects(instances(pred), instances(truth, ignore_index))
     result.pop("matches", None)
     return result
 
