@@ -108,7 +108,7 @@ def run_objects(args: argparse.Namespace) -> int:
 
 
 def probability_scale(path, data) -> float | None:
-    """``predict --kind probabilities`` stores p x 255 as uint8 in Zarr: read it as probabilities."""
+    """``predict --output probabilities`` stores p x 255 as uint8 in Zarr: read it as probabilities."""
     import numpy as np
 
     if np.dtype(data.dtype).kind not in "iu" or Path(path).suffix.lower() != ".zarr":

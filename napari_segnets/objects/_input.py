@@ -115,7 +115,7 @@ def foreground(source, *, channel: int | None = None, threshold: float = 0.5,
     seed_threshold : float, optional
         Hysteresis: an object is kept only if some voxel reaches it (None: every object).
     probability_scale : float, optional
-        Integer input holds probabilities times this (``predict --kind probabilities`` writes
+        Integer input holds probabilities times this (``predict --output probabilities`` writes
         uint8 x 255); without it integers are a mask.
 
     Returns
