@@ -108,7 +108,9 @@ def run_objects(args: argparse.Namespace) -> int:
 
 
 def probability_scale(path, data) -> float | None:
-    """``predict --output probabilities`` stores p x 255 as uint8 in Zarr: read it as probabilities."""
+    """An integer Zarr that ``predict`` marked as probabilities holds p x 255 (uint8, as
+    ``inference.predict(out=...)`` stores them): read it as probabilities. (The CLI's
+    ``predict --output probabilities`` writes float32, read as probabilities anyway.)"""
     import numpy as np
 
     if np.dtype(data.dtype).kind not in "iu" or Path(path).suffix.lower() != ".zarr":
@@ -119,7 +121,8 @@ def probability_scale(path, data) -> float | None:
         attrs = dict(zarr.open(str(path), mode="r").attrs)
     except Exception:  # not a plain array store: no such marker
         return None
-    if (attrs.get("segnets") or {}).get("kind") == "probabilities":
+    info = attrs.get("segnets") or {}
+    if info.get("output", info.get("kind")) == "probabilities":  # "kind": stores written before 12
         return float(np.iinfo(data.dtype).max)
     return None
 
