@@ -108,9 +108,9 @@ def run_objects(args: argparse.Namespace) -> int:
 
 
 def probability_scale(path, data) -> float | None:
-    """An integer Zarr that ``predict`` marked as probabilities holds p x 255 (uint8, as
-    ``inference.predict(out=...)`` stores them): read it as probabilities. (The CLI's
-    ``predict --output probabilities`` writes float32, read as probabilities anyway.)"""
+    """An integer Zarr whose ``segnets`` attributes say probabilities holds p x the dtype's
+    maximum: read it as probabilities. (``predict --output probabilities`` writes float32, which
+    is read as probabilities anyway.)"""
     import numpy as np
 
     if np.dtype(data.dtype).kind not in "iu" or Path(path).suffix.lower() != ".zarr":
