@@ -97,6 +97,8 @@ def test_review_end_to_end_is_deterministic():
     assert a.table["id"].tolist() == b.table["id"].tolist()
     assert np.array_equal(a.table["score"], b.table["score"])
     assert a.probability.shape == image.shape
+    # no voxel size: sizes were measured at 1 nm per voxel, so the columns say voxels
+    assert "volume_vox3" in a.table.names and not [n for n in a.table.names if n.endswith(("_nm", "_nm2", "_nm3"))]
     with pytest.raises(InputError, match="at least two views"):
         review(net, image, device="cpu", views=("xy",))
 
