@@ -176,7 +176,7 @@ def looks_sparse(mask) -> bool:
 
     Strokes: at least 90% zeros and either nothing painted yet or painted values that include 2
     (1 = background, 2 = object); a full binary mask (0/1, 0/255) has no 2. Judged on a bounded
-    strided sample of big stacks. A hint for a default, never a reason to change a given mode.
+    strided sample of big stacks. A hint for the Train widget's annotation mode, not a rule.
     """
     arr = np.asarray(mask)
     step = max(1, int(np.ceil((arr.size / 1e6) ** (1 / max(arr.ndim, 1)))))
