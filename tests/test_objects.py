@@ -216,3 +216,11 @@ def test_a_partial_calibration_is_unknown_not_an_error_until_needed():
     assert check_voxel_size((None, 4.0, 4.0), 2) == (4.0, 4.0)
     with pytest.raises(InputError, match="unknown along z"):
         check_voxel_size((None, 4.0, 4.0), 3, required=True)
+
+
+def test_typed_voxel_sizes_read_one_way():
+    assert ob.parse_voxel_size("40,5,5", 3) == ob.parse_voxel_size("40 x 5 x 5", 3) == (40.0, 5.0, 5.0)
+    assert ob.parse_voxel_size("40,5,5", 2) == (5.0, 5.0)  # a z-y-x size for one slice keeps y, x
+    for text in ("a,b,c", "5,5", "0,5,5"):
+        with pytest.raises(InputError, match="[Vv]oxel size"):
+            ob.parse_voxel_size(text, 3)

@@ -58,6 +58,21 @@ def test_signals_point_at_the_odd_objects():
     assert q["rank"].tolist() == [1, 2, 3, 4, 5]
 
 
+def test_views_with_a_class_axis_of_one_read_as_foreground():
+    """A (1, Z, Y, X) sigmoid map is the foreground (objects.foreground reads it so), not background."""
+    from napari_segnets.review.signals import foreground_of
+
+    prob, views = _scene()
+    assert np.array_equal(foreground_of(prob[None], 3), prob)
+    two = np.stack([1 - prob, prob])
+    assert np.allclose(foreground_of(two, 3), prob)
+    _labels, q = _queue()
+    labels = objects.label_objects(prob, voxel_size=VOXEL)
+    table = objects.measure(labels, voxel_size=VOXEL)
+    add_signals(table, labels, {k: v[None] for k, v in views.items()}, voxel_size=VOXEL)
+    assert ranked(table)["id"].tolist() == q["id"].tolist()
+
+
 def test_order_is_deterministic_and_ties_go_by_id():
     _labels, q = _queue()
     again = ranked(q)
@@ -82,6 +97,8 @@ def test_review_end_to_end_is_deterministic():
     assert a.table["id"].tolist() == b.table["id"].tolist()
     assert np.array_equal(a.table["score"], b.table["score"])
     assert a.probability.shape == image.shape
+    # no voxel size: sizes were measured at 1 nm per voxel, so the columns say voxels
+    assert "volume_vox3" in a.table.names and not [n for n in a.table.names if n.endswith(("_nm", "_nm2", "_nm3"))]
     with pytest.raises(InputError, match="at least two views"):
         review(net, image, device="cpu", views=("xy",))
 

@@ -24,7 +24,8 @@ def register(sub) -> None:
     e.add_argument("--kind", choices=("binary", "multiclass", "membrane"), default="binary", help="default: binary")
     e.add_argument("--ignore-index", type=int, default=None, help="ground-truth value of unlabelled pixels")
     e.add_argument("--threshold", type=float, default=0.5, help="for probability maps (default: 0.5)")
-    e.add_argument("--binarize", action="store_true", default=False, help="treat every non-zero label as 1 (e.g. 0/255 masks)")
+    e.add_argument("--binarize", action="store_true", default=False, help="score every non-zero label as one class, also with --kind multiclass "
+                   "(binary and membrane read 0/255 masks so already)")
     e.add_argument("--per-slice", action="store_true", default=False, help="also print every slice's scores")
     e.add_argument("--json", action="store_true", default=False, help="print JSON instead of a table")
     objects_cli.add_evaluate_option(e)

@@ -62,15 +62,11 @@ def register(sub) -> None:
 
 def parse_voxel(text: str | None, meta_voxel, ndim: int, what: str):
     """The voxel size from --voxel-size or else the file; the flag wins, with a warning when they differ."""
-    from ..objects import check_voxel_size
+    from ..objects import check_voxel_size, parse_voxel_size
 
     if text is None:
         return check_voxel_size(meta_voxel, ndim) if meta_voxel is not None and len(meta_voxel) == ndim else None
-    try:
-        given = tuple(float(v) for v in str(text).replace("x", ",").split(","))
-    except ValueError:
-        raise InputError(f"--voxel-size {text!r} is not numbers; write Z,Y,X in nm, e.g. 40,5,5.") from None
-    given = check_voxel_size(given, ndim, what=what)
+    given = parse_voxel_size(text, ndim, what=what)
     if meta_voxel is not None and len(meta_voxel) == ndim and tuple(meta_voxel) != given:
         common.warn(f"{what} stores a voxel size of {tuple(meta_voxel)} nm; using --voxel-size {given}.")
     return given
@@ -112,7 +108,9 @@ def run_objects(args: argparse.Namespace) -> int:
 
 
 def probability_scale(path, data) -> float | None:
-    """``predict --kind probabilities`` stores p x 255 as uint8 in Zarr: read it as probabilities."""
+    """An integer Zarr whose ``segnets`` attributes say probabilities holds p x the dtype's
+    maximum: read it as probabilities. (``predict --output probabilities`` writes float32, which
+    is read as probabilities anyway.)"""
     import numpy as np
 
     if np.dtype(data.dtype).kind not in "iu" or Path(path).suffix.lower() != ".zarr":
@@ -123,7 +121,8 @@ def probability_scale(path, data) -> float | None:
         attrs = dict(zarr.open(str(path), mode="r").attrs)
     except Exception:  # not a plain array store: no such marker
         return None
-    if (attrs.get("segnets") or {}).get("kind") == "probabilities":
+    info = attrs.get("segnets") or {}
+    if info.get("output", info.get("kind")) == "probabilities":  # "kind": stores written before 12
         return float(np.iinfo(data.dtype).max)
     return None
 
@@ -189,8 +188,9 @@ def add_evaluate_option(parser) -> None:
                         help="also score objects: F1 at IoU 0.5, AP 0.5:0.95, count and volume-fraction errors")
 
 
-def evaluate_objects(pred, truth, ignore=None) -> dict:
-    """Object scores of a prediction against ground truth (masks are numbered as 3D objects first)."""
+def evaluate_objects(pred, truth, ignore_index=None) -> dict:
+    """Object scores of a prediction against ground truth (masks are numbered as 3D objects first;
+    ``ignore_index`` pixels of the truth count as background)."""
     import numpy as np
 
     from .. import objects
@@ -202,7 +202,7 @@ def evaluate_objects(pred, truth, ignore=None) -> dict:
         values = np.unique(arr)
         return objects.label_objects(arr) if len(values[values != 0]) <= 1 else arr
 
-    result = objects.score_objects(instances(pred), instances(truth, ignore))
+    result = objects.score_objects(instances(pred), instances(truth, ignore_index))
     result.pop("matches", None)
     return result
 

@@ -104,17 +104,16 @@ def predicted_here(layer) -> bool:
 
 
 def looks_like_mask(layer) -> bool:
-    """A Labels layer, or an in-memory image layer of at most two values (a 0/255 mask opened as
-    an image); judged on a strided sample so that it stays cheap on the GUI thread."""
+    """A Labels layer, or an in-memory image layer that is a binary mask (a 0/255 mask opened as
+    an image: :func:`napari_segnets.io.is_binary_mask`, on a strided sample for the GUI thread)."""
+    from ..io import is_binary_mask
+
     if isinstance(layer, Labels):
         return True
     data = layer.data
     if getattr(layer, "rgb", False) or getattr(layer, "multiscale", False) or is_lazy(data):
         return False
-    if not (data.dtype == bool or np.issubdtype(data.dtype, np.integer)):
-        return False
-    step = (slice(None, None, 4),) * (data.ndim - 2) + (slice(None, None, 8),) * 2
-    return np.unique(data[step]).size <= 2
+    return is_binary_mask(data, strided=True)
 
 
 def is_lazy(data) -> bool:

@@ -15,9 +15,15 @@ DOCKED = (
 
 def dock_all(viewer) -> dict:
     """Dock the widgets (tabbed, right side, each scrolling); returns name -> widget."""
-    from . import CurateWidget, ScoreWidget, SegmentWidget, TrainWidget, WaveletWidget
+    from . import (
+        CurateWidget,
+        ObjectsWidget,
+        ScoreWidget,
+        SegmentWidget,
+        TrainWidget,
+        WaveletWidget,
+    )
     from ._common import scrolling
-    from .objects import ObjectsWidget
 
     classes = {c.__name__: c for c in (SegmentWidget, TrainWidget, WaveletWidget, CurateWidget, ScoreWidget,
                                        ObjectsWidget)}

@@ -128,16 +128,10 @@ class ObjectsWidget(Proofreading, Container):
             self.voxel.value = ",".join(f"{s:g}" for s in scale)
 
     def voxel_size(self, ndim: int):
-        from ..objects import check_voxel_size
+        from ..objects import parse_voxel_size
 
         text = self.voxel.value.strip()
-        if not text:
-            return None
-        try:
-            values = [float(v) for v in text.replace(" ", "").split(",")]
-        except ValueError:
-            raise InputError(f"Voxel size {text!r} is not numbers; write z,y,x in nm, e.g. 40,5,5.") from None
-        return check_voxel_size(values, ndim)
+        return parse_voxel_size(text, ndim) if text else None
 
     def make_objects(self, *_args):
         """Label the chosen layer into a new Labels layer of objects; returns the worker."""
@@ -150,7 +144,7 @@ class ObjectsWidget(Proofreading, Container):
         data = src.data[0] if getattr(src, "multiscale", False) else src.data
         if is_lazy(data):
             raise InputError(f"'{src.name}' is larger than memory; label it with `napari-segnets objects "
-                             "--output labels.zarr` (block by block) and open the result.")
+                             "--out labels.zarr` (block by block) and open the result.")
         spatial = data.ndim - 1 if data.ndim == 4 else data.ndim
         voxel = self.voxel_size(min(spatial, 3))
         options = dict(voxel_size=voxel, min_size=_number(self.min_size.value, "min size") or None,

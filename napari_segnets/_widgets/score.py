@@ -14,24 +14,26 @@ from ._runner import JobRunner, guarded
 COLUMNS = ("iou", "dice", "mean_iou", "mean_dice", "rand_error", "vi", "pixel_accuracy")
 
 
-def _as_mask(data, name: str, kind: str) -> np.ndarray:
-    """A binary kind scores "object vs background": 0 = background, any other value = object
-    (0/1, 0/255, label ids). An image layer of more than two values is no mask: refused."""
+def _as_mask(data, name: str, mode: str) -> np.ndarray:
+    """The layer's data; an image layer scored as binary must be a binary mask (0/1, 0/255:
+    :func:`napari_segnets.io.is_binary_mask`), else it is refused. ``score_stack`` reads any
+    nonzero value as the object."""
+    from ..io import is_binary_mask
+
     data = np.asarray(data)
-    if kind == "multiclass":
-        return data
-    if name is not None:  # an image layer: a mask opened as an image, or a wrong pick
-        values = np.unique(data)
-        if values.size > 2 or (values.size == 2 and values[0] != 0):
-            raise InputError(
-                f"Image layer '{name}' has {values.size} different values, so it is not a mask; "
-                "pick a Labels layer or a 0/nonzero mask image."
-            )
-    return data != 0
+    if mode != "multiclass" and name is not None and not is_binary_mask(data):
+        # an image layer: a mask opened as an image, or a wrong pick (the EM image)
+        raise InputError(
+            f"Image layer '{name}' has {np.unique(data).size} different values, so it is not a "
+            "mask; pick a Labels layer or a 0/nonzero mask image."
+        )
+    return data
 
 
-def score_job(pred, truth, kind, *, image_names=(None, None)):
+def score_job(pred, truth, mode, *, image_names=(None, None)):
     """Score a stack (a progress generator so the GUI thread never waits).
+
+    ``mode``: ``metrics.score_stack``'s (the widget's 'kind' choice).
 
     ``image_names``: the names of the prediction / truth when they are image layers
     (checked to be masks), None for Labels layers.
@@ -40,9 +42,9 @@ def score_job(pred, truth, kind, *, image_names=(None, None)):
     from ..progress import Progress
 
     yield Progress("score", 0, 1, "scoring")
-    pred = _as_mask(pred, image_names[0], kind)
-    truth = _as_mask(truth, image_names[1], kind)
-    result = metrics.score_stack(pred, truth, mode=kind)  # membrane: IoU/Dice plus Rand error and VI
+    pred = _as_mask(pred, image_names[0], mode)
+    truth = _as_mask(truth, image_names[1], mode)
+    result = metrics.score_stack(pred, truth, mode=mode)  # membrane: IoU/Dice plus Rand error and VI
     yield Progress("score", 1, 1, "scored")
     return result
 

@@ -20,6 +20,7 @@ from napari.layers import Image, Labels
 
 from ..errors import InputError
 from ..metrics import format_score
+from ..training.masks import looks_sparse
 from ._common import (
     CheckpointChoice,
     LayerChoice,
@@ -77,21 +78,6 @@ class MaskChoice(LayerChoice):
             raise InputError(f"No {what} chosen: add or open a Labels layer (or press 'new stroke "
                              f"layer') and pick it in '{self.label}'.")
         return layer
-
-
-def looks_sparse(data) -> bool:
-    """Does a Labels layer look like strokes (mostly unpainted) rather than a full mask?
-
-    Strokes: at least 90% zeros and either nothing painted yet or painted values that include 2
-    (1 = background, 2 = object); a full binary mask (0/1, 0/255) has no 2.
-    """
-    arr = np.asarray(data)
-    step = max(1, int(np.ceil((arr.size / 1e6) ** (1 / max(arr.ndim, 1)))))
-    sample = arr[(slice(None, None, step),) * arr.ndim]  # a bounded look at big stacks
-    if np.mean(sample == 0) < 0.9:
-        return False
-    values = np.unique(sample[sample != 0])
-    return values.size == 0 or (values.max() <= 9 and 2 in values)
 
 
 def default_checkpoint_dir() -> Path:

@@ -48,7 +48,8 @@ Curated training set written by napari-segnets.
 
 images/   one TIFF per sample: a 2D slice or region of the source image
 masks/    the matching TIFF (same name): integer labels; the value recorded as "ignore_value"
-          in the manifest (usually 255) marks pixels nobody labelled
+          in the manifest (255 for edited regions, null when every pixel is labelled) marks
+          pixels nobody labelled
 manifest.jsonl
           one JSON record per line, oldest first. "kind": "sample" records give the id, version,
           source file, slice index, region [y0, x0, y1, x1], the checkpoint that made the prediction

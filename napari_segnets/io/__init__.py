@@ -5,7 +5,7 @@ Heavy libraries (dask, zarr, h5py, mrcfile) are imported inside the functions th
 
 from ._common import AmbiguousInputError, lazy_threshold
 from .atomic import atomic_path, atomic_write_bytes, atomic_write_text, fsync_dir
-from .kind import layer_kind, mask_name
+from .kind import is_binary_mask, layer_kind, mask_name
 from .normalize import apply_normalization, fit_normalization, normalization_spec
 from .reader import FORMATS, read, sniff
 from .writers import write_labels
@@ -19,6 +19,7 @@ __all__ = [
     "atomic_write_text",
     "fit_normalization",
     "fsync_dir",
+    "is_binary_mask",
     "layer_kind",
     "lazy_threshold",
     "mask_name",

@@ -39,14 +39,6 @@ def unit_to_nm(unit: str | None) -> float | None:
     return _UNIT_NM.get(str(unit).strip().lower())
 
 
-def clean_voxel_size(sizes) -> tuple[float, ...] | None:
-    """Tuple of positive finite floats, or None when any entry is missing or meaningless."""
-    partial = partial_voxel_size(sizes)
-    if partial is None or any(s is None for s in partial):
-        return None
-    return partial
-
-
 def partial_voxel_size(sizes) -> tuple[float | None, ...] | None:
     """One entry per axis: a positive finite size, or None where that axis is uncalibrated.
 

@@ -1,4 +1,4 @@
-"""Is a stack a mask (napari Labels) or an image? One decision, used by the napari reader."""
+"""Is a stack a mask (napari Labels) or an image? The decisions the reader and the widgets share."""
 
 from __future__ import annotations
 
@@ -45,3 +45,18 @@ def layer_kind(array, meta: dict) -> str:
         array = array[array.shape[0] // 2]  # lazy: one plane, not the whole stack
     values = np.unique(_sample(array))
     return "labels" if 2 <= values.size <= MAX_MASK_VALUES else "image"
+
+
+def is_binary_mask(array, *, strided: bool = False) -> bool:
+    """Whether ``array`` reads as a binary full mask (0/1, 0/255, bool: nonzero = object).
+
+    Binary: numbers (bool, integer, or a 0.0/1.0 float image), at most two distinct values, and
+    0 among them when there are two. ``strided`` judges a strided sample (every 4th plane, every
+    8th row and column) so that it stays cheap on a GUI thread.
+    """
+    if np.dtype(array.dtype).kind not in "biuf" or array.ndim < 2:
+        return False
+    if strided:
+        array = array[(slice(None, None, 4),) * (array.ndim - 2) + (slice(None, None, 8),) * 2]
+    values = np.unique(np.asarray(array))
+    return values.size < 2 or (values.size == 2 and values[0] == 0)

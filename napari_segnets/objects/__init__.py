@@ -9,7 +9,7 @@
 - :mod:`.edit`: proofreading steps (merge, split, delete, filter, relabel) as voxel changes.
 """
 
-from ._input import check_voxel_size, foreground
+from ._input import check_voxel_size, foreground, parse_voxel_size
 from .blockwise import label_blockwise, label_blockwise_iter
 from .instances import canonical, label_objects, label_objects_iter, split_touching
 from .measure import measure, measure_iter
@@ -27,6 +27,7 @@ __all__ = [
     "label_objects_iter",
     "measure",
     "measure_iter",
+    "parse_voxel_size",
     "score_objects",
     "split_touching",
     "summarize",

@@ -47,6 +47,19 @@ def check_voxel_size(voxel_size, ndim: int, *, required: bool = False, what: str
     return sizes
 
 
+def parse_voxel_size(text: str, ndim: int, *, what: str = "the volume"):
+    """Voxel size typed by a person (``"40,5,5"``, ``"40 x 5 x 5"``) -> :func:`check_voxel_size`.
+
+    The one reader of typed voxel sizes (the CLI's ``--voxel-size``, the Objects widget's field).
+    """
+    parts = str(text).replace("x", ",").replace("X", ",").replace(" ", "").split(",")
+    try:
+        values = tuple(float(v) for v in parts)
+    except ValueError:
+        raise InputError(f"Voxel size {text!r} is not numbers; write Z,Y,X in nm, e.g. 40,5,5.") from None
+    return check_voxel_size(values, ndim, what=what)
+
+
 @dataclass(frozen=True)
 class Foreground:
     """A view of a semantic result as foreground, readable block by block.
@@ -102,7 +115,7 @@ def foreground(source, *, channel: int | None = None, threshold: float = 0.5,
     seed_threshold : float, optional
         Hysteresis: an object is kept only if some voxel reaches it (None: every object).
     probability_scale : float, optional
-        Integer input holds probabilities times this (``predict --kind probabilities`` writes
+        Integer input holds probabilities times this (``predict --output probabilities`` writes
         uint8 x 255); without it integers are a mask.
 
     Returns

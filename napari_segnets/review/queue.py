@@ -99,8 +99,24 @@ def review_views_iter(views: dict, image, *, voxel_size=None, threshold: float =
     add_signals(table, labels, fgs, voxel_size=voxel, threshold=threshold)
     table = ranked(table, score)
     yield Progress("review", 3, 3, f"{len(table)} objects ranked")
-    notes = [] if voxel is not None else ["no voxel size given: object sizes in the queue are in voxels"]
+    notes = []
+    if voxel is None:
+        _name_in_voxels(table)
+        notes.append("no voxel size given: object sizes in the queue are in voxels")
     return Review(labels, table, prob, tuple(views), notes)
+
+
+def _name_in_voxels(table) -> None:
+    """Measured at 1 nm per voxel for want of a voxel size: the columns say voxels, not nm (in place)."""
+    renamed = {}
+    for name, values in table.columns.items():
+        for unit, vox in (("_nm3", "_vox3"), ("_nm2", "_vox2"), ("_nm", "_vox")):
+            if name.endswith(unit):
+                name = name[: -len(unit)] + vox
+                break
+        renamed.setdefault(name, values)  # centroid_z_nm == centroid_z_vox at 1 nm: keep one
+    table.columns = renamed
+    table.voxel_size = None
 
 
 def review(model, image, **kwargs) -> Review:

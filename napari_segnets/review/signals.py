@@ -44,12 +44,13 @@ def _grow(box, shape, margin: int):
 
 
 def foreground_of(probabilities: np.ndarray, ndim: int) -> np.ndarray:
-    """The foreground map of class-first probabilities: the map itself for one class, 1 - class 0 else."""
+    """The foreground map of class-first probabilities: the map itself for one class (with or
+    without a class axis of 1, as ``objects.foreground`` reads it), 1 - class 0 for softmax."""
     p = np.asarray(probabilities)
     if p.ndim == ndim:
         return p
     if p.ndim == ndim + 1:
-        return 1.0 - p[0]
+        return p[0] if p.shape[0] == 1 else 1.0 - p[0]  # a (1, ...) sigmoid map is not background
     raise InputError(f"Probabilities of shape {p.shape} do not fit labels with {ndim} dimensions.")
 
 

@@ -141,7 +141,8 @@ class SliceDataset:
     def from_store(cls, store, split: str | None = "train", **kwargs) -> SliceDataset:
         """All live samples of a curated :class:`napari_segnets.curation.Store` in ``split``.
 
-        Each sample's unlabelled value is the ``ignore_value`` its record names.
+        Each sample's ``ignore_index`` is the one its record names (on-disk key ``ignore_value``;
+        None: every pixel is labelled).
         """
         records = list(store.samples(split=split))
         if not records:
