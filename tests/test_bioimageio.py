@@ -31,6 +31,8 @@ CASES = {
     "atrous-segment-3": ("atrous", {"base": 4, "classes": 3}, ("pytorch_state_dict", "torchscript")),
     "fcn8s-segment": ("fcn8s", {"base": 4}, ("pytorch_state_dict", "torchscript")),
     "unet-autoencode": ("unet", {"base": 4, "depth": 2, "task": "autoencode"}, ("pytorch_state_dict",)),
+    "atrous-autoencode": ("atrous", {"base": 4, "task": "autoencode"}, ("pytorch_state_dict",)),
+    "fcn8s-autoencode": ("fcn8s", {"base": 4, "task": "autoencode"}, ("pytorch_state_dict",)),
 }
 
 
