@@ -164,7 +164,7 @@ def test_training_from_a_curated_store(tmp_path):
     for z in range(2):
         partial = mask[z].copy()
         partial[:, 40:] = 255  # only the left part was checked by a person
-        store.add(image[z], partial, source="blobs.tif", index=z)
+        store.add(image[z], partial, source="blobs.tif", index=z, ignore_index=255)
     store.add(image[2], mask[2], source="blobs.tif", index=2, split="val")
     data = SliceDataset.from_store(store, split="train")
     assert len(data) == 2
