@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _blobs import blobs as _blobs
 
 from napari_segnets.errors import InputError
 from napari_segnets.training import (
@@ -19,18 +20,7 @@ torch = pytest.importorskip("torch")
 
 
 def blobs(n=3, size=64, seed=0):
-    """Bright discs on a noisy background, with their masks (0/1)."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:size, :size]
-    image = np.zeros((n, size, size), np.float32)
-    mask = np.zeros((n, size, size), np.uint8)
-    for z in range(n):
-        for _ in range(5):
-            cy, cx = rng.integers(8, size - 8, 2)
-            r = rng.integers(3, 8)
-            mask[z][(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = 1
-        image[z] = mask[z] * 0.6 + rng.normal(0.2, 0.1, (size, size))
-    return image, mask
+    return _blobs(n, size, seed, value=1, discs=5, rmax=8)
 
 
 def tiny(task="segment", classes=1, seed=0):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _blobs import blobs as _blobs
 
 from napari_segnets.training import train
 
@@ -20,16 +21,7 @@ FAST = dict(crop=32, batch_size=2, device="cpu", augment=False)
 
 
 def blobs(n=4, size=48, seed=0):
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:size, :size]
-    image = np.zeros((n, size, size), np.float32)
-    mask = np.zeros((n, size, size), np.uint8)
-    for z in range(n):
-        for _ in range(4):
-            cy, cx = rng.integers(8, size - 8, 2)
-            mask[z][(yy - cy) ** 2 + (xx - cx) ** 2 < int(rng.integers(3, 7)) ** 2] = 255
-        image[z] = (mask[z] > 0) * 0.6 + rng.normal(0.2, 0.1, (size, size))
-    return image, mask
+    return _blobs(n, size, seed, value=255, discs=4, rmax=7)
 
 
 def test_validation_iou_is_predict_plus_metrics_on_the_same_slices():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _blobs import blobs as _blobs
 
 from napari_segnets.errors import InputError
 from napari_segnets.training import SliceDataset, make_loss, train
@@ -17,16 +18,7 @@ FAST = dict(crop=32, batch_size=2, device="cpu", augment=False, schedule="none",
 
 
 def blobs(n=2, size=48, seed=0):
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:size, :size]
-    image = np.zeros((n, size, size), np.float32)
-    mask = np.zeros((n, size, size), np.uint8)
-    for z in range(n):
-        for _ in range(4):
-            cy, cx = rng.integers(8, size - 8, 2)
-            mask[z][(yy - cy) ** 2 + (xx - cx) ** 2 < int(rng.integers(3, 7)) ** 2] = 1
-        image[z] = mask[z] * 0.6 + rng.normal(0.2, 0.1, (size, size))
-    return image, mask
+    return _blobs(n, size, seed, value=1, discs=4, rmax=7)
 
 
 def tiny(classes=1):
