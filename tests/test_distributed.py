@@ -166,6 +166,8 @@ def test_an_output_made_with_other_settings_is_never_mixed(sample, tmp_path, cap
 
 
 def test_ddp_wrapper_looks_like_the_model(tmp_path):
+    import gc
+
     import torch
     import torch.distributed as dist
 
@@ -173,6 +175,7 @@ def test_ddp_wrapper_looks_like_the_model(tmp_path):
     from napari_segnets.models import build
 
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rdzv'}", rank=0, world_size=1)
+    ddp = None
     try:
         torch.manual_seed(0)
         model = build("unet", base=8, depth=2)
@@ -187,6 +190,10 @@ def test_ddp_wrapper_looks_like_the_model(tmp_path):
         ddp(x).sum().backward()
         assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
     finally:
+        # the DDP reducer must go before its process group: freed after destroy_process_group,
+        # gloo's destructor waited forever on its threads (a hang seen once in a full run)
+        del ddp
+        gc.collect()
         dist.destroy_process_group()
 
 
