@@ -48,22 +48,12 @@ def test_the_result_layer_exists_from_the_click_and_ends_equal_to_predict(segmen
 
 def test_cancel_keeps_the_finished_slices(segment, qtbot, monkeypatch):
     from napari_segnets._widgets import segment as seg_module
-    from napari_segnets.progress import Progress
 
     viewer, img, widget, path = segment
     notes = Notes(monkeypatch)
     reached, proceed = threading.Event(), threading.Event()
 
-    def slow_job(entry, image, *, out, **_kwargs):
-        """Writes slices 0 and 1, reports that slice 2 started, then waits for the test."""
-        for z in range(2):
-            out[z] = 1
-            yield Progress("predict", z + 1, 4, f"slice {z + 1}", {"slice": z + 1})
-        reached.set()
-        proceed.wait(30)
-        yield Progress("predict", 3, 4, "slice 3", {"slice": 2})  # cancelled here
-        out[2:] = 1
-        return out, {}
+    slow_job = _two_slices_then_wait(reached, proceed)
 
     monkeypatch.setattr(seg_module, "predict_job", slow_job)
     assert widget.run() is not None
@@ -89,22 +79,12 @@ def test_a_cancel_keeps_the_finished_slices_when_the_gui_sees_the_job_late(segme
     from qtpy.QtCore import QThreadPool
 
     from napari_segnets._widgets import segment as seg_module
-    from napari_segnets.progress import Progress
 
     viewer, img, widget, path = segment
     notes = Notes(monkeypatch)
     reached, proceed = threading.Event(), threading.Event()
 
-    def slow_job(entry, image, *, out, **_kwargs):
-        yield Progress("predict", 0, None, "on cpu (1 threads)")
-        for z in range(2):
-            out[z] = 1
-            yield Progress("predict", z + 1, 4, f"slice {z + 1}", {"slice": z + 1})
-        reached.set()
-        proceed.wait(30)
-        yield Progress("predict", 3, 4, "slice 3", {"slice": 2})  # cancelled here
-        out[2:] = 1
-        return out, {}
+    slow_job = _two_slices_then_wait(reached, proceed, status="on cpu (1 threads)")
 
     monkeypatch.setattr(seg_module, "predict_job", slow_job)
     assert widget.run() is not None
@@ -138,3 +118,22 @@ def test_a_live_reconstruction_shares_the_input_range(make_napari_viewer, qtbot,
     assert live.data.dtype == np.float32 and tuple(live.contrast_limits) == tuple(img.contrast_limits)
     wait_for(qtbot, widget)
     assert widget.last_layer is live and np.isfinite(live.data).all() and live.data.std() > 0
+
+
+def _two_slices_then_wait(reached, proceed, status=None):
+    """A fake predict job: writes slices 0 and 1, reports that slice 2 started, then waits."""
+    from napari_segnets.progress import Progress
+
+    def slow_job(entry, image, *, out, **_kwargs):
+        if status is not None:
+            yield Progress("predict", 0, None, status)
+        for z in range(2):
+            out[z] = 1
+            yield Progress("predict", z + 1, 4, f"slice {z + 1}", {"slice": z + 1})
+        reached.set()
+        proceed.wait(30)
+        yield Progress("predict", 3, 4, "slice 3", {"slice": 2})  # cancelled here
+        out[2:] = 1
+        return out, {}
+
+    return slow_job
