@@ -77,3 +77,30 @@ def test_review_uses_decisions_for_error_bars(files, capsys):
     assert ("count" in captured.out) and ("review at least" in captured.out or "interval" in captured.out)
     log.append({"kind": "decision", "object": 9999, "decision": "delete", "count_after": 0, "voxels_after": 0})
     assert main(args) == 2 and "does not have" in capsys.readouterr().err
+
+
+def test_review_adds_novelty_with_an_autoencoder_and_its_reference(files, capsys):
+    from napari_segnets.models import fit_pca
+
+    rng = np.random.default_rng(5)
+    reference = (rng.random((2, 16, 16)) * 60).astype(np.uint8)
+    tifffile.imwrite(files / "reference.tif", reference)
+    checkpoints.save(files / "ae.safetensors", fit_pca(reference / 60.0, patch=4, components=3, seed=0))
+    base = ["review", "--checkpoint", str(files / "m.safetensors"), "--input", str(files / "stack.tif"),
+            "--views", "xy,flip_x", "--device", "cpu", "--threshold", "0.45", "--no-progress"]
+    novelty = ["--autoencoder", str(files / "ae.safetensors"), "--reference", str(files / "reference.tif")]
+    assert main([*base, "--out", str(files / "n1.csv"), *novelty]) == 0
+    assert main([*base, "--out", str(files / "n2.csv"), *novelty]) == 0
+    assert main([*base, "--out", str(files / "plain.csv")]) == 0
+    n1 = (files / "n1.csv").read_text()
+    assert n1 == (files / "n2.csv").read_text()
+    rows = list(csv.DictReader(n1.splitlines()))
+    plain = list(csv.DictReader((files / "plain.csv").read_text().splitlines()))
+    assert rows and "novelty" in rows[0] and "novelty_level1" in rows[0] and "novelty" not in plain[0]
+    assert [(r["id"], r["score"]) for r in rows] == [(r["id"], r["score"]) for r in plain]  # not scored
+    capsys.readouterr()
+    assert main([*base, "--out", str(files / "n3.csv"), novelty[0], novelty[1]]) == 2
+    assert "--reference" in capsys.readouterr().err
+    assert main([*base, "--out", str(files / "n3.csv"), "--autoencoder", str(files / "m.safetensors"),
+                 novelty[2], novelty[3]]) == 2
+    assert "--task autoencode" in capsys.readouterr().err

@@ -8,7 +8,7 @@ from pathlib import Path
 from ..errors import InputError
 from . import common
 
-PATHS = ("checkpoint", "input", "output", "labels_out")
+PATHS = ("checkpoint", "input", "output", "labels_out", "autoencoder", "reference")
 
 
 def register(sub) -> None:
@@ -41,6 +41,12 @@ def register(sub) -> None:
                    help="decisions already made on this queue's objects (same checkpoint, input and options): "
                    "fit the score on them (from 5 fixed/deleted and 5 accepted) and print the count and "
                    "volume fraction with 95%% intervals")
+    r.add_argument("--autoencoder", metavar="CKPT", default=None,
+                   help="an autoencoder trained on the training slices (train --task autoencode): adds the "
+                   "novelty column (its reconstruction error per wavelet level near each object against the "
+                   "same on --reference); not part of the score. Needs --reference")
+    r.add_argument("--reference", metavar="STACK", default=None,
+                   help="the training slices novelty is measured against (any readable format)")
     r.add_argument("--tile", type=int, default=None, help="tile size in pixels (default: automatic)")
     common.add_device(r)
 
@@ -61,6 +67,16 @@ def run(args: argparse.Namespace) -> int:
     model, info = common.load_checkpoint(args.checkpoint, device="cpu")
     if getattr(model, "task", "segment") != "segment":
         raise InputError(f"{Path(args.checkpoint).name} is an autoencoder; review needs a segmentation model.")
+    if (args.autoencoder is None) != (args.reference is None):
+        raise InputError("--autoencoder and --reference go together: give the autoencoder and the training "
+                         "slices it was trained on, or neither.")
+    ae, ae_info, reference = None, {}, None
+    if args.autoencoder:
+        ae, ae_info = common.load_checkpoint(args.autoencoder, device="cpu")
+        if getattr(ae, "task", None) != "autoencode":
+            raise InputError(f"{Path(args.autoencoder).name} segments; --autoencoder needs a model trained "
+                             "with --task autoencode.")
+        reference = np.asarray(common.read_array(args.reference, "Reference")[0])
     image, meta = common.read_array(args.input, "Input")
     image = np.asarray(image)
     voxel = parse_voxel(args.voxel_size, meta.get("voxel_size"), image.ndim, "the input")
@@ -68,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
     result = common.run_job(
         review.review_iter(model, image, voxel_size=voxel, views=views, normalization=info.get("normalization"),
                            threshold=args.threshold, min_size=args.min_size, split=args.split,
-                           device=args.device, tile=args.tile),
+                           device=args.device, tile=args.tile, autoencoder=ae, reference=reference,
+                           autoencoder_normalization=ae_info.get("normalization")),
         args,
     )
     for note in result.notes:

@@ -2,7 +2,10 @@
 
 - :func:`review` / :func:`review_iter`: predict a stack several ways (flips and a quarter turn;
   optionally the xz/yz planes), make objects, add per-object error signals
-  (:mod:`.signals`) and one score (:mod:`.score`), ranked most likely wrong first.
+  (:mod:`.signals`) and one score (:mod:`.score`), ranked most likely wrong first. Optionally
+  (``autoencoder=``, ``reference=``) a ``novelty`` signal (:mod:`.novelty`): an autoencoder's
+  reconstruction error per wavelet level near each object against the same on the training slices;
+  not part of the default score.
 - :func:`next_object`: what to look at next (optionally with random audits).
 - :class:`DecisionLog`, :func:`record_decision`: accept / fix / delete with provenance; the
   reviewed regions go to the curated store.
@@ -11,6 +14,7 @@
 
 from .decisions import DECISIONS, DecisionLog, record_decision
 from .errorbars import decisions_for_error_bars, error_bars
+from .novelty import novelty_signals
 from .queue import (
     Review,
     default_views,
@@ -39,6 +43,7 @@ __all__ = [
     "error_bars",
     "fit_score",
     "next_object",
+    "novelty_signals",
     "rank",
     "ranked",
     "record_decision",

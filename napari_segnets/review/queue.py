@@ -43,7 +43,8 @@ def default_views(shape, voxel_size) -> tuple:
 
 
 def review_iter(model, image, *, voxel_size=None, views=None, normalization=None, threshold: float = 0.5,
-                min_size: float | None = None, split: str | None = None, score=None, **predict_kwargs):
+                min_size: float | None = None, split: str | None = None, score=None, autoencoder=None,
+                reference=None, autoencoder_normalization=None, **predict_kwargs):
     """Rank the objects of a stack by how likely they are wrong; a progress generator returning a :class:`Review`.
 
     Parameters
@@ -61,8 +62,16 @@ def review_iter(model, image, *, voxel_size=None, views=None, normalization=None
     score : callable, optional
         ``score(table) -> array`` (e.g. a :class:`~napari_segnets.review.score.FittedScore`'s
         ``score``); default: the fixed rule :func:`~napari_segnets.review.score.default_score`.
+    autoencoder : torch.nn.Module, optional
+        An autoencoder trained on the training slices: adds the ``novelty`` signal
+        (:mod:`napari_segnets.review.novelty`; not part of the default score). Needs ``reference``.
+    reference : array-like (Z, Y, X) or (Y, X), optional
+        The training slices the novelty is measured against.
+    autoencoder_normalization : dict, optional
+        The autoencoder's normalisation spec (its checkpoint's ``normalization``).
     **predict_kwargs
-        Passed to :func:`~napari_segnets.inference.predict` (device, tile, amp ...).
+        Passed to :func:`~napari_segnets.inference.predict` (device, tile, amp ...); the
+        autoencoder gets the same device, amp and batch size.
     """
     from ..inference.orthoplane import orthoplane_pays, predict_views_iter
     from ..objects import check_voxel_size
@@ -72,9 +81,23 @@ def review_iter(model, image, *, voxel_size=None, views=None, normalization=None
     views = tuple(views) if views is not None else default_views(shape, voxel)
     if len(views) < 2:
         raise InputError("Compare at least two views (e.g. 'xy' and 'flip_x') to find disagreements.")
+    if (autoencoder is None) != (reference is None):
+        raise InputError("Novelty needs both an autoencoder and the reference (training) slices it is measured "
+                         "against; give both or neither.")
     preds = yield from predict_views_iter(model, image, views, normalization=normalization, **predict_kwargs)
+    novelty = None
+    if autoencoder is not None:
+        from .novelty import reconstruct_iter
+
+        ae_kwargs = {k: predict_kwargs[k] for k in ("device", "amp", "batch_size") if k in predict_kwargs}
+        novelty = {"reconstruction": (yield from reconstruct_iter(
+                       autoencoder, image, normalization=autoencoder_normalization, **ae_kwargs)),
+                   "reference": reference,
+                   "reference_reconstruction": (yield from reconstruct_iter(
+                       autoencoder, reference, normalization=autoencoder_normalization, **ae_kwargs)),
+                   "normalization": autoencoder_normalization}
     result = yield from review_views_iter(preds, image, voxel_size=voxel, threshold=threshold,
-                                          min_size=min_size, split=split, score=score)
+                                          min_size=min_size, split=split, score=score, novelty=novelty)
     if {"xz", "yz"} & set(views) and not orthoplane_pays(shape, voxel):
         result.notes.append("xz/yz views on a stack that is thin or not near isotropic (or of unknown voxel "
                             "size): the planes' objects look unlike the training sections")
@@ -82,8 +105,14 @@ def review_iter(model, image, *, voxel_size=None, views=None, normalization=None
 
 
 def review_views_iter(views: dict, image, *, voxel_size=None, threshold: float = 0.5,
-                      min_size: float | None = None, split: str | None = None, score=None):
-    """:func:`review_iter` from views already predicted (``{view: class-first probabilities}``)."""
+                      min_size: float | None = None, split: str | None = None, score=None,
+                      novelty: dict | None = None):
+    """:func:`review_iter` from views already predicted (``{view: class-first probabilities}``).
+
+    ``novelty``: the keyword arguments of :func:`~napari_segnets.review.novelty.novelty_signals`
+    after the labels and image (``reconstruction``, ``reference``, ``reference_reconstruction``,
+    optionally ``normalization``, ``levels`` ...); None = no novelty signal.
+    """
     from .. import objects
     from .signals import foreground_of
 
@@ -96,7 +125,12 @@ def review_views_iter(views: dict, image, *, voxel_size=None, threshold: float =
     yield Progress("review", 1, 3, f"measuring {int(labels.max())} objects")
     table = objects.measure(labels, np.asarray(image), voxel_size=voxel or (1.0,) * len(shape))
     yield Progress("review", 2, 3, "signals")
-    add_signals(table, labels, fgs, voxel_size=voxel, threshold=threshold)
+    found = None
+    if novelty is not None:
+        from .novelty import novelty_signals
+
+        found = novelty_signals(labels, image, **novelty)
+    add_signals(table, labels, fgs, voxel_size=voxel, threshold=threshold, novelty=found)
     table = ranked(table, score)
     yield Progress("review", 3, 3, f"{len(table)} objects ranked")
     notes = []

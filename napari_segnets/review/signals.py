@@ -2,9 +2,10 @@
 
 Disagreement between predictions that should agree (the views of
 :mod:`napari_segnets.inference.orthoplane`: flips, quarter turns, the three planes), the
-uncertainty along the object's boundary, and shape far outside the table's distribution. Each
-signal is a column added to the :class:`~napari_segnets.objects.ObjectTable`; larger = more
-suspicious for every one of them.
+uncertainty along the object's boundary, and shape far outside the table's distribution; with an
+autoencoder and the training slices, also novelty (:mod:`.novelty`: how unlike the training data
+the object's neighbourhood is). Each signal is a column added to the
+:class:`~napari_segnets.objects.ObjectTable`; larger = more suspicious for every one of them.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ SIGNALS = {
     "size_outlier": "|robust z-score| of log volume against the table (tiny or huge)",
     "elongation": "sqrt of the largest / smallest principal moment (physical units)",
     "cut_one_slice": "1 when a 3D object lies in one slice only",
+    # only with an autoencoder and reference slices (review's autoencoder=, reference=); not in the default score
+    "novelty": "max over wavelet levels of the robust z-score of the autoencoder's error near the object "
+    "against the same on the training slices",
 }
 MARGIN = 2  # voxels around the object's box where views are compared
 SPLIT_SHARE = 0.1  # a view's piece counts when it covers this share of the object
@@ -153,10 +157,16 @@ def shape_signals(labels: np.ndarray, table, voxel_size=None) -> dict:
     return out
 
 
-def add_signals(table, labels, views, *, voxel_size=None, threshold: float = 0.5) -> None:
-    """Add every signal of :data:`SIGNALS` that applies as a column of ``table`` (in place)."""
+def add_signals(table, labels, views, *, voxel_size=None, threshold: float = 0.5, novelty: dict | None = None) -> None:
+    """Add every signal of :data:`SIGNALS` that applies as a column of ``table`` (in place).
+
+    ``novelty``: the output of :func:`~napari_segnets.review.novelty.novelty_signals` (its per-level
+    columns ``novelty_level1`` ... are added after the signals); None = no novelty columns.
+    """
     found = view_signals(labels, views, threshold=threshold)
     found.update(shape_signals(labels, table, voxel_size))
-    for name in SIGNALS:
+    found.update(novelty or {})
+    extra = [n for n in (novelty or {}) if n not in SIGNALS]
+    for name in [*SIGNALS, *extra]:
         if name in found:
             table.set(name, np.array([found[name].get(i, np.nan) for i in table.ids.tolist()], float))
