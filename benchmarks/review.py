@@ -12,8 +12,16 @@ deleted when there is none). Per seed (a model trained with that seed, and seede
 - (c) coverage of the 95% intervals for count and volume fraction over repeated reviews that follow
   the queue with a random audit every ``--audit-every`` picks.
 
+Novelty (``--novelty-minutes M``, 0 = off): per seed an autoencoder (the README's: U-Net-16 without
+skips, ``--task autoencode``, seeded) is trained for M minutes on the unlabelled slices 0-11 and the
+``novelty`` signal (:mod:`napari_segnets.review.novelty`) is computed for the reviewed slices with
+slices 0-11 as the reference. It never changes the queue or the other tables; (a) and (a') add, in
+the same run and seed, the top 20% by novelty alone and by the default score with novelty as one
+more rank (weight 1), and the fitted rule with novelty among its signals.
+
     PYTHONPATH=. python benchmarks/review.py --seeds 0 1 2 --minutes 5            # the real run
-    PYTHONPATH=. python benchmarks/review.py --seeds 0 --minutes 0.3 --crop 256 --repeats 3 --ks 5 10  # smoke
+    PYTHONPATH=. python benchmarks/review.py --seeds 0 --minutes 0.3 --crop 256 --repeats 3 --ks 5 10 \
+        --novelty-minutes 0.1  # smoke
 """
 
 from __future__ import annotations
@@ -47,6 +55,46 @@ def train_model(image, labels, args, seed: int, out: Path):
                      loss="bce_dice", schedule="cosine", device="cpu", seed=seed, foreground_crop=0.5,
                      channels_last=True, checkpoint=out))
     return checkpoints.load(out)
+
+
+def train_autoencoder(image, args, seed: int, out: Path):
+    """The README's autoencoder (U-Net without skips, ``train --task autoencode``) on the unlabelled slices 0-11."""
+    from napari_segnets import checkpoints
+    from napari_segnets.models import build
+    from napari_segnets.progress import drive
+    from napari_segnets.training import SliceDataset, train_iter
+
+    ae = build("unet", task="autoencode", base=args.base, skips=False, seed=seed)
+    drive(train_iter(ae, SliceDataset(image[TRAIN], None, name="unlabelled training slices"), task="autoencode",
+                     epochs=10_000, steps_per_epoch=50, minutes=args.novelty_minutes, device="cpu", seed=seed,
+                     foreground_crop=0.0, channels_last=True, checkpoint=out))
+    return checkpoints.load(out)
+
+
+def novelty_inputs(ae, meta, img, reference) -> dict:
+    """``review_views_iter(novelty=...)``: the autoencoder's reconstructions of the stack and the reference."""
+    from napari_segnets.inference import predict
+
+    norm = meta.get("normalization")
+    ae.eval()
+    return {"reconstruction": predict(ae, img, output="reconstruction", normalization=norm, device="cpu"),
+            "reference": reference,
+            "reference_reconstruction": predict(ae, reference, output="reconstruction", normalization=norm,
+                                                device="cpu"),
+            "normalization": norm}
+
+
+def without_novelty(q):
+    """The queue table without the novelty columns (what the fitted rule sees when novelty is off)."""
+    from napari_segnets.objects import ObjectTable
+
+    return ObjectTable({k: v for k, v in q.columns.items() if not k.startswith("novelty")},
+                       voxel_size=q.voxel_size, shape=q.shape)
+
+
+def top_precision(wrong, score, m) -> float:
+    """Share of wrong objects among the ``m`` highest ``score`` (ties by row order, as the queue's)."""
+    return float(wrong[np.argsort(-np.asarray(score, float), kind="stable")[:m]].mean())
 
 
 def truth_outcomes(pred, truth):
@@ -134,6 +182,9 @@ def main(argv=None) -> None:
     ap.add_argument("--review-n", type=int, default=40, help="objects reviewed in each repeated review")
     ap.add_argument("--audit-every", type=int, default=3)
     ap.add_argument("--min-size", type=float, default=1e6, help="nm^3, for predicted and truth objects")
+    ap.add_argument("--novelty-minutes", type=float, default=2.0,
+                    help="train an autoencoder on slices 0-11 for this long per seed and measure the novelty "
+                    "signal in (a) and (a'); 0 = off")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--workdir", default="/tmp/segnets-review-bench")
     args = ap.parse_args(argv)
@@ -145,7 +196,15 @@ def main(argv=None) -> None:
         torch.set_num_threads(args.threads)
     from napari_segnets import checkpoints, objects
     from napari_segnets.progress import drive
-    from napari_segnets.review import error_bars, fit_score, next_object, review_views_iter
+    from napari_segnets.review import (
+        DEFAULT_WEIGHTS,
+        default_score,
+        error_bars,
+        fit_score,
+        next_object,
+        novelty_signals,
+        review_views_iter,
+    )
 
     print("machine:", machine(), flush=True)
     image, labels = load("lucchi")
@@ -169,10 +228,24 @@ def main(argv=None) -> None:
         names = tuple(args.views or ("xy", "xz", "yz", "flip_y", "flip_x", "rot90"))
         rows, views, secs = orthoplane_rows(model, img, lab > 0, meta.get("normalization"), seed, names)
         ortho += rows
+        novelty, t_novelty = None, 0.0
+        if args.novelty_minutes > 0:
+            t0 = time.perf_counter()
+            ae, ae_meta = train_autoencoder(image, args, seed, work / f"lucchi-0-11-ae-seed{seed}.safetensors")
+            print(f"seed {seed}: autoencoder ready in {time.perf_counter() - t0:.0f} s", flush=True)
+            t0 = time.perf_counter()
+            novelty = novelty_inputs(ae, ae_meta, img, image[TRAIN])
+            t_novelty = time.perf_counter() - t0
         t0 = time.perf_counter()
         rv = drive(review_views_iter(views, img, voxel_size=VOXEL, min_size=args.min_size))
         t_review = time.perf_counter() - t0 + sum(secs.values())
         q, pred = rv.table, rv.labels
+        if novelty is not None:  # the columns review_views_iter(novelty=...) adds; the queue stays as it is
+            t0 = time.perf_counter()
+            for name, values in novelty_signals(pred, img, **novelty).items():
+                q.set(name, np.array([values.get(i, np.nan) for i in q.ids.tolist()], float))
+            t_novelty += time.perf_counter() - t0
+        q_plain = without_novelty(q)
         out = truth_outcomes(pred, truth)
         ids = q["id"].tolist()
         wrong = np.array([out[i]["wrong"] for i in ids])
@@ -185,6 +258,11 @@ def main(argv=None) -> None:
                      "base rate": base, "top 20% precision": p_queue, "x base rate": p_queue / base if base else
                      float("nan"), "smallest 20% precision": float(wrong[small].mean()) if n else float("nan"),
                      "review (s)": t_review})
+        with_novelty = {**DEFAULT_WEIGHTS, "novelty": 1.0}
+        if novelty is not None and n:
+            prec[-1].update({"novelty alone top 20%": top_precision(wrong, q["novelty"], top),
+                             "default+novelty top 20%": top_precision(wrong, default_score(q, with_novelty), top),
+                             "novelty (s)": t_novelty})
         rng = np.random.default_rng(seed)
         iou0, f10 = scores(pred, truth)
         for k in args.ks:
@@ -205,16 +283,22 @@ def main(argv=None) -> None:
             for _ in range(min(args.review_n, n)):
                 done.append(next_object(q, done, audit_every=args.audit_every, seed=1000 * seed + r))
             eb = error_bars(q, {i: out[i] for i in done}, seed=r, n_boot=1000)
-            fitted = fit_score(q, {i: out[i]["wrong"] for i in done})
+            fitted = fit_score(q_plain, {i: out[i]["wrong"] for i in done})
             rest = np.array([i not in set(done) for i in ids])
             if fitted is not None and rest.sum() >= 5:
                 m = max(1, int(round(0.2 * rest.sum())))
                 w_rest = wrong[rest]
-                by_fit = np.argsort(-fitted.score(q)[rest], kind="stable")[:m]
+                by_fit = np.argsort(-fitted.score(q_plain)[rest], kind="stable")[:m]
                 refit.append({"seed": seed, "review": r, "reviewed": len(done), "left": int(rest.sum()),
                               "base rate left": float(w_rest.mean()),
                               "default top 20% of left": float(w_rest[:m].mean()),
                               "fitted top 20% of left": float(w_rest[by_fit].mean())})
+                if novelty is not None:
+                    fitted_n = fit_score(q, {i: out[i]["wrong"] for i in done})  # novelty among its signals
+                    refit[-1].update({
+                        "default+novelty top 20% of left": top_precision(
+                            w_rest, default_score(q, with_novelty)[rest], m),
+                        "fitted+novelty top 20% of left": top_precision(w_rest, fitted_n.score(q)[rest], m)})
             if not eb["enough"]:
                 continue
             enough += 1
@@ -231,8 +315,9 @@ def main(argv=None) -> None:
     print("\n## Orthoplane inference, held-out slices 12-29 (foreground IoU, threshold 0.5)\n")
     print(table(ortho, ["seed", "prediction", "IoU", "seconds", "x time of xy"]))
     print("\n## (a) Top 20% of the queue: share of wrong objects (goal >= 2.5x the base rate)\n")
+    nov_a = ["novelty alone top 20%", "default+novelty top 20%", "novelty (s)"] if args.novelty_minutes > 0 else []
     print(table(prec, ["seed", "objects", "truth objects", "wrong", "base rate", "top 20% precision",
-                       "x base rate", "smallest 20% precision", "review (s)"]))
+                       "x base rate", "smallest 20% precision", "review (s)", *nov_a]))
     print("\n## (b) After reviewing k objects: queue vs random (mean of "
           f"{args.random_draws} draws)\n")
     print(table(gain, ["seed", "k", "IoU none", "IoU queue", "IoU random", "F1 none", "F1 queue", "F1 random",
@@ -242,8 +327,10 @@ def main(argv=None) -> None:
     print(table(cover, ["seed", "reviews", "with estimate", "coverage count", "coverage count (all predicted "
                         "reviewed)", "coverage volume fraction", "truth count", "truth VF %", "example"]))
     print("\n## (a') The score fitted on each repeated review's decisions, on the objects not yet reviewed\n")
+    nov_r = (["default+novelty top 20% of left", "fitted+novelty top 20% of left"]
+             if args.novelty_minutes > 0 else [])
     print(table(refit, ["seed", "review", "reviewed", "left", "base rate left", "default top 20% of left",
-                        "fitted top 20% of left"]) if refit else "(too few wrong or right objects to fit)")
+                        "fitted top 20% of left", *nov_r]) if refit else "(too few wrong or right objects to fit)")
     print(f"\ncommand: {' '.join(sys.argv)}\nmachine: {machine()}")
 
 
