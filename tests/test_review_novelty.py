@@ -46,6 +46,9 @@ def test_the_object_in_unfamiliar_texture_is_the_most_novel():
     # the same object in familiar texture is familiar
     calm = _texture((3, 64, 64), 1)
     assert novelty_signals(labels, calm, _lowpass(calm), reference, _lowpass(reference))["novelty"][4] < 3.0
+    # one image against one reference image
+    flat = novelty_signals(labels[1], image[1], _lowpass(image)[1], reference[0], _lowpass(reference)[0])
+    assert max(flat["novelty"], key=flat["novelty"].get) == 4
 
 
 def test_novelty_refuses_mismatched_input():

@@ -157,7 +157,7 @@ def novelty_signals(labels, image, reconstruction, reference, reference_reconstr
     ref = _as_stack(reference, "reference")
     n = min(int(levels), _levels_for(labels.shape[-2:], wavelet), _levels_for(ref.shape[1:], wavelet))
     test_e = level_energy(residual(image, reconstruction, normalization), wavelet=wavelet, levels=n)
-    refs = _Reference(level_energy(residual(ref, reference_reconstruction, normalization), wavelet=wavelet,
+    refs = _Reference(level_energy(residual(reference, reference_reconstruction, normalization), wavelet=wavelet,
                                    levels=n))
     sats = [_integral(e) for e in test_e]
     lab = labels if labels.ndim == 3 else labels[None]
