@@ -42,8 +42,13 @@ class Proofreading:
         from ..objects import measure
 
         layer = self.layer
-        new = measure(np.asarray(layer.data), self._intensity(layer), voxel_size=self.measurements.voxel_size,
+        voxel = self.measurements.voxel_size
+        new = measure(np.asarray(layer.data), self._intensity(layer), voxel_size=voxel or (1.0,) * layer.ndim,
                       ids=ids)
+        if voxel is None:  # a review queue of unknown voxel size: its columns are in voxels
+            from ..review.queue import name_in_voxels
+
+            name_in_voxels(new)
         gone = [i for i in ids if new.index_of(i) is None]
         self.measurements.update(new, remove=gone)
         self._syncing = True
