@@ -205,6 +205,21 @@ def test_rerank_keeps_the_log_and_skips_what_was_decided(ranked, qtbot):
     assert len(new) == N + 1
     assert widget.next_error() == [i for i in new if i not in widget.carried][0]
     assert len(_log(tmp_path)) == 2
+    # once the log holds 5 wrong and 5 right objects (from any queue), a fitted rule ranks the next one
+    from napari_segnets.review import DecisionLog
+
+    rows = widget.queue_table.rows()
+    log = DecisionLog(tmp_path / "store-review.jsonl")
+    for k in range(10):
+        row = dict(rows[k % len(rows)], mask_change=float(k), flicker=float(k % 3))
+        log.append({"kind": "decision", "queue_id": "earlier", "object": 100 + k, "decision":
+                    "fix" if k >= 5 else "accept", "count_after": 1, "voxels_after": 10, "queue": row})
+    widget.rank_objects()
+    wait_for(qtbot, widget)
+    assert "ranked by a rule fitted on the decisions so far (logistic fit on 5 wrong / 7 right" in \
+        widget.review_info.value, widget.review_info.value
+    assert widget.queue_table["rank"].tolist() == list(range(1, N + 2))
+    assert len(widget.carried) == 2  # the same objects: what was matched stays skipped
 
 
 def test_rank_can_be_cancelled(make_napari_viewer, qtbot, tmp_path, monkeypatch):

@@ -136,9 +136,12 @@ class Reviewing:
 
         labels = result.labels
         queue_id = review.queue_fingerprint(labels)
-        carried = {}
-        if self._reviewed_after and queue_id != self.queue_id:  # re-ranked after a fine-tune
+        if queue_id == self.queue_id:  # the same objects again (e.g. ranked by a fitted rule)
+            carried = self.carried
+        elif self._reviewed_after:  # re-ranked after a fine-tune: new objects, new ids
             carried = review.match_reviewed(self._reviewed_after, labels)
+        else:
+            carried = {}
         log = self._log_file(required=False)
         decisions = review.DecisionLog(log).latest(queue_id) if log is not None else {}
         name = unique_name(self.viewer, f"{img.name} review ({model_name})")
