@@ -123,6 +123,11 @@ def test_rank_then_next_goes_to_the_top_object_and_accept_records_it(ranked):
     third = widget.next_error()  # every third pick (the default) is a random audit, seeded
     assert "random audit" in widget.review_info.value and third == next_object(queue, [top, queue["id"][1]],
                                                                               audit_every=3, seed=0)
+    # a row of the queue clicked in the table becomes the object to decide on
+    last = int(queue["id"][-1])
+    widget.table.selectRow(widget.table.row_of(last))
+    assert widget.current == last and layer.selected_label == last
+    assert f"object {last}, rank {N} of {N}" in widget.review_info.value
     while widget.next_error() is not None:
         widget.decide("accept")
     assert "all 5 objects" in widget.review_info.value

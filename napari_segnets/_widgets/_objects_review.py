@@ -259,7 +259,8 @@ class Reviewing:
             self._reviewed_after[object_id] = np.flatnonzero(before if fixed is None else fixed)
         self._update_error_bars()
         word = {"accept": "accepted", "fix": "fixed", "delete": "deleted"}[decision]
-        self.status.value = (f"object {object_id} {word}: {len(record['samples'])} slices to the store {root}; "
+        undo = " (Undo brings its voxels back; the latest decision on an object counts)" if decision == "delete" else ""
+        self.status.value = (f"object {object_id} {word}{undo}: {len(record['samples'])} slices to the store {root}; "
                              f"decision in {log.path}. Press 'Next likely error'.")
         return record
 
