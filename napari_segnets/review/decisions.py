@@ -185,7 +185,8 @@ def record_decision(log: DecisionLog, *, object_id: int, decision: str, labels, 
         after = obj if decision == "accept" else np.zeros_like(obj)
     from ..curation._validate import checkpoint_info
 
-    count_after = int(ndi.label(after)[1]) if after.any() else 0
+    region = _region(obj | after, margin)  # holds all of the object before and after: work inside it only
+    count_after = int(ndi.label(after[region])[1]) if after.any() else 0
     ckpt = checkpoint_info(checkpoint)
     record = {
         "kind": "decision", "object": int(object_id), "decision": decision,
@@ -198,15 +199,15 @@ def record_decision(log: DecisionLog, *, object_id: int, decision: str, labels, 
     if store is not None:
         if image is None or np.shape(image) != labels.shape:
             raise InputError("Adding reviewed objects to the store needs the image, same shape as the labels.")
-        region = _region(obj | after, margin)
-        unreviewed = (labels > 0) & ~obj & ~after
-        mask = np.where(after, 1, np.where(unreviewed, IGNORE, 0)).astype(np.uint8)
+        box_obj, box_after = obj[region], after[region]
+        unreviewed = (labels[region] > 0) & ~box_obj & ~box_after
+        mask = np.where(box_after, 1, np.where(unreviewed, IGNORE, 0)).astype(np.uint8)
         ys, xs = region[1], region[2]
-        for z in range(region[0].start, region[0].stop):
-            rec = store.add(np.asarray(image[z][ys, xs]), mask[z][ys, xs], source=str(source or "review"),
+        for k, z in enumerate(range(region[0].start, region[0].stop)):
+            rec = store.add(np.asarray(image[z][ys, xs]), mask[k], source=str(source or "review"),
                             index=z, region=(ys.start, xs.start, ys.stop, xs.stop), checkpoint=ckpt,
-                            changed_pixels=int((obj[z] != after[z]).sum()), split=split, ignore_index=IGNORE,
-                            classes=2, note=f"review {decision} object {int(object_id)}")
+                            changed_pixels=int((box_obj[k] != box_after[k]).sum()), split=split,
+                            ignore_index=IGNORE, classes=2, note=f"review {decision} object {int(object_id)}")
             record["samples"].append(rec["id"])
     return log.append(record)
 
