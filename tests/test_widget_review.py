@@ -174,7 +174,12 @@ def test_buttons_say_what_to_do_instead_of_failing(make_napari_viewer, ranked, m
     for button in (fresh.next_button, fresh.accept_button, fresh.fixed_button, fresh.reject_button):
         button.native.click()
     assert len(notes.errors) == 4 and all("Rank the objects first" in e for e in notes.errors)
+    assert fresh.rank_objects() is None and "No image layer to review chosen" in notes.errors[-1]
+    fresh.review_image.value = fresh.viewer.add_image(np.zeros((16, 16, 3), np.uint8), rgb=True, name="rgb")
     _viewer, widget, tmp_path = ranked
+    fresh.review_checkpoint.model.value = "m"  # registered by the ranked fixture
+    assert fresh.rank_objects() is None and "single-channel" in notes.errors[-1]
+    assert not fresh.runner.running and fresh.queue_table is None
     widget.accept_button.native.click()  # a queue, but no object picked yet
     assert "Next likely error" in notes.errors[-1]
     widget.next_error()
