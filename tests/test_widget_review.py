@@ -257,3 +257,23 @@ def test_rank_can_be_cancelled(make_napari_viewer, qtbot, tmp_path, monkeypatch)
     widget.review_cancel.native.click()
     wait_for(qtbot, widget)
     assert widget.runner.record.cancelled and widget.queue_table is None and len(steps) < 9_999
+
+
+def test_a_single_image_reviews_too(make_napari_viewer, qtbot, tmp_path):
+    from napari_segnets._widgets import ObjectsWidget
+
+    viewer = make_napari_viewer()
+    widget = ObjectsWidget(viewer)
+    widget.review_image.value = viewer.add_image(_stack()[1], name="slice", scale=SCALE[1:])
+    widget.review_checkpoint.file.value = _checkpoint(tmp_path / "m.safetensors")
+    widget.review_device.value = "cpu"
+    widget.store.value = tmp_path / "store"
+    widget.log_path.value = tmp_path / "mine.jsonl"
+    widget.rank_objects()
+    wait_for(qtbot, widget)
+    assert widget.queue_table is not None and len(widget.queue_table) == N, widget.status.value
+    top = widget.next_error()
+    assert widget.objects_layer.value.selected_label == top
+    record = widget.decide("delete")
+    assert record["samples"] and not (widget.objects_layer.value.data == top).any()
+    assert json.loads((tmp_path / "mine.jsonl").read_text())["decision"] == "delete"
