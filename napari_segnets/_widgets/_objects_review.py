@@ -36,7 +36,8 @@ class Reviewing:
 
     Sub-widgets: ``review_image``, ``review_checkpoint`` (``.model``/``.file``), ``review_device``,
     ``rank_button``, ``review_cancel``, ``next_button``, ``accept_button``, ``fixed_button``,
-    ``reject_button``, ``audit_every``, ``reviewer``, ``log_path``, ``review_info``, ``error_bars_label``.
+    ``reject_button``, ``audit_every``, ``reviewer``, ``log_path``, ``store_note`` (where samples go: the
+    widget's ``store``), ``review_info``, ``error_bars_label``.
     State: ``queue_table`` (the ranked queue as ranked, never edited), ``queue_id``, ``current``
     (the object being decided), ``decisions`` (id -> latest record of this queue), ``carried``
     (ids already reviewed in an earlier queue: new id -> (old id, IoU)).
@@ -60,6 +61,9 @@ class Reviewing:
                                  tooltip="JSON lines, one decision a line; empty: beside the store folder")
         self.review_info = wrapping(Label(value="rank the objects, then press 'Next likely error'"))
         self.error_bars_label = wrapping(Label(value=""))
+        self.store_note = wrapping(Label(value=""))
+        self.store.changed.connect(self._show_store)
+        self._show_store()
         self.queue_table = None
         self.queue_id = None
         self.current = None
@@ -75,8 +79,8 @@ class Reviewing:
         self.reject_button.changed.connect(lambda *_: guarded(lambda: self.decide("delete"), self.status))
         return Section("review: next likely error", [
             self.review_image, self.review_checkpoint, self.review_device,
-            _row(self.rank_button, self.review_cancel), _row(self.audit_every, self.reviewer, labels=True),
-            self.log_path, self.next_button, self.review_info,
+            _row(self.rank_button, self.review_cancel), self.audit_every, self.reviewer,
+            self.log_path, self.store_note, self.next_button, self.review_info,
             _row(self.accept_button, self.fixed_button, self.reject_button), self.error_bars_label,
         ])
 
@@ -262,6 +266,8 @@ class Reviewing:
         undo = " (Undo brings its voxels back; the latest decision on an object counts)" if decision == "delete" else ""
         self.status.value = (f"object {object_id} {word}{undo}: {len(record['samples'])} slices to the store {root}; "
                              f"decision in {log.path}. Press 'Next likely error'.")
+        self.review_info.value = (f"object {object_id} {word}{undo}; {len(record['samples'])} slices to the store. "
+                                  "Press 'Next likely error'.")
         return record
 
     def _update_error_bars(self) -> None:
@@ -271,6 +277,11 @@ class Reviewing:
             return
         bars = review.error_bars(self.queue_table, review.decisions_for_error_bars(self.decisions))
         self.error_bars_label.value = f"error bars: {bars['text']}"
+
+    def _show_store(self, *_args) -> None:
+        root = typed_path(self.store)
+        self.store_note.value = (f"accepted, fixed and deleted objects go to the store {root} ('store' below)"
+                                 if root is not None else "pick a store folder in 'store' below")
 
     def _store_root(self) -> Path:
         root = typed_path(self.store)

@@ -92,7 +92,7 @@ class ObjectsWidget(Reviewing, Proofreading, Container):
             _row(self.merge_button, self.split_button, self.seed_button),
             _row(self.delete_button, self.undo_button, self.relabel_button),
             _row(self.filter_min, self.filter_max, self.filter_border, self.filter_button, labels=True),
-            _row(self.store, self.store_button, labels=True),
+            self.store, self.store_button,
             _row(self.csv_path, self.export_button, labels=True),
             self.plot_measure, self.plot, self.status,
         ])
