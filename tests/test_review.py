@@ -277,3 +277,19 @@ def test_log_holds_several_queues_and_matches_reviewed_objects(tmp_path):
     fitted = fit_score_from_records(records)
     assert fitted is not None and fitted.n_wrong + fitted.n_right == 60
     assert fitted.names == ["mask_change", "flicker"] and "mask_change" in fitted.describe()
+
+
+def test_a_changed_decision_replaces_its_samples_in_the_store(tmp_path):
+    labels, q = _queue()
+    image = np.zeros(labels.shape, np.uint8)
+    log, store = DecisionLog(tmp_path / "d.jsonl"), Store(tmp_path / "store")
+    box = int(labels[6, 36, 36])
+    first = record_decision(log, object_id=box, decision="accept", labels=labels, image=image, store=store,
+                            margin=2)
+    fixed = labels == box
+    fixed[3:9, 30:42, 27:30] = True  # the reviewer thinks again: it is wider (other regions)
+    second = record_decision(log, object_id=box, decision="fix", labels=labels, fixed=fixed, image=image,
+                             store=store, margin=2, replaces=first)
+    live = {s["id"] for s in store.samples()}
+    assert live == set(second["samples"]) and len(live) == 6  # slices 3..8, no accept sample left
+    assert set(second["replaced_samples"]) == set(first["samples"]) and store.verify()["ok"]

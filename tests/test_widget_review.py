@@ -164,6 +164,13 @@ def test_fixed_records_the_edited_voxels_and_delete_can_be_undone(ranked, monkey
     widget.undo()
     assert np.array_equal(np.asarray(layer.data) == second, where)
     assert [(r["object"], r["decision"]) for r in _log(tmp_path)] == [(top, "fix"), (second, "delete")]
+    # the reviewer changes their mind: the latest decision counts, and the store keeps only its samples
+    from napari_segnets.curation import Store
+
+    again = widget.decide("accept")
+    assert widget.decisions[second]["decision"] == "accept" and "decided before: delete" not in again["note"]
+    live = {s["id"] for s in Store(tmp_path / "store").samples() if s["note"].endswith(f"object {second}")}
+    assert live == set(again["samples"]) and set(again["replaced_samples"]) == set(record["samples"])
 
 
 def test_buttons_say_what_to_do_instead_of_failing(make_napari_viewer, ranked, monkeypatch):

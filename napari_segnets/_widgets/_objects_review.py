@@ -255,7 +255,8 @@ class Reviewing:
         record = review.record_decision(
             log, object_id=object_id, decision=decision, labels=queue["labels"], fixed=fixed,
             image=queue["image"], store=Store(root), source=queue["source"], checkpoint=queue["checkpoint"],
-            row=table.row(object_id), reviewer=self.reviewer.value.strip(), queue_id=self.queue_id)
+            row=table.row(object_id), reviewer=self.reviewer.value.strip(), queue_id=self.queue_id,
+            replaces=self.decisions.get(object_id))
         if decision == "delete" and (np.asarray(layer.data) == object_id).any():
             self.apply(edit.delete(layer.data, [object_id]))  # the proofreading delete: Undo brings it back
         self.decisions[object_id] = record

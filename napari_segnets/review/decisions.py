@@ -132,7 +132,7 @@ def _region(mask: np.ndarray, margin: int):
 def record_decision(log: DecisionLog, *, object_id: int, decision: str, labels, fixed=None, image=None,
                     store=None, source: str = "", checkpoint=None, row: dict | None = None,
                     reviewer: str = "", note: str = "", margin: int = 8, split: str = "train",
-                    queue_id: str = "") -> dict:
+                    queue_id: str = "", replaces: dict | None = None) -> dict:
     """Record one decision and, with a ``store``, add the reviewed region to it.
 
     Parameters
@@ -158,6 +158,10 @@ def record_decision(log: DecisionLog, *, object_id: int, decision: str, labels, 
     queue_id : str, optional
         Which queue's ids these are (:func:`queue_fingerprint` of ``labels``), so one log can
         hold the decisions of several queues (:meth:`DecisionLog.latest`).
+    replaces : dict, optional
+        The object's earlier record when the reviewer changes their mind: its store samples
+        that the new ones do not supersede are removed (tombstoned), so the store never teaches
+        both answers.
 
     Returns
     -------
@@ -209,6 +213,13 @@ def record_decision(log: DecisionLog, *, object_id: int, decision: str, labels, 
                             changed_pixels=int((box_obj[k] != box_after[k]).sum()), split=split,
                             ignore_index=IGNORE, classes=2, note=f"review {decision} object {int(object_id)}")
             record["samples"].append(rec["id"])
+        stale = [i for i in (replaces or {}).get("samples", []) if i not in record["samples"]]
+        for sample_id in stale:
+            try:
+                store.remove(sample_id, reason=f"review: object {int(object_id)} decided again ({decision})")
+            except StoreError:  # already removed (or never in this store): nothing to undo
+                pass
+        record["replaced_samples"] = stale
     return log.append(record)
 
 
