@@ -168,7 +168,7 @@ def test_fixed_records_the_edited_voxels_and_delete_can_be_undone(ranked, monkey
     from napari_segnets.curation import Store
 
     again = widget.decide("accept")
-    assert widget.decisions[second]["decision"] == "accept" and "decided before: delete" not in again["note"]
+    assert widget.decisions[second]["decision"] == "accept" and _log(tmp_path)[-1]["decision"] == "accept"
     live = {s["id"] for s in Store(tmp_path / "store").samples() if s["note"].endswith(f"object {second}")}
     assert live == set(again["samples"]) and set(again["replaced_samples"]) == set(record["samples"])
 
@@ -187,6 +187,8 @@ def test_buttons_say_what_to_do_instead_of_failing(make_napari_viewer, ranked, m
     fresh.review_checkpoint.model.value = "m"  # registered by the ranked fixture
     assert fresh.rank_objects() is None and "single-channel" in notes.errors[-1]
     assert not fresh.runner.running and fresh.queue_table is None
+    widget.relabel_button.native.click()  # renumbering would break the queue's ids
+    assert "not renumbered" in notes.errors[-1]
     widget.accept_button.native.click()  # a queue, but no object picked yet
     assert "Next likely error" in notes.errors[-1]
     widget.next_error()

@@ -138,6 +138,9 @@ class Proofreading:
         from ..objects import edit
 
         self._chosen(0)
+        if getattr(self, "queue_table", None) is not None and self.layer is self._queue.get("layer"):
+            raise InputError("This layer is a review queue: its decisions name objects by their ids, so it is not "
+                             "renumbered; relabel a copy once the review is done.")
         change, mapping = edit.relabel_sequential(self.layer.data)
         if not mapping:
             self.status.value = "already numbered 1..N"

@@ -105,34 +105,29 @@ class Reviewing:
                              "--labels-out labels.tif` and open the queue's labels.")
         image = np.asarray(data)
         voxel = self.voxel_size(image.ndim) or _scale_of(img)
-        fitted = self._fitted_rule()
+        log = self._log_file(required=False)
         device = self.review_device.value
         path = Path(entry.path)
+        fitted = []
 
         def job():
             from .. import checkpoints
 
+            if log is not None and log.exists():  # decisions so far (any queue) can rank the objects
+                fitted.append(review.fit_score_from_records(review.DecisionLog(log).records()))
+            rule = fitted[0] if fitted else None
             model, meta = checkpoints.load(path, device="cpu")
             if getattr(model, "task", "segment") != "segment":
                 raise InputError(f"{path.name} is an autoencoder; ranking objects needs a segmentation model.")
             result = yield from review.review_iter(
                 model, image, voxel_size=voxel, normalization=meta.get("normalization"), device=device,
-                score=None if fitted is None else fitted.score)
+                score=None if rule is None else rule.score)
             return result
 
         def done(result):
-            return self._queue_ready(result, img, image, path, entry.name, voxel, fitted)
+            return self._queue_ready(result, img, image, path, entry.name, voxel, fitted[0] if fitted else None)
 
         return self.runner.start(job, title="rank objects", on_done=done)
-
-    def _fitted_rule(self):
-        """A score fitted on the log's decisions (any queue), or None (the default rule)."""
-        from .. import review
-
-        log = self._log_file(required=False)
-        if log is None or not log.exists():
-            return None
-        return review.fit_score_from_records(review.DecisionLog(log).records())
 
     def _queue_ready(self, result, img, image, checkpoint, model_name, voxel, fitted) -> str:
         from .. import review
