@@ -131,6 +131,7 @@ class Reviewing:
 
     def _queue_ready(self, result, img, image, checkpoint, model_name, voxel, fitted) -> str:
         from .. import review
+        from ..review.score import MIN_PER_CLASS
         from .segment import unique_name
 
         labels = result.labels
@@ -167,7 +168,8 @@ class Reviewing:
             self.table.sortItems(self.table.columns.index("rank"), Qt.SortOrder.AscendingOrder)
         self._update_error_bars()
         rule = (f"a rule fitted on the decisions so far ({fitted.describe()})" if fitted is not None
-                else "the default rule (a fitted one needs 5 fixed or deleted and 5 accepted objects)")
+                else f"the default rule (a fitted one needs {MIN_PER_CLASS} fixed or deleted and {MIN_PER_CLASS} "
+                     "accepted objects in the log)")
         parts = [f"{len(result.table)} objects ranked by {rule}"]
         if decisions:
             parts.append(f"{len(decisions)} already decided in this queue's log")
