@@ -228,3 +228,68 @@ def test_default_views_leave_the_costly_planes_out():
     from napari_segnets.review import default_views
 
     assert default_views((30, 768, 1024), (5.0, 5.0, 5.0)) == ("xy", "flip_y", "flip_x", "rot90")
+
+
+def test_fixed_mask_is_the_object_as_the_reviewer_left_it():
+    from napari_segnets.review import fixed_mask
+
+    queue = np.zeros((2, 10, 12), np.uint32)
+    queue[:, 2:8, 1:7] = 1
+    queue[:, 2:8, 8:11] = 2  # a neighbour
+    edited = queue.copy()
+    edited[:, 2:8, 4] = 0  # the reviewer cuts object 1 in two ...
+    edited[:, 2:8, 5:7] = 3  # ... one part gets a new id
+    edited[:, 8, 5:7] = 3  # and grows a row outside the old footprint
+    edited[:, 2:8, 7] = 2  # the neighbour, painted up to it, does not count
+    fixed = fixed_mask(queue, edited, 1)
+    expect = np.zeros(queue.shape, bool)
+    expect[:, 2:8, 1:4] = True
+    expect[:, 2:9, 5:7] = True
+    assert np.array_equal(fixed, expect)
+    assert np.array_equal(fixed_mask(queue, queue, 1), queue == 1)  # unchanged
+    with pytest.raises(InputError, match="not in the queue"):
+        fixed_mask(queue, edited, 7)
+
+
+def test_log_holds_several_queues_and_matches_reviewed_objects(tmp_path):
+    from napari_segnets.review import fit_score_from_records, match_reviewed, queue_fingerprint
+
+    labels, q = _queue()
+    moved = np.roll(labels, 1, axis=2)  # a re-ranked queue: same objects, shifted, new ids
+    moved = np.where(moved > 0, moved + 10, 0).astype(labels.dtype)
+    a, b = queue_fingerprint(labels), queue_fingerprint(moved)
+    assert a != b and a == queue_fingerprint(labels.copy())
+    log = DecisionLog(tmp_path / "d.jsonl")
+    first = int(q["id"][0])
+    record_decision(log, object_id=first, decision="accept", labels=labels, row=q.row(first), queue_id=a)
+    record_decision(log, object_id=first + 10, decision="delete", labels=moved, queue_id=b)
+    assert set(log.latest(a)) == {first} and set(log.latest(b)) == {first + 10} and len(log.latest()) == 2
+    ball = int(labels[6, 10, 10])
+    matched = match_reviewed({ball: np.flatnonzero(labels == ball), 99: np.zeros(0, int)}, moved)
+    assert list(matched) == [ball + 10] and matched[ball + 10][0] == ball and 0.5 <= matched[ball + 10][1] < 1
+    assert match_reviewed({ball: np.flatnonzero(labels == ball)}, moved, min_iou=0.99) == {}
+    # the rule is fitted on the queue rows kept in every record, whatever queue they came from
+    assert fit_score_from_records(log.records()) is None  # one of each: too few
+    rng = np.random.default_rng(0)
+    records = [{"kind": "decision", "queue_id": "q1" if i % 2 else "q2", "object": i // 2,
+                "decision": "fix" if s > 0.6 else "accept", "queue": {"mask_change": s, "flicker": f}}
+               for i, (s, f) in enumerate(zip(rng.random(60), rng.random(60)))]
+    fitted = fit_score_from_records(records)
+    assert fitted is not None and fitted.n_wrong + fitted.n_right == 60
+    assert fitted.names == ["mask_change", "flicker"] and "mask_change" in fitted.describe()
+
+
+def test_a_changed_decision_replaces_its_samples_in_the_store(tmp_path):
+    labels, q = _queue()
+    image = np.zeros(labels.shape, np.uint8)
+    log, store = DecisionLog(tmp_path / "d.jsonl"), Store(tmp_path / "store")
+    box = int(labels[6, 36, 36])
+    first = record_decision(log, object_id=box, decision="accept", labels=labels, image=image, store=store,
+                            margin=2)
+    fixed = labels == box
+    fixed[3:9, 30:42, 27:30] = True  # the reviewer thinks again: it is wider (other regions)
+    second = record_decision(log, object_id=box, decision="fix", labels=labels, fixed=fixed, image=image,
+                             store=store, margin=2, replaces=first)
+    live = {s["id"] for s in store.samples()}
+    assert live == set(second["samples"]) and len(live) == 6  # slices 3..8, no accept sample left
+    assert set(second["replaced_samples"]) == set(first["samples"]) and store.verify()["ok"]

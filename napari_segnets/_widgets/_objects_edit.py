@@ -42,8 +42,13 @@ class Proofreading:
         from ..objects import measure
 
         layer = self.layer
-        new = measure(np.asarray(layer.data), self._intensity(layer), voxel_size=self.measurements.voxel_size,
+        voxel = self.measurements.voxel_size
+        new = measure(np.asarray(layer.data), self._intensity(layer), voxel_size=voxel or (1.0,) * layer.ndim,
                       ids=ids)
+        if voxel is None:  # a review queue of unknown voxel size: its columns are in voxels
+            from ..review.queue import name_in_voxels
+
+            name_in_voxels(new)
         gone = [i for i in ids if new.index_of(i) is None]
         self.measurements.update(new, remove=gone)
         self._syncing = True
@@ -133,6 +138,9 @@ class Proofreading:
         from ..objects import edit
 
         self._chosen(0)
+        if getattr(self, "queue_table", None) is not None and self.layer is self._queue.get("layer"):
+            raise InputError("This layer is a review queue: its decisions name objects by their ids, so it is not "
+                             "renumbered; relabel a copy once the review is done.")
         change, mapping = edit.relabel_sequential(self.layer.data)
         if not mapping:
             self.status.value = "already numbered 1..N"

@@ -7,7 +7,7 @@ from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QAbstractItemView, QTableWidget, QTableWidgetItem
 
 # Shown in the table (when the table has them), in this order; the CSV export has every column.
-SHOWN = ("id", "volume_nm3", "area_nm2", "surface_nm2", "perimeter_nm", "equivalent_diameter_nm",
+SHOWN = ("id", "rank", "score", "volume_nm3", "volume_vox3", "area_nm2", "surface_nm2", "perimeter_nm", "equivalent_diameter_nm",
          "sphericity", "circularity", "extent_z_nm", "intensity_mean", "touches_border")
 
 

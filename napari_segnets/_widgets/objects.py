@@ -20,8 +20,9 @@ from magicgui.widgets import (
 from napari.layers import Image, Labels
 
 from ..errors import InputError
-from ._common import LayerChoice, current_index, geometry, is_lazy
+from ._common import LayerChoice, current_index, default_store, geometry, is_lazy, scrolling
 from ._objects_edit import Proofreading, _number
+from ._objects_review import Reviewing, typed_path
 from ._objects_table import ObjectsTable
 from ._plot import PlotCanvas
 from ._runner import JobRunner, guarded
@@ -34,14 +35,15 @@ def _row(*widgets, labels: bool = False) -> Container:
     return Container(widgets=list(widgets), layout="horizontal", labels=labels)
 
 
-class ObjectsWidget(Proofreading, Container):
+class ObjectsWidget(Reviewing, Proofreading, Container):
     """Objects and their measurements.
 
     Sub-widgets tests can set: ``source`` (Labels or probability Image layer), ``image``
     (intensities), ``voxel`` ("z,y,x" nm), ``min_size``, ``split``, ``drop_border``,
     ``per_slice``, ``make_button``, ``objects_layer``, ``compare``, ``measure_button``,
     ``table`` (a QTableWidget), edit buttons, ``csv_path``, ``store``, ``plot_measure``, ``plot``,
-    ``status``. State: ``measurements`` (the core's ObjectTable of ``layer``), ``other`` (of
+    ``status``; the folding ``review`` section (see :class:`Reviewing`). State: ``measurements``
+    (the core's ObjectTable of ``layer``), ``other`` (of
     ``compare``), ``history`` (ids touched by each edit, for Undo).
     """
 
@@ -73,26 +75,30 @@ class ObjectsWidget(Proofreading, Container):
         self.relabel_button = PushButton(text="Relabel 1..N")
         self.csv_path = FileEdit(label="CSV", mode="w", filter="*.csv")
         self.export_button = PushButton(text="Export CSV")
-        self.store = FileEdit(label="store", mode="d")
+        self.store = FileEdit(label="store", mode="d", value=default_store())
         self.store_button = PushButton(text="Add slice to training set")
         self.plot_measure = ComboBox(label="plot", choices=[], nullable=True)
         self.plot = PlotCanvas(label="", height=1.6, width=3.8)
         self.status = Label(value="")
+        self.review = self._review_section(viewer)
         table_box = Container(labels=False)
         table_box.native.layout().addWidget(self.table)
         super().__init__(widgets=[
             self.source, self.image, _row(self.voxel, self.min_size, labels=True),
             self.split, _row(self.drop_border, self.per_slice, labels=True),
             _row(self.make_button, self.cancel_button),
+            self.review,
             self.objects_layer, _row(self.compare, self.measure_button, labels=True), table_box,
             _row(self.merge_button, self.split_button, self.seed_button),
             _row(self.delete_button, self.undo_button, self.relabel_button),
             _row(self.filter_min, self.filter_max, self.filter_border, self.filter_button, labels=True),
-            _row(self.store, self.store_button, labels=True),
+            self.store, self.store_button,
             _row(self.csv_path, self.export_button, labels=True),
             self.plot_measure, self.plot, self.status,
         ])
-        self.runner = JobRunner(viewer, label=self.status, run_buttons=[self.make_button, self.measure_button],
+        scrolling(self, pack=False)  # fits a laptop screen; the table takes the spare height
+        self.runner = JobRunner(viewer, label=self.status,
+                                run_buttons=[self.make_button, self.measure_button, self.rank_button],
                                 cancel_button=self.cancel_button)
         self.measurements = None
         self.other = None
@@ -233,15 +239,22 @@ class ObjectsWidget(Proofreading, Container):
         if self._syncing:
             return
         ids = self.table.selected_ids()
-        if len(ids) == 1:
+        if len(ids) != 1:
+            return
+        queue = self.queue_table
+        if queue is not None and self.layer is self._queue.get("layer") and queue.index_of(ids[0]) is not None:
+            self.show_object(ids[0])  # a row of the queue: the object to decide on
+        else:
             self.go_to(ids[0])
 
-    def go_to(self, object_id: int) -> None:
-        """Centre the view on an object and select its label."""
-        row = self.measurements.row(object_id)
+    def go_to(self, object_id: int, center=None) -> None:
+        """Centre the view on an object (at ``center``, voxels, if given) and select its label."""
         layer = self.layer
         axes = "zyx"[-layer.ndim:]
-        world = layer.data_to_world([row[f"centroid_{a}_vox"] for a in axes])
+        if center is None:
+            row = self.measurements.row(object_id)
+            center = [row[f"centroid_{a}_vox"] for a in axes]
+        world = layer.data_to_world(list(center))
         if layer.ndim == 3:
             self.viewer.dims.set_point(self.viewer.dims.ndim - 3, world[0])
         camera = self.viewer.scene.camera if hasattr(self.viewer, "scene") else self.viewer.camera  # napari 0.9+
@@ -281,8 +294,8 @@ class ObjectsWidget(Proofreading, Container):
 
         layer = self.objects_layer.require("objects layer")
         img = self.image.require("intensity (image) layer")
-        root = self.store.value
-        if not root or str(root) in ("", "."):
+        root = typed_path(self.store)
+        if root is None:
             raise InputError("Pick a store folder in 'store' for the training set.")
         z = current_index(self.viewer, layer)
         mask = np.asarray(layer.data[z] if z is not None else layer.data)

@@ -8,11 +8,20 @@
   not part of the default score.
 - :func:`next_object`: what to look at next (optionally with random audits).
 - :class:`DecisionLog`, :func:`record_decision`: accept / fix / delete with provenance; the
-  reviewed regions go to the curated store.
+  reviewed regions go to the curated store; :func:`fixed_mask` (an object as the reviewer left
+  it), :func:`queue_fingerprint` (which queue a decision's id belongs to), :func:`match_reviewed`
+  (objects of a re-ranked queue already reviewed).
 - :func:`error_bars`: count and volume fraction with 95% intervals from the reviewed objects.
 """
 
-from .decisions import DECISIONS, DecisionLog, record_decision
+from .decisions import (
+    DECISIONS,
+    DecisionLog,
+    fixed_mask,
+    match_reviewed,
+    queue_fingerprint,
+    record_decision,
+)
 from .errorbars import decisions_for_error_bars, error_bars
 from .novelty import novelty_signals
 from .queue import (
@@ -25,7 +34,14 @@ from .queue import (
     review_iter,
     review_views_iter,
 )
-from .score import DEFAULT_WEIGHTS, FittedScore, default_score, fit_score, rank
+from .score import (
+    DEFAULT_WEIGHTS,
+    FittedScore,
+    default_score,
+    fit_score,
+    fit_score_from_records,
+    rank,
+)
 from .signals import SIGNALS, add_signals, shape_signals, view_signals
 
 __all__ = [
@@ -42,9 +58,13 @@ __all__ = [
     "describe_object",
     "error_bars",
     "fit_score",
+    "fit_score_from_records",
+    "fixed_mask",
+    "match_reviewed",
     "next_object",
     "novelty_signals",
     "rank",
+    "queue_fingerprint",
     "ranked",
     "record_decision",
     "review",

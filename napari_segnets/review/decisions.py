@@ -54,9 +54,71 @@ class DecisionLog:
                 raise StoreError(f"{self.path} line {k + 1} is not valid JSON; the log was edited by hand.") from exc
         return out
 
-    def latest(self) -> dict:
-        """Object id -> its latest decision record."""
-        return {int(r["object"]): r for r in self.records() if r.get("kind") == "decision"}
+    def latest(self, queue_id: str | None = None) -> dict:
+        """Object id -> its latest decision record (only those made on queue ``queue_id``, when given).
+
+        Ids are those of one queue's labels: a log that holds the decisions of several queues
+        (re-ranked after a fine-tune) is read one queue at a time with ``queue_id``.
+        """
+        return {int(r["object"]): r for r in self.records() if r.get("kind") == "decision"
+                and (queue_id is None or r.get("queue_id", "") == queue_id)}
+
+
+def queue_fingerprint(labels) -> str:
+    """A short id of a queue's labels: decisions name objects by id, and ids only mean something in these labels."""
+    import hashlib
+
+    arr = np.ascontiguousarray(np.asarray(labels), dtype=np.uint32)
+    digest = hashlib.sha256(repr(arr.shape).encode())
+    digest.update(memoryview(arr).cast("B"))
+    return digest.hexdigest()[:16]
+
+
+def fixed_mask(queue_labels, current_labels, object_id: int) -> np.ndarray:
+    """The object as the reviewer left it, for a ``"fix"`` decision.
+
+    ``queue_labels`` are the labels as ranked, ``current_labels`` the same after the reviewer's
+    edits (paint, merge, split, delete). The object after the fix is every labelled voxel of its
+    original footprint, plus all voxels of the ids found there that are its own id or ids the
+    queue did not have (the pieces of a split, a new label painted over it): growth painted with
+    those ids counts, a neighbouring object that only touches the footprint does not.
+    """
+    queue_labels = np.asarray(queue_labels)
+    current = np.asarray(current_labels)
+    if queue_labels.shape != current.shape:
+        raise InputError("The edited labels no longer have the queue's shape; rank the objects again.")
+    foot = queue_labels == int(object_id)
+    if not foot.any():
+        raise InputError(f"Object {object_id} is not in the queue's labels.")
+    inside = np.unique(current[foot])
+    own = [int(i) for i in inside if i != 0 and (i == int(object_id) or not (queue_labels == i).any())]
+    return (foot & (current > 0)) | (np.isin(current, own) if own else False)
+
+
+def match_reviewed(reviewed: dict, labels, *, min_iou: float = 0.5) -> dict:
+    """Objects of new labels that are objects already reviewed (after a re-rank): new id -> (old id, IoU).
+
+    ``reviewed``: old id -> flat voxel indices of the object as the reviewer accepted or fixed it.
+    A new object matches the reviewed object it overlaps most when their IoU is at least ``min_iou``;
+    each old object matches at most one new one.
+    """
+    flat = np.asarray(labels).ravel()
+    sizes = np.bincount(flat)
+    out = {}
+    for old, idx in sorted(reviewed.items()):
+        idx = np.asarray(idx, np.int64)
+        if idx.size == 0:
+            continue
+        hits = np.bincount(flat[idx], minlength=1)
+        hits[0] = 0
+        new = int(np.argmax(hits))
+        if new == 0 or new in out:
+            continue
+        overlap = int(hits[new])
+        iou = overlap / float(sizes[new] + idx.size - overlap)
+        if iou >= min_iou:
+            out[new] = (int(old), iou)
+    return out
 
 
 def _region(mask: np.ndarray, margin: int):
@@ -69,7 +131,8 @@ def _region(mask: np.ndarray, margin: int):
 
 def record_decision(log: DecisionLog, *, object_id: int, decision: str, labels, fixed=None, image=None,
                     store=None, source: str = "", checkpoint=None, row: dict | None = None,
-                    reviewer: str = "", note: str = "", margin: int = 8, split: str = "train") -> dict:
+                    reviewer: str = "", note: str = "", margin: int = 8, split: str = "train",
+                    queue_id: str = "", replaces: dict | None = None) -> dict:
     """Record one decision and, with a ``store``, add the reviewed region to it.
 
     Parameters
@@ -92,6 +155,13 @@ def record_decision(log: DecisionLog, *, object_id: int, decision: str, labels, 
         Provenance: the image file and the checkpoint that made the prediction.
     row : dict, optional
         The object's queue row (rank, score, signals), kept in the record.
+    queue_id : str, optional
+        Which queue's ids these are (:func:`queue_fingerprint` of ``labels``), so one log can
+        hold the decisions of several queues (:meth:`DecisionLog.latest`).
+    replaces : dict, optional
+        The object's earlier record when the reviewer changes their mind: its store samples
+        that the new ones do not supersede are removed (tombstoned), so the store never teaches
+        both answers.
 
     Returns
     -------
@@ -119,29 +189,37 @@ def record_decision(log: DecisionLog, *, object_id: int, decision: str, labels, 
         after = obj if decision == "accept" else np.zeros_like(obj)
     from ..curation._validate import checkpoint_info
 
-    count_after = int(ndi.label(after)[1]) if after.any() else 0
+    region = _region(obj | after, margin)  # holds all of the object before and after: work inside it only
+    count_after = int(ndi.label(after[region])[1]) if after.any() else 0
     ckpt = checkpoint_info(checkpoint)
     record = {
         "kind": "decision", "object": int(object_id), "decision": decision,
         "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "reviewer": reviewer or os.environ.get("USER", ""), "source": str(source), "checkpoint": ckpt,
-        "note": note,
+        "note": note, "queue_id": str(queue_id),
         "count_after": count_after, "voxels_before": int(obj.sum()), "voxels_after": int(after.sum()),
         "queue": {k: _plain(v) for k, v in (row or {}).items()}, "samples": [],
     }
     if store is not None:
         if image is None or np.shape(image) != labels.shape:
             raise InputError("Adding reviewed objects to the store needs the image, same shape as the labels.")
-        region = _region(obj | after, margin)
-        unreviewed = (labels > 0) & ~obj & ~after
-        mask = np.where(after, 1, np.where(unreviewed, IGNORE, 0)).astype(np.uint8)
+        box_obj, box_after = obj[region], after[region]
+        unreviewed = (labels[region] > 0) & ~box_obj & ~box_after
+        mask = np.where(box_after, 1, np.where(unreviewed, IGNORE, 0)).astype(np.uint8)
         ys, xs = region[1], region[2]
-        for z in range(region[0].start, region[0].stop):
-            rec = store.add(np.asarray(image[z][ys, xs]), mask[z][ys, xs], source=str(source or "review"),
+        for k, z in enumerate(range(region[0].start, region[0].stop)):
+            rec = store.add(np.asarray(image[z][ys, xs]), mask[k], source=str(source or "review"),
                             index=z, region=(ys.start, xs.start, ys.stop, xs.stop), checkpoint=ckpt,
-                            changed_pixels=int((obj[z] != after[z]).sum()), split=split, ignore_index=IGNORE,
-                            classes=2, note=f"review {decision} object {int(object_id)}")
+                            changed_pixels=int((box_obj[k] != box_after[k]).sum()), split=split,
+                            ignore_index=IGNORE, classes=2, note=f"review {decision} object {int(object_id)}")
             record["samples"].append(rec["id"])
+        stale = [i for i in (replaces or {}).get("samples", []) if i not in record["samples"]]
+        for sample_id in stale:
+            try:
+                store.remove(sample_id, reason=f"review: object {int(object_id)} decided again ({decision})")
+            except StoreError:  # already removed (or never in this store): nothing to undo
+                pass
+        record["replaced_samples"] = stale
     return log.append(record)
 
 

@@ -135,12 +135,12 @@ def review_views_iter(views: dict, image, *, voxel_size=None, threshold: float =
     yield Progress("review", 3, 3, f"{len(table)} objects ranked")
     notes = []
     if voxel is None:
-        _name_in_voxels(table)
+        name_in_voxels(table)
         notes.append("no voxel size given: object sizes in the queue are in voxels")
     return Review(labels, table, prob, tuple(views), notes)
 
 
-def _name_in_voxels(table) -> None:
+def name_in_voxels(table) -> None:
     """Measured at 1 nm per voxel for want of a voxel size: the columns say voxels, not nm (in place)."""
     renamed = {}
     for name, values in table.columns.items():

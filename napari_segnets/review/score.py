@@ -102,6 +102,31 @@ def fit_score(table, wrong: dict, *, min_per_class: int = MIN_PER_CLASS):
     return FittedScore(model, names, int((~y).sum()), int(y.sum()))
 
 
+def fit_score_from_records(records, *, min_per_class: int = MIN_PER_CLASS):
+    """:func:`fit_score` on every decision of a :class:`~napari_segnets.review.DecisionLog`, any queue.
+
+    Each record keeps its object's queue row (the signals it was ranked on), so decisions made on an
+    earlier queue (before a fine-tune) still teach the rule that ranks the next one. The latest
+    decision per (queue, object) counts. Returns None when too few of either outcome.
+    """
+    from ..objects import ObjectTable
+
+    latest = {}
+    for r in records:
+        if r.get("kind") == "decision" and isinstance(r.get("queue"), dict):
+            latest[(r.get("queue_id", ""), int(r["object"]))] = r
+    rows = [r for r in latest.values() if any(n in r["queue"] for n in SIGNALS)]
+    if not rows:
+        return None
+    names = [n for n in SIGNALS if any(n in r["queue"] for r in rows)]
+    cols = {"id": np.arange(1, len(rows) + 1)}
+    for n in names:
+        cols[n] = np.array([np.nan if r["queue"].get(n) is None else float(r["queue"][n]) for r in rows])
+    table = ObjectTable(cols)
+    return fit_score(table, {i + 1: r["decision"] != "accept" for i, r in enumerate(rows)},
+                     min_per_class=min_per_class)
+
+
 def rank(table, score=None) -> np.ndarray:
     """Row order, most likely wrong first; ties broken by id so the order is deterministic."""
     s = default_score(table) if score is None else np.asarray(score, float)
