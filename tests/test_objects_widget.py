@@ -170,3 +170,20 @@ def test_objects_from_probabilities_and_slice_to_store(make_napari_viewer, qtbot
     image, stored = Store(tmp_path / "store").load(record["id"])
     np.testing.assert_array_equal(stored, (layer.data[8] > 0).astype(np.uint8))
     np.testing.assert_array_equal(image, em.data[8])
+
+
+def test_a_grey_image_as_source_is_refused(make_napari_viewer, monkeypatch):
+    """An EM image picked as the source (an Image layer, like probabilities) is a notification, no job."""
+    from napari_segnets._widgets import ObjectsWidget
+    from tests._widget_helpers import Notes
+    from tests.test_content_kind import _grey
+
+    notes = Notes(monkeypatch)
+    viewer = make_napari_viewer()
+    em = viewer.add_image(_grey((4, 64, 64)), name="em", scale=SCALE)
+    widget = ObjectsWidget(viewer)
+    widget.source.value = em
+    assert widget.make_objects() is None
+    assert "'em' looks like a grey image" in widget.status.value
+    assert notes.errors and "looks like a grey image" in notes.errors[-1]
+    assert [layer.name for layer in viewer.layers] == ["em"]

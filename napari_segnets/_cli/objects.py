@@ -83,7 +83,8 @@ def run_objects(args: argparse.Namespace) -> int:
         raise InputError(f"--out must end in .tif, .tiff or .zarr, not {out.name!r}.")
     data, meta = common.read_array(args.input, "Input")
     scale = probability_scale(args.input, data)
-    spatial = len(objects.foreground(data, channel=args.channel, probability_scale=scale).shape)
+    spatial = len(objects.foreground(data, channel=args.channel, probability_scale=scale,
+                                     what=Path(args.input).name).shape)
     voxel = parse_voxel(args.voxel_size, meta.get("voxel_size"), spatial, "the input")
     options = dict(voxel_size=voxel, min_size=args.min_size, drop_border=args.drop_border,
                    per_slice=args.per_slice, channel=args.channel, threshold=args.threshold,

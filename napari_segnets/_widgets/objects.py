@@ -138,7 +138,7 @@ class ObjectsWidget(Proofreading, Container):
         return guarded(self._make, self.status)
 
     def _make(self):
-        from ..objects import label_objects_iter
+        from ..objects import foreground, label_objects_iter
 
         src = self.source.require("mask or probability layer")
         data = src.data[0] if getattr(src, "multiscale", False) else src.data
@@ -151,6 +151,7 @@ class ObjectsWidget(Proofreading, Container):
                        split=None if self.split.value == "none" else self.split.value,
                        drop_border=self.drop_border.value, per_slice=self.per_slice.value)
         array = np.asarray(data)
+        foreground(array, what=f"'{src.name}'")  # a grey image is refused here, before any work
 
         def done(labels):
             name = f"{src.name} objects"
