@@ -13,32 +13,12 @@ from napari_segnets._cli import main
 from napari_segnets.errors import InputError
 from napari_segnets.io import read
 from napari_segnets.io.kind import content
+from tests._blobs import grey_image as _grey
+from tests._blobs import label_image as _label_image
 
 REAL = Path(__file__).parent / "data" / "real"
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
 EPFL = "epfl_lucchi_mitochondria"
-
-
-def _label_image(n_ids: int, shape=(4, 200, 200), seed=0):
-    """Instance ids 1..n_ids in flat regions (a Voronoi tiling), 0 between some: a label image."""
-    rng = np.random.default_rng(seed)
-    pts = rng.random((n_ids, 2)) * shape[1:]
-    yy, xx = np.mgrid[:shape[1], :shape[2]]
-    d = (yy[..., None] - pts[:, 0]) ** 2 + (xx[..., None] - pts[:, 1]) ** 2
-    plane = (np.argmin(d, axis=-1) + 1).astype(np.uint16)
-    plane[np.sort(d, axis=-1)[..., 1] - np.sort(d, axis=-1)[..., 0] < 20] = 0  # background borders
-    return np.broadcast_to(plane, shape).copy()
-
-
-def _grey(shape=(4, 128, 128), seed=0, dtype=np.uint8):
-    """A textured grey image: smooth structure plus shot noise, like EM."""
-    from scipy import ndimage as ndi
-
-    rng = np.random.default_rng(seed)
-    base = ndi.gaussian_filter(rng.random(shape), (0, 6, 6))
-    base = (base - base.min()) / (base.max() - base.min())
-    top = np.iinfo(dtype).max * 0.8
-    return np.clip(base * top + rng.normal(0, top * 0.08, shape) + top * 0.1, 0, None).astype(dtype)
 
 
 @pytest.mark.parametrize("rel, kind", [

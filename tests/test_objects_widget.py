@@ -176,7 +176,7 @@ def test_a_grey_image_as_source_is_refused(make_napari_viewer, monkeypatch):
     """An EM image picked as the source (an Image layer, like probabilities) is a notification, no job."""
     from napari_segnets._widgets import ObjectsWidget
     from tests._widget_helpers import Notes
-    from tests.test_content_kind import _grey
+    from tests._blobs import grey_image as _grey
 
     notes = Notes(monkeypatch)
     viewer = make_napari_viewer()

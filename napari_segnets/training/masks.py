@@ -4,7 +4,8 @@ Two modes, chosen explicitly:
 
 - ``annotation="full"`` (the default): every pixel is labelled, 0 = background. A binary mask in
   any encoding (0/1, 0/255, bool, 0/65535, 0/max of any integer type) becomes 0/1; a label image
-  (instance ids) becomes one foreground class, with a note; a multi-class mask keeps its classes
+  (instance ids in flat regions) becomes one foreground class, with a note; a grey image (many
+  values that vary from pixel to pixel, ``io.kind.content``) is refused; a multi-class mask keeps its classes
   when ``classes`` says how many there are. No value means "not annotated" unless the caller
   names one (``ignore_index``).
 - ``annotation="sparse"`` (ilastik's convention): 0 = not annotated, 1 = background,
@@ -76,6 +77,24 @@ def _integers(mask, what: str) -> np.ndarray:
     return m
 
 
+def _refuse_grey(mask, what: str) -> None:
+    """A grey (EM) image picked as the mask is refused: read as ids it would train noise.
+
+    ``io.kind.content`` decides (the detector objects use too); label images (many ids in flat
+    regions) pass.
+    """
+    from ..io.kind import content, grey_image_message
+
+    if getattr(mask, "ndim", np.ndim(mask)) < 2 or np.size(mask) == 0:
+        return
+    found = content(mask if hasattr(mask, "shape") and hasattr(mask, "dtype") else np.asarray(mask))
+    if found.kind == "image":
+        raise InputError(grey_image_message(
+            f"The {what}", found,
+            "a mask (0 = background, nonzero = object), a label image, or strokes to train from "
+            "(ilastik's 1 = background, 2 = object; CLI --sparse)"))
+
+
 def _fmt(values) -> str:
     vals = [int(v) for v in values]
     return ", ".join(map(str, vals)) if len(vals) <= 6 else f"{vals[0]}, {vals[1]}, ... {vals[-1]}"
@@ -117,6 +136,7 @@ def to_targets(
         raise InputError(f"Unknown annotation {annotation!r}; choose 'full' or 'sparse'.")
     if classes is not None and (isinstance(classes, bool) or int(classes) < 1):
         raise InputError(f"classes={classes!r} must be a whole number >= 1 (1 or 2 = binary).")
+    _refuse_grey(mask, what)
     m = _integers(mask, what)
     if annotation == "sparse":
         if ignore_index is not None:
