@@ -57,8 +57,16 @@ def _values(mask: np.ndarray) -> np.ndarray:
     return np.unique(mask)
 
 
-def _integers(mask, what: str) -> np.ndarray:
+def integer_labels(mask, what: str = "mask", *, negative: bool = False) -> np.ndarray:
+    """The one reader of label arrays (training masks, and the predictions and truths ``metrics`` scores).
+
+    bool -> uint8 (a view), whole-number floats -> int64, integers as they are. Refused with one
+    sentence: an empty array, NaN or fractional values, other dtypes, and negative values unless
+    ``negative=True`` (for callers that drop an ignore value first and check the rest themselves).
+    """
     m = np.asarray(mask)
+    if m.size == 0:
+        raise InputError(f"The {what} is empty; give labels with pixels in them.")
     if m.dtype == bool:
         return m.view(np.uint8)
     if np.issubdtype(m.dtype, np.floating):
@@ -70,7 +78,7 @@ def _integers(mask, what: str) -> np.ndarray:
         m = m.astype(np.int64)
     elif not np.issubdtype(m.dtype, np.integer):
         raise InputError(f"The {what} has dtype {m.dtype}; give integer labels (0 = background).")
-    if m.size and m.min() < 0:
+    if not negative and m.min() < 0:
         raise InputError(
             f"The {what} has negative values; give 0 for background and positive values for objects."
         )
@@ -85,9 +93,11 @@ def _refuse_grey(mask, what: str) -> None:
     """
     from ..io.kind import content, grey_image_message
 
-    if getattr(mask, "ndim", np.ndim(mask)) < 2 or np.size(mask) == 0:
-        return
-    found = content(mask if hasattr(mask, "shape") and hasattr(mask, "dtype") else np.asarray(mask))
+    if not (hasattr(mask, "shape") and hasattr(mask, "dtype")):
+        mask = np.asarray(mask)
+    if mask.ndim < 2 or 0 in mask.shape or np.dtype(mask.dtype).kind not in "biuf":
+        return  # integer_labels says what is wrong with these
+    found = content(mask)
     if found.kind == "image":
         raise InputError(grey_image_message(
             f"The {what}", found,
@@ -137,7 +147,7 @@ def to_targets(
     if classes is not None and (isinstance(classes, bool) or int(classes) < 1):
         raise InputError(f"classes={classes!r} must be a whole number >= 1 (1 or 2 = binary).")
     _refuse_grey(mask, what)
-    m = _integers(mask, what)
+    m = integer_labels(mask, what)
     if annotation == "sparse":
         if ignore_index is not None:
             raise InputError(
