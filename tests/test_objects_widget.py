@@ -187,3 +187,47 @@ def test_a_grey_image_as_source_is_refused(make_napari_viewer, monkeypatch):
     assert "'em' looks like a grey image" in widget.status.value
     assert notes.errors and "looks like a grey image" in notes.errors[-1]
     assert [layer.name for layer in viewer.layers] == ["em"]
+
+
+def test_the_table_follows_napari_undo_and_redo(made):
+    """Ctrl+Z on the layer (napari's own undo, ``layer.undo()``) after a merge, split or delete puts the
+    rows back, measured again; redo takes them away again. Only the touched objects are re-measured."""
+    viewer, widget, (a, b, c) = made
+    layer = viewer.layers["mito objects"]
+    widget.table.selectRow(widget.table.row_of(1))
+    widget.split_auto()
+    assert sorted(widget.table.ids()) == [1, 2, 3]
+    split_volumes = {i: widget.measurements.row(i)["voxels"] for i in (1, 3)}
+    widget.table.clearSelection()
+    widget.table.selectRow(widget.table.row_of(1))
+    widget.table.selectionModel().select(
+        widget.table.model().index(widget.table.row_of(3), 0),
+        widget.table.selectionModel().SelectionFlag.Select | widget.table.selectionModel().SelectionFlag.Rows)
+    widget.merge()
+    assert sorted(widget.table.ids()) == [1, 2] and len(widget.measurements) == 2
+    merged = widget.measurements.row(1)["voxels"]
+    measured = []
+    refresh = widget.refresh_rows
+    widget.refresh_rows = lambda ids: (measured.append(list(ids)), refresh(ids))
+    layer.undo()  # the merge, undone by napari
+    assert sorted(widget.table.ids()) == [1, 2, 3] and len(widget.measurements) == 3
+    assert {i: widget.measurements.row(i)["voxels"] for i in (1, 3)} == split_volumes
+    assert measured == [[1, 3]]  # the two objects the merge touched, once; not object 2
+    layer.redo()  # and merged again
+    assert sorted(widget.table.ids()) == [1, 2] and widget.measurements.row(1)["voxels"] == merged
+    layer.undo()
+    layer.undo()  # the split too: one object again
+    assert sorted(widget.table.ids()) == [1, 2] and widget.measurements.row(1)["voxels"] == (a | b).sum()
+    # delete, undo, redo
+    widget.table.clearSelection()
+    widget.table.selectRow(widget.table.row_of(2))
+    widget.delete()
+    assert widget.table.ids() == [1]
+    layer.undo()
+    assert sorted(widget.table.ids()) == [1, 2] and widget.measurements.row(2)["voxels"] == c.sum()
+    layer.redo()
+    assert widget.table.ids() == [1]
+    viewer.dims.set_point(0, 3 * SCALE[0])  # other set_data events move nothing: nothing re-measured
+    count = len(measured)
+    layer.refresh()
+    assert len(measured) == count

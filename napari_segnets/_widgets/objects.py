@@ -21,7 +21,7 @@ from napari.layers import Image, Labels
 
 from ..errors import InputError
 from ._common import LayerChoice, current_index, geometry, is_lazy
-from ._objects_edit import Proofreading, _number
+from ._objects_edit import Proofreading, _history_atoms, _number
 from ._objects_table import ObjectsTable
 from ._plot import PlotCanvas
 from ._runner import JobRunner, guarded
@@ -98,6 +98,7 @@ class ObjectsWidget(Proofreading, Container):
         self.other = None
         self.layer = None
         self.history: list[list[int]] = []
+        self._seen_history: tuple[list, list] = ([], [])  # the layer's undo/redo atoms when last looked at
         self.seeds: list[tuple] = []
         self._seeding = False
         self._syncing = False
@@ -210,9 +211,11 @@ class ObjectsWidget(Proofreading, Container):
         if self.layer is not layer:
             layer.events.selected_label.connect(self._label_selected)
             layer.events.paint.connect(self._painted)
+            layer.events.set_data.connect(self._history_moved)  # napari's undo/redo (Ctrl+Z) end here
             layer.mouse_drag_callbacks.append(self._clicked)
         self.layer, self.measurements, self.other = layer, table, other
         self.history.clear()
+        self._seen_history = _history_atoms(layer)
         self.table.show_table(table)
         names = [c for c in PLOTTED if c in table.columns]
         self.plot_measure.choices = names
@@ -221,7 +224,8 @@ class ObjectsWidget(Proofreading, Container):
         self.draw_plot()
 
     def _disconnect(self, layer) -> None:
-        for event, slot in ((layer.events.selected_label, self._label_selected), (layer.events.paint, self._painted)):
+        for event, slot in ((layer.events.selected_label, self._label_selected), (layer.events.paint, self._painted),
+                            (layer.events.set_data, self._history_moved)):
             try:
                 event.disconnect(slot)
             except (TypeError, ValueError, RuntimeError):
