@@ -236,6 +236,7 @@ def test_the_epfl_image_as_mask_is_refused(shared_data):
 
 def test_cli_train_refuses_a_grey_image_as_masks(tmp_path, capsys):
     import tifffile
+
     from napari_segnets._cli import main
 
     image = _grey((4, 64, 64))
