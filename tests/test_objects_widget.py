@@ -175,8 +175,8 @@ def test_objects_from_probabilities_and_slice_to_store(make_napari_viewer, qtbot
 def test_a_grey_image_as_source_is_refused(make_napari_viewer, monkeypatch):
     """An EM image picked as the source (an Image layer, like probabilities) is a notification, no job."""
     from napari_segnets._widgets import ObjectsWidget
-    from tests._widget_helpers import Notes
     from tests._blobs import grey_image as _grey
+    from tests._widget_helpers import Notes
 
     notes = Notes(monkeypatch)
     viewer = make_napari_viewer()
@@ -231,3 +231,25 @@ def test_the_table_follows_napari_undo_and_redo(made):
     count = len(measured)
     layer.refresh()
     assert len(measured) == count
+
+
+def test_making_objects_says_how_many_are_much_smaller_than_typical(make_napari_viewer, qtbot):
+    """No min size given: the status names the objects under a tenth of the median and the min size that
+    drops them; specks (under 2x2x2 voxels) are gone already."""
+    from napari_segnets._widgets import ObjectsWidget
+
+    viewer = make_napari_viewer()
+    mask = np.zeros((6, 40, 120), np.uint8)
+    for k in range(6):
+        mask[1:5, 5:15, 20 * k + 2:20 * k + 12] = 255  # six 400-voxel boxes
+    mask[2:5, 25:28, 5:8] = 255  # 27 voxels: much smaller than the others
+    mask[3, 35, 60] = 255  # a 1-voxel speck
+    viewer.add_labels(mask, name="mito", scale=SCALE)
+    widget = ObjectsWidget(viewer)
+    widget.source.value = viewer.layers["mito"]
+    widget.make_objects()
+    wait_for(qtbot, widget)
+    qtbot.waitUntil(lambda: widget.measurements is not None and not widget.runner.running, timeout=60_000)
+    assert len(widget.measurements) == 7
+    assert "1 of 7 objects are smaller than a tenth of the median object (2e4 nm^3)" in widget.status.value
+    assert "'min size nm³' = 2e4 drops them" in widget.status.value

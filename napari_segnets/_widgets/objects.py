@@ -99,6 +99,7 @@ class ObjectsWidget(Proofreading, Container):
         self.layer = None
         self.history: list[list[int]] = []
         self._seen_history: tuple[list, list] = ([], [])  # the layer's undo/redo atoms when last looked at
+        self._size_note: tuple = (None, "")  # (objects layer just made, its note on small objects)
         self.seeds: list[tuple] = []
         self._seeding = False
         self._syncing = False
@@ -139,7 +140,7 @@ class ObjectsWidget(Proofreading, Container):
         return guarded(self._make, self.status)
 
     def _make(self):
-        from ..objects import foreground, label_objects_iter
+        from ..objects import foreground, label_objects_iter, small_objects_note
 
         src = self.source.require("mask or probability layer")
         data = src.data[0] if getattr(src, "multiscale", False) else src.data
@@ -160,7 +161,9 @@ class ObjectsWidget(Proofreading, Container):
                                            metadata={"segnets": {"voxel_size": voxel, "source": src.name}})
             self.objects_layer.value = layer
             made.append(layer)
-            return f"{int(labels.max())} objects in '{name}'"
+            note = "" if options["min_size"] else small_objects_note(labels, voxel, how="'min size nm³' =")
+            self._size_note = (layer, note)  # shown again when the new layer is measured
+            return f"{int(labels.max())} objects in '{name}'" + (f"; {note}" if note else "")
 
         def finish():
             if made:  # measure once the runner is free again
@@ -195,7 +198,8 @@ class ObjectsWidget(Proofreading, Container):
 
         def done(result):
             self._show(layer, *result)
-            return f"{len(self.measurements)} objects measured"
+            (made, note), self._size_note = self._size_note, (None, "")  # once, right after making
+            return f"{len(self.measurements)} objects measured" + (f"; {note}" if note and made is layer else "")
 
         return self.runner.start(job, title="measure", on_done=done, torch_job=False)
 
