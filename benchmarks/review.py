@@ -168,7 +168,9 @@ def orthoplane_rows(model, image, truth_fg, norm, seed, names):
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--checkpoint", default=None, help="a model trained on slices 0-11 (else one is trained)")
+    ap.add_argument("--checkpoint", default=None,
+                    help="a model trained on slices 0-11 (else one is trained); '{seed}' in it is replaced "
+                         "by each seed (reuse a run's lucchi-0-11-seed{seed}.safetensors)")
     ap.add_argument("--minutes", type=float, default=5.0, help="training budget per seed")
     ap.add_argument("--base", type=int, default=16, help="U-Net width when training")
     ap.add_argument("--views", nargs="+", default=None,
@@ -220,7 +222,7 @@ def main(argv=None) -> None:
     for seed in seeds:
         t0 = time.perf_counter()
         if args.checkpoint:
-            model, meta = checkpoints.load(args.checkpoint)
+            model, meta = checkpoints.load(args.checkpoint.replace("{seed}", str(seed)))
         else:
             model, meta = train_model(image, labels, args, seed, work / f"lucchi-0-11-seed{seed}.safetensors")
         model.eval()
