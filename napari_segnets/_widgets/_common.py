@@ -329,3 +329,13 @@ class Section(Container):
         self._opened = opened
         self.button.text = f"{'▾' if opened else '▸'} {self._title}"
         self.body.visible = opened
+
+
+def unique_name(viewer, name: str) -> str:
+    """``name`` if no layer has it, else ``name [k]`` with the first free k."""
+    k = 1
+    candidate = name
+    while candidate in viewer.layers:
+        candidate = f"{name} [{k}]"
+        k += 1
+    return candidate

@@ -132,7 +132,7 @@ class Reviewing:
     def _queue_ready(self, result, img, image, checkpoint, model_name, voxel, fitted) -> str:
         from .. import review
         from ..review.score import MIN_PER_CLASS
-        from .segment import unique_name
+        from ._common import unique_name
 
         labels = result.labels
         queue_id = review.queue_fingerprint(labels)
