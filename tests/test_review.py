@@ -224,6 +224,23 @@ def test_describe_object_gives_where_to_jump_and_why():
     assert d["text"].startswith(f"object {first}, rank 1 of 5") and set(d["signals"]) >= {"mask_change", "flicker"}
 
 
+def test_describe_object_names_only_signals_that_say_something():
+    labels, q = _queue()
+    by_id = {r["id"]: r for r in q.rows()}
+    box, speck, ball = int(labels[6, 36, 36]), int(labels[5, 2, 44]), int(labels[6, 10, 10])
+    assert by_id[box]["cut_one_slice"] == 0.0 and by_id[ball]["mask_change"] == 0.0
+    box_text = describe_object(q, box)["text"]
+    assert "cut_one_slice" not in box_text and " 0 (" not in box_text  # 0 = nothing suspicious
+    assert "(above 75% of objects)" in box_text  # its strongest signals are above 3 of the 4 others
+    speck_text = describe_object(q, speck)["text"]
+    assert "cut_one_slice 1 (above every other object)" in speck_text
+    # a ball like the others: no signal of it is above 0 and higher than half of the others
+    ball_text = describe_object(q, ball)["text"]
+    assert "mask_change" not in ball_text and "split_merge" not in ball_text
+    for text in (box_text, speck_text, ball_text):
+        assert " 0 (" not in text and "nan" not in text
+
+
 def test_default_views_leave_the_costly_planes_out():
     from napari_segnets.review import default_views
 

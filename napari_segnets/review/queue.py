@@ -195,14 +195,17 @@ def next_object(table, reviewed=(), *, audit_every: int = 0, seed: int = 0) -> i
 def describe_object(table, object_id: int) -> dict:
     """What a viewer needs to show one queue entry: where to jump, its box, and its signals in words.
 
+    The text names at most three signals, the strongest first, and only those that say something
+    about this object: a value above 0 (every signal is 0 when nothing is suspicious) that is
+    higher than at least half of the other objects' values. "above n% of objects" is the share of
+    the other objects with a lower value (objects that share the value are not counted below it).
+
     Returns
     -------
     dict
         ``id``, ``rank``, ``score``, ``center`` (z, y, x voxels, or y, x), ``box`` (lows and highs,
         end excluded), ``signals`` (name -> value) and ``text`` (one line, the strongest signals first).
     """
-    from .score import percentile_ranks
-
     row = table.row(object_id)
     axes = "zyx" if "centroid_z_vox" in table.columns else "yx"
     center = tuple(float(row[f"centroid_{a}_vox"]) for a in axes)
@@ -210,9 +213,20 @@ def describe_object(table, object_id: int) -> dict:
     i = table.index_of(object_id)
     names = [n for n in SIGNALS if n in table.columns]
     signals = {n: float(row[n]) for n in names}
-    pct = {n: float(percentile_ranks(table[n])[i]) for n in names}
-    strongest = sorted(names, key=lambda n: (-pct[n], n))[:3]
-    words = ", ".join(f"{n} {signals[n]:.3g} (above {100 * pct[n]:.0f}% of objects)" for n in strongest)
-    text = f"object {object_id}, rank {row.get('rank', '?')} of {len(table)}, score {row.get('score', float('nan')):.2f}: {words}"
+    below = {}
+    for n in names:
+        v = np.asarray(table[n], float)
+        others = np.delete(v, i)
+        if np.isfinite(v[i]) and v[i] > 0 and len(others):
+            below[n] = float(np.mean(np.where(np.isfinite(others), others, -np.inf) < v[i]))
+    strongest = sorted((n for n in below if below[n] >= 0.5), key=lambda n: (-below[n], n))[:3]
+    words = (", ".join(f"{n} {signals[n]:.3g} ({_above(below[n])})" for n in strongest)
+             if strongest else "no signal stands out against the other objects")
+    score = row.get("score", float("nan"))
+    text = f"object {object_id}, rank {row.get('rank', '?')} of {len(table)}, score {score:.2f}: {words}"
     return {"id": int(object_id), "rank": row.get("rank"), "score": row.get("score"), "center": center,
             "box": box, "signals": signals, "text": text}
+
+
+def _above(share: float) -> str:
+    return "above every other object" if share >= 1.0 else f"above {100 * share:.0f}% of objects"
