@@ -122,11 +122,13 @@ def match_reviewed(reviewed: dict, labels, *, min_iou: float = 0.5) -> dict:
 
 
 def _region(mask: np.ndarray, margin: int):
-    idx = np.argwhere(mask)
-    lo = np.maximum(idx.min(0) - margin, 0)
-    hi = np.minimum(idx.max(0) + 1 + margin, mask.shape)
-    lo[0], hi[0] = idx[:, 0].min(), idx[:, 0].max() + 1  # no margin in z: slices hold the samples
-    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    """The box of ``mask`` grown by ``margin`` in y and x, not in z: slices hold the samples."""
+    from scipy import ndimage as ndi
+
+    from .signals import _grow
+
+    box = ndi.find_objects(mask.astype(np.uint8))[0]
+    return _grow(box, mask.shape, margin, grow_z=False)
 
 
 def record_decision(log: DecisionLog, *, object_id: int, decision: str, labels, fixed=None, image=None,
