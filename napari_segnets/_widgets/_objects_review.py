@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FileEdit, Label, LineEdit, PushButton, SpinBox
+from magicgui.widgets import ComboBox, FileEdit, Label, LineEdit, PushButton, SpinBox
 from napari.layers import Image
 
 from ..errors import InputError
@@ -21,9 +21,12 @@ from ._common import (
     CheckpointChoice,
     LayerChoice,
     Section,
+    file_voxel_size,
     geometry,
     is_lazy,
+    row,
     source_name,
+    typed_path,
     wrapping,
 )
 from ._runner import guarded
@@ -79,9 +82,9 @@ class Reviewing:
         self.reject_button.changed.connect(lambda *_: guarded(lambda: self.decide("delete"), self.status))
         return Section("review: next likely error", [
             self.review_image, self.review_checkpoint, self.review_device,
-            _row(self.rank_button, self.review_cancel), self.audit_every, self.reviewer,
+            row(self.rank_button, self.review_cancel), self.audit_every, self.reviewer,
             self.log_path, self.store_note, self.next_button, self.review_info,
-            _row(self.accept_button, self.fixed_button, self.reject_button), self.error_bars_label,
+            row(self.accept_button, self.fixed_button, self.reject_button), self.error_bars_label,
         ])
 
     # ---- ranking ---------------------------------------------------------------------
@@ -104,7 +107,7 @@ class Reviewing:
             raise InputError(f"'{img.name}' is larger than memory; rank it with `napari-segnets review "
                              "--labels-out labels.tif` and open the queue's labels.")
         image = np.asarray(data)
-        voxel = self.voxel_size(image.ndim) or _scale_of(img)
+        voxel = self.voxel_size(image.ndim) or file_voxel_size(img)
         log = self._log_file(required=False)
         device = self.review_device.value
         path = Path(entry.path)
@@ -306,12 +309,6 @@ class Reviewing:
         return root.with_name(root.name + "-review.jsonl")
 
 
-def typed_path(file_edit) -> Path | None:
-    """The path typed or picked in a FileEdit, None when its field is empty (its ``value`` is then ``.``)."""
-    text = str(file_edit.line_edit.value or "").strip()
-    return Path(text).expanduser() if text and text != "." else None
-
-
 def _voxels_of(labels, ids) -> dict:
     """id -> flat indices of its voxels in ``labels``, for ``ids`` (one pass over the labels)."""
     if not ids:
@@ -322,13 +319,3 @@ def _voxels_of(labels, ids) -> dict:
     order = np.argsort(values, kind="stable")
     found, starts = np.unique(values[order], return_index=True)
     return {int(i): part for i, part in zip(found, np.split(where[order], starts[1:]))}
-
-
-def _row(*widgets, labels: bool = False) -> Container:
-    return Container(widgets=list(widgets), layout="horizontal", labels=labels)
-
-
-def _scale_of(layer):
-    """The layer's voxel size when it came from the file (a scale other than 1), else None."""
-    scale = [float(s) for s in layer.scale][-3:]
-    return tuple(scale) if any(abs(s - 1.0) > 1e-9 for s in scale) else None
