@@ -2,9 +2,10 @@
 
 The core (:mod:`napari_segnets.review`) ranks, picks, describes, records and estimates; this
 mixin turns its answers into the layer, the table and two lines of text, as the CLI's
-``review`` does for files. Decisions go to a JSON-lines log (beside the store unless the user
-picks one) and the reviewed regions to the curated store, with the image file, the checkpoint
-and the reviewer as provenance.
+``review`` does for files. Decisions go to a JSON-lines log (``<store>-review.jsonl`` beside the
+store unless the user picks one; each names its queue by :func:`~napari_segnets.review.queue_fingerprint`,
+so ranking again resumes or, after a fine-tune, skips objects already reviewed) and the reviewed
+regions to the curated store, with the image file, the checkpoint and the reviewer as provenance.
 """
 
 from __future__ import annotations
@@ -104,8 +105,9 @@ class Reviewing:
             raise InputError(f"Layer '{img.name}' has shape {tuple(data.shape)}; review a single-channel 2D "
                              "image or 3D stack.")
         if is_lazy(data):
-            raise InputError(f"'{img.name}' is larger than memory; rank it with `napari-segnets review "
-                             "--labels-out labels.tif` and open the queue's labels.")
+            raise InputError(f"'{img.name}' was opened lazily (over a quarter of memory) and ranking holds the "
+                             "stack and several predictions of it in memory: save a crop of it (fewer slices "
+                             "or a smaller area) and rank that.")
         image = np.asarray(data)
         voxel = self.voxel_size(image.ndim) or file_voxel_size(img)
         log = self._log_file(required=False)
