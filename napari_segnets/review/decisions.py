@@ -2,10 +2,14 @@
 
 A :class:`DecisionLog` is a JSON-lines file: one record per decision, appended under an exclusive
 lock as one fsync'd line (the curated store's append, :mod:`napari_segnets.curation._manifest`), never
-rewritten; the latest record of an object wins. :func:`record_decision` also puts the reviewed region
+rewritten; the latest record of an object wins. Object ids only mean something in one queue's labels:
+each record names its queue (``queue_id``, :func:`queue_fingerprint` of the labels), so one log (the
+Objects widget's ``<store>-review.jsonl``) holds the decisions of several queues and
+:meth:`DecisionLog.latest` reads one at a time. :func:`record_decision` also puts the reviewed region
 into a :class:`~napari_segnets.curation.Store`: each slice of the object's box (grown by a margin),
 labelled 1 = object / 0 = background, with the voxels of other, unreviewed objects set to the
-ignore value, so fine-tuning learns from exactly what the reviewer looked at.
+ignore value, so fine-tuning learns from exactly what the reviewer looked at; deciding an object
+again (``replaces=``) removes its earlier samples that the new ones do not supersede.
 """
 
 from __future__ import annotations
