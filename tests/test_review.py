@@ -269,7 +269,12 @@ def test_fixed_mask_is_the_object_as_the_reviewer_left_it():
 
 
 def test_log_holds_several_queues_and_matches_reviewed_objects(tmp_path):
-    from napari_segnets.review import fit_score_from_records, match_reviewed, queue_fingerprint
+    from napari_segnets.review import (
+        fit_score_from_records,
+        match_reviewed,
+        queue_fingerprint,
+        voxels_of,
+    )
 
     labels, q = _queue()
     moved = np.roll(labels, 1, axis=2)  # a re-ranked queue: same objects, shifted, new ids
@@ -285,6 +290,9 @@ def test_log_holds_several_queues_and_matches_reviewed_objects(tmp_path):
     matched = match_reviewed({ball: np.flatnonzero(labels == ball), 99: np.zeros(0, int)}, moved)
     assert list(matched) == [ball + 10] and matched[ball + 10][0] == ball and 0.5 <= matched[ball + 10][1] < 1
     assert match_reviewed({ball: np.flatnonzero(labels == ball)}, moved, min_iou=0.99) == {}
+    found = voxels_of(labels, [ball, first, 12345])  # what match_reviewed takes, for many objects at once
+    assert set(found) == {ball, first} and np.array_equal(found[ball], np.flatnonzero(labels == ball))
+    assert voxels_of(labels, []) == {}
     # the rule is fitted on the queue rows kept in every record, whatever queue they came from
     assert fit_score_from_records(log.records()) is None  # one of each: too few
     rng = np.random.default_rng(0)

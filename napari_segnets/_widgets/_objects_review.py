@@ -162,7 +162,7 @@ class Reviewing:
         # the same queue again; accepted objects read back from the log (a fix's voxels are not in it)
         after = self._reviewed_after if queue_id == previous_id else {}
         accepted = [i for i, r in decisions.items() if r.get("decision") == "accept" and i not in after]
-        after.update(_voxels_of(labels, accepted))
+        after.update(review.voxels_of(labels, accepted))
         self._reviewed_after = after
         self.image.value = img  # edited objects are re-measured against it
         self.objects_layer.value = layer
@@ -309,15 +309,3 @@ class Reviewing:
             return None
         root = root.expanduser()
         return root.with_name(root.name + "-review.jsonl")
-
-
-def _voxels_of(labels, ids) -> dict:
-    """id -> flat indices of its voxels in ``labels``, for ``ids`` (one pass over the labels)."""
-    if not ids:
-        return {}
-    flat = np.asarray(labels).ravel()
-    where = np.flatnonzero(np.isin(flat, np.asarray(ids, flat.dtype)))
-    values = flat[where]
-    order = np.argsort(values, kind="stable")
-    found, starts = np.unique(values[order], return_index=True)
-    return {int(i): part for i, part in zip(found, np.split(where[order], starts[1:]))}

@@ -23,6 +23,7 @@ from .decisions import (
     match_reviewed,
     queue_fingerprint,
     record_decision,
+    voxels_of,
 )
 from .errorbars import decisions_for_error_bars, error_bars
 from .novelty import novelty_signals
@@ -74,4 +75,5 @@ __all__ = [
     "review_views_iter",
     "shape_signals",
     "view_signals",
+    "voxels_of",
 ]
