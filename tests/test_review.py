@@ -302,6 +302,10 @@ def test_log_holds_several_queues_and_matches_reviewed_objects(tmp_path):
     fitted = fit_score_from_records(records)
     assert fitted is not None and fitted.n_wrong + fitted.n_right == 60
     assert fitted.names == ["mask_change", "flicker"] and "mask_change" in fitted.describe()
+    # a queue without one of the fitted signals (a 2D image has no flicker) is still ranked by the rule
+    flat = objects.ObjectTable({"id": np.arange(1, 4), "mask_change": np.array([0.1, 0.9, 0.5])})
+    p = fitted.score(flat)
+    assert p.shape == (3,) and p[1] > p[2] > p[0]
 
 
 def test_a_changed_decision_replaces_its_samples_in_the_store(tmp_path):
