@@ -4,7 +4,13 @@ Same model (U-Net, default width), same seeded data, channels_last in both; the 
 only difference (``amp=False`` against ``amp="bf16"``). Also prints whether the two precisions
 agree on the predicted labels. What ``amp=None`` (the default) picks here is printed too.
 
+With ``--parity-steps N`` it also trains U-Net-16 for exactly N steps on EPFL/Lucchi slices 0-23 (the
+raw 0/255 masks, the loop's default crop, batch and schedule, same seed) once in float32 and once under
+bf16 autocast, predicts slices 24-29 in the same precision and prints both IoUs: accuracy at an equal
+number of steps, so the difference is the precision's (and the chaos of two training trajectories).
+
     python benchmarks/bf16_speed.py                       # the real run (quiet machine)
+    python benchmarks/bf16_speed.py --parity-steps 1200   # ... and IoU parity (~10 min more)
     python benchmarks/bf16_speed.py --steps 3 --size 256  # a smoke run
 """
 
@@ -66,6 +72,32 @@ def predict_rate(amp, image, *, repeats: int, seed: int):
     return image.size / 1e6 / seconds, prob >= 0.5
 
 
+def parity(amp, *, steps: int, seed: int, slices: tuple = (24, 30)) -> tuple[float, float]:
+    """(IoU on EPFL slices 24-29, seconds) of U-Net-16 trained ``steps`` steps on slices 0-23 in ``amp``."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _training_common import load
+
+    from napari_segnets import metrics
+    from napari_segnets.inference import predict
+    from napari_segnets.models import build
+    from napari_segnets.training import train_iter
+
+    image, labels = load("lucchi")
+    a, b = slices
+    model = build("unet", seed=seed)
+    norm = {"mode": "percentile", "low": 1.0, "high": 99.8}
+    t = time.perf_counter()
+    for _ in train_iter(model, (image[:a], labels[:a]), val=None, epochs=1, steps_per_epoch=steps,
+                        amp=amp, device="cpu", seed=seed, normalization=norm):
+        pass
+    prob = np.asarray(predict(model.eval(), image[a:b], device="cpu", amp=amp, normalization=norm))
+    iou = float(metrics.iou((prob >= 0.5).astype(np.uint8), labels[a:b]))
+    return iou, time.perf_counter() - t
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=20, help="timed training steps (default 20)")
@@ -74,6 +106,8 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=4, help="training batch (default 4)")
     p.add_argument("--repeats", type=int, default=2, help="timed prediction runs (default 2)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--parity-steps", type=int, default=0,
+                   help="also train N steps on EPFL 0-23 in each precision and score 24-29 (default 0: off)")
     args = p.parse_args(argv)
 
     import torch
@@ -97,7 +131,18 @@ def main(argv=None) -> int:
         print(f"| {name} | {steps:.2f} | {mps:.2f} |")
     print(f"| bf16 / float32 | {rows[1][1] / rows[0][1]:.2f}x | {rows[1][2] / rows[0][2]:.2f}x |")
     print(f"# predicted labels agree on {agree:.4%} of pixels; default here (amp=None): "
-          f"{autocast_dtype(torch.device('cpu'), None) or 'float32'}")
+          f"{autocast_dtype(torch.device('cpu'), None) or 'float32'}", flush=True)
+    if args.parity_steps:
+        print(f"# IoU parity: U-Net-16, {args.parity_steps} steps on EPFL/Lucchi slices 0-23 (0/255 masks), "
+              f"seed {args.seed}, scored on slices 24-29 in the same precision")
+        print("| precision | IoU | seconds (train + predict) |")
+        print("| --- | --- | --- |")
+        ious = {}
+        for name, amp in (("float32", False), ("bf16 autocast", "bf16")):
+            ious[name], seconds = parity(amp, steps=args.parity_steps, seed=args.seed)
+            print(f"| {name} | {ious[name]:.3f} | {seconds:.0f} |", flush=True)
+        print(f"| bf16 - float32 | {ious['bf16 autocast'] - ious['float32']:+.3f} | |")
+        print(f"# after: {_machine()}")
     return 0
 
 

@@ -42,22 +42,11 @@ __all__ = [
 
 
 def _as_labels(arr, name: str) -> np.ndarray:
-    a = np.asarray(arr)
-    if a.size == 0:
-        raise InputError(f"The {name} array is empty; pass a non-empty label image.")
-    if a.dtype == bool:
-        return a.astype(np.uint8)
-    if np.issubdtype(a.dtype, np.integer):
-        return a
-    if np.issubdtype(a.dtype, np.floating):
-        if not np.isfinite(a).all():
-            raise InputError(f"The {name} array contains NaN or infinite values; pass integer labels.")
-        if not np.array_equal(a, np.round(a)):
-            raise InputError(
-                f"The {name} array has fractional values; threshold probabilities into integer labels first."
-            )
-        return a.astype(np.int64)
-    raise InputError(f"The {name} array has dtype {a.dtype}; pass integer labels.")
+    """Labels as integers: ``training.masks.integer_labels`` reads them (negatives are checked by the
+    callers, after an ignore value is removed)."""
+    from .training.masks import integer_labels
+
+    return integer_labels(arr, name, negative=True)
 
 
 def _prepare(pred, truth, ignore_index) -> tuple[np.ndarray, np.ndarray]:

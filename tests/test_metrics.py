@@ -214,3 +214,16 @@ def test_score_stack_reads_any_binary_truth_encoding():
     t = np.array([[[255, 0, 255, 0, 3]]], np.uint8)
     out = M.score_stack(np.array([[[1, 1, 0, 0, 1]]]), t, ignore_index=3)["overall"]
     assert out["pixels"] == 4 and out["iou"] == pytest.approx(1 / 3)
+
+
+@pytest.mark.parametrize("bad", [np.array([0.0, np.nan]), np.array([0.0, 0.4]), np.array(["a", "b"]),
+                                 np.zeros((0, 3))])
+def test_metrics_and_training_read_labels_with_one_reader(bad):
+    """metrics and training.masks refuse bad labels with the same sentence (one reader)."""
+    from napari_segnets.training.masks import to_targets
+
+    with pytest.raises(InputError) as scored:
+        M.iou(bad, np.zeros(bad.shape, np.uint8))
+    with pytest.raises(InputError) as trained:
+        to_targets(bad, what="prediction")
+    assert str(scored.value) == str(trained.value)

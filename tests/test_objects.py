@@ -224,3 +224,41 @@ def test_typed_voxel_sizes_read_one_way():
     for text in ("a,b,c", "5,5", "0,5,5"):
         with pytest.raises(InputError, match="[Vv]oxel size"):
             ob.parse_voxel_size(text, 3)
+
+
+def test_specks_are_dropped_by_default_in_voxels():
+    """Objects of fewer than 2x2x2 voxels (2x2 pixels in 2D or per slice) are specks: dropped by default at any
+    voxel size; ``min_voxels=0`` keeps them; ``min_size`` (nm^3) still wins when it is larger."""
+    vol = np.zeros((8, 40, 40), np.uint8)
+    vol[1:7, 5:15, 5:15] = 1  # 600 voxels
+    vol[4, 30, 30] = 1  # 1 voxel
+    vol[4, 30:32, 34:37] = 1  # 6 voxels, one slice
+    vol[2:4, 20:22, 30:32] = 1  # 2x2x2 = 8 voxels: kept
+    assert ob.speck_voxels(3) == 8 and ob.speck_voxels(2) == 4 and ob.speck_voxels(3, per_slice=True) == 4
+    assert ob.label_objects(vol).max() == 2
+    assert ob.label_objects(vol, voxel_size=(40.0, 4.0, 4.0)).max() == 2  # the same at any voxel size
+    assert ob.label_objects(vol, min_voxels=0).max() == 4
+    assert ob.label_objects(vol, voxel_size=(1, 1, 1), min_size=100).max() == 1
+    assert ob.label_objects(vol[4]).max() == 2  # 2D: the 6-pixel piece stays, the 1-pixel speck goes
+    # per slice: the box on 6 slices, the cube on 2 (4 pixels each), the 6-pixel piece; not the 1-pixel speck
+    assert ob.label_objects(vol, per_slice=True).max() == 6 + 2 + 1
+    with pytest.raises(InputError, match="whole number"):
+        ob.label_objects(vol, min_voxels=-1)
+    out = np.zeros(vol.shape, np.uint32)
+    assert ob.label_blockwise(vol, out, block=(4, 20, 20)) == 2  # block-wise drops the same specks
+    np.testing.assert_array_equal(out, ob.label_objects(vol))
+
+
+def test_small_objects_note_names_the_count_and_the_size_that_drops_them():
+    labels = np.zeros((10, 60, 60), np.uint32)
+    for k in range(6):  # six 1000-voxel objects ...
+        labels[:, 10 * k:10 * k + 10, :10] = k + 1
+    labels[0, 0, 30:33] = 7  # ... and two much smaller ones
+    labels[5, 30, 30:35] = 8
+    note = ob.small_objects_note(labels, (5.0, 5.0, 5.0))
+    assert note.startswith("2 of 8 objects are smaller than a tenth of the median object (1.2e4 nm^3)")
+    assert note.endswith("--min-size 1.2e4 drops them.")
+    assert "100 voxels" in ob.small_objects_note(labels)
+    kept = ob.label_objects(labels > 0, voxel_size=(5.0, 5.0, 5.0), min_size=1.25e4)
+    assert kept.max() == 1  # the six touching slabs are one object; the two small ones are gone
+    assert ob.small_objects_note(labels[:, :, :10]) == ""  # none smaller: nothing to say

@@ -170,3 +170,86 @@ def test_objects_from_probabilities_and_slice_to_store(make_napari_viewer, qtbot
     image, stored = Store(tmp_path / "store").load(record["id"])
     np.testing.assert_array_equal(stored, (layer.data[8] > 0).astype(np.uint8))
     np.testing.assert_array_equal(image, em.data[8])
+
+
+def test_a_grey_image_as_source_is_refused(make_napari_viewer, monkeypatch):
+    """An EM image picked as the source (an Image layer, like probabilities) is a notification, no job."""
+    from napari_segnets._widgets import ObjectsWidget
+    from tests._blobs import grey_image as _grey
+    from tests._widget_helpers import Notes
+
+    notes = Notes(monkeypatch)
+    viewer = make_napari_viewer()
+    em = viewer.add_image(_grey((4, 64, 64)), name="em", scale=SCALE)
+    widget = ObjectsWidget(viewer)
+    widget.source.value = em
+    assert widget.make_objects() is None
+    assert "'em' looks like a grey image" in widget.status.value
+    assert notes.errors and "looks like a grey image" in notes.errors[-1]
+    assert [layer.name for layer in viewer.layers] == ["em"]
+
+
+def test_the_table_follows_napari_undo_and_redo(made):
+    """Ctrl+Z on the layer (napari's own undo, ``layer.undo()``) after a merge, split or delete puts the
+    rows back, measured again; redo takes them away again. Only the touched objects are re-measured."""
+    viewer, widget, (a, b, c) = made
+    layer = viewer.layers["mito objects"]
+    widget.table.selectRow(widget.table.row_of(1))
+    widget.split_auto()
+    assert sorted(widget.table.ids()) == [1, 2, 3]
+    split_volumes = {i: widget.measurements.row(i)["voxels"] for i in (1, 3)}
+    widget.table.clearSelection()
+    widget.table.selectRow(widget.table.row_of(1))
+    widget.table.selectionModel().select(
+        widget.table.model().index(widget.table.row_of(3), 0),
+        widget.table.selectionModel().SelectionFlag.Select | widget.table.selectionModel().SelectionFlag.Rows)
+    widget.merge()
+    assert sorted(widget.table.ids()) == [1, 2] and len(widget.measurements) == 2
+    merged = widget.measurements.row(1)["voxels"]
+    measured = []
+    refresh = widget.refresh_rows
+    widget.refresh_rows = lambda ids: (measured.append(list(ids)), refresh(ids))
+    layer.undo()  # the merge, undone by napari
+    assert sorted(widget.table.ids()) == [1, 2, 3] and len(widget.measurements) == 3
+    assert {i: widget.measurements.row(i)["voxels"] for i in (1, 3)} == split_volumes
+    assert measured == [[1, 3]]  # the two objects the merge touched, once; not object 2
+    layer.redo()  # and merged again
+    assert sorted(widget.table.ids()) == [1, 2] and widget.measurements.row(1)["voxels"] == merged
+    layer.undo()
+    layer.undo()  # the split too: one object again
+    assert sorted(widget.table.ids()) == [1, 2] and widget.measurements.row(1)["voxels"] == (a | b).sum()
+    # delete, undo, redo
+    widget.table.clearSelection()
+    widget.table.selectRow(widget.table.row_of(2))
+    widget.delete()
+    assert widget.table.ids() == [1]
+    layer.undo()
+    assert sorted(widget.table.ids()) == [1, 2] and widget.measurements.row(2)["voxels"] == c.sum()
+    layer.redo()
+    assert widget.table.ids() == [1]
+    viewer.dims.set_point(0, 3 * SCALE[0])  # other set_data events move nothing: nothing re-measured
+    count = len(measured)
+    layer.refresh()
+    assert len(measured) == count
+
+
+def test_making_objects_says_how_many_are_much_smaller_than_typical(make_napari_viewer, qtbot):
+    """No min size given: the status names the objects under a tenth of the median and the min size that
+    drops them; specks (under 2x2x2 voxels) are gone already."""
+    from napari_segnets._widgets import ObjectsWidget
+
+    viewer = make_napari_viewer()
+    mask = np.zeros((6, 40, 120), np.uint8)
+    for k in range(6):
+        mask[1:5, 5:15, 20 * k + 2:20 * k + 12] = 255  # six 400-voxel boxes
+    mask[2:5, 25:28, 5:8] = 255  # 27 voxels: much smaller than the others
+    mask[3, 35, 60] = 255  # a 1-voxel speck
+    viewer.add_labels(mask, name="mito", scale=SCALE)
+    widget = ObjectsWidget(viewer)
+    widget.source.value = viewer.layers["mito"]
+    widget.make_objects()
+    wait_for(qtbot, widget)
+    qtbot.waitUntil(lambda: widget.measurements is not None and not widget.runner.running, timeout=60_000)
+    assert len(widget.measurements) == 7
+    assert "1 of 7 objects are smaller than a tenth of the median object (2e4 nm^3)" in widget.status.value
+    assert "'min size nm³' = 2e4 drops them" in widget.status.value

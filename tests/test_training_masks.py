@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from _blobs import blobs as _blobs
+from _blobs import grey_image as _grey
+from _blobs import label_image
 
 from napari_segnets.errors import InputError
 from napari_segnets.training import SliceDataset, make_loss, train
@@ -59,9 +61,10 @@ def test_binary_encodings_train_exactly_like_0_1():
 
 
 def test_label_image_is_foreground_with_a_note():
-    _, mask = blobs(1, size=96)
-    ids = np.zeros(mask.shape, np.uint16)
-    ids[mask.astype(bool)] = np.arange(1, mask.sum() + 1) % 40 + 1  # 40 instance ids
+    _, mask = _blobs(1, 96, 0, value=1, discs=12, rmax=12)
+    cells = label_image(400, mask.shape, borders=False)  # ids constant over regions, as instances are
+    ids = (mask.astype(bool) * cells).astype(np.uint16)
+    assert len(np.unique(ids)) > 17  # more ids than a multi-class mask holds
     t = to_targets(ids)
     np.testing.assert_array_equal(t.labels, mask)
     assert t.classes == 2 and "label image" in t.note
@@ -200,3 +203,46 @@ def test_evaluate_reports_an_empty_truth_as_undefined(tmp_path, capsys):
     assert "iou: undefined" in out and "1.0000" not in out.split("pixel_accuracy")[0]
     assert main([*args, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["overall"]["iou"] is None
+
+
+def test_a_grey_image_as_mask_is_refused_and_a_label_image_is_not():
+    """Issue 13: a grey EM image picked as the mask used to read as a label image (>16 values ->
+    foreground) and train noise; it is refused with one sentence. Instance ids (300) still train."""
+    for grey in (_grey((3, 96, 96)), _grey((3, 96, 96), dtype=np.uint16), _grey((3, 96, 96)).astype(np.float32)):
+        with pytest.raises(InputError, match="The mask looks like a grey image .*give a mask"):
+            to_targets(grey)
+        with pytest.raises(InputError, match="looks like a grey image"):
+            to_targets(grey, annotation="sparse")
+    with pytest.raises(InputError, match="mask 'em' looks like a grey image"):
+        SliceDataset(np.zeros((3, 96, 96), np.float32), _grey((3, 96, 96)), name="em")
+    ids = label_image(300, (3, 160, 160))
+    assert len(np.unique(ids)) == 301
+    t = to_targets(ids)
+    assert t.classes == 2 and "300 distinct ids read as a label image" in t.note
+    np.testing.assert_array_equal(t.labels, ids > 0)
+    many = label_image(3000, (2, 400, 400))  # thousands of ids
+    assert to_targets(many).classes == 2
+
+
+def test_the_epfl_image_as_mask_is_refused(shared_data):
+    from napari_segnets.io import read
+
+    image, _ = read(shared_data / "epfl_lucchi_mitochondria" / "training_slices000-029.tif")
+    with pytest.raises(InputError, match="looks like a grey image"):
+        to_targets(np.asarray(image[:4]))
+    mask, _ = read(shared_data / "epfl_lucchi_mitochondria" / "training_groundtruth_slices000-029.tif")
+    assert to_targets(np.asarray(mask[:4])).classes == 2  # its 0/255 mask is read as 0/1
+
+
+def test_cli_train_refuses_a_grey_image_as_masks(tmp_path, capsys):
+    import tifffile
+
+    from napari_segnets._cli import main
+
+    image = _grey((4, 64, 64))
+    tifffile.imwrite(tmp_path / "em.tif", image, photometric="minisblack")
+    out = tmp_path / "m.safetensors"
+    assert main(["train", "--images", str(tmp_path / "em.tif"), "--masks", str(tmp_path / "em.tif"),
+                 "--arch", "unet", "--epochs", "1", "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "looks like a grey image" in err and err.strip().count("\n") == 0 and not out.exists()

@@ -111,3 +111,19 @@ def test_a_cancelled_training_says_where_its_best_checkpoint_is_and_offers_it(
     assert widget.saved == path and path.is_file()
     assert str(path) in widget.status.value and "Segment" in widget.status.value
     assert [str(REGISTRY.get(n).path) for n in REGISTRY.names()] == [str(path)]
+
+
+def test_a_grey_image_picked_as_the_mask_is_refused(widget_and_layers, monkeypatch, tmp_path):
+    """Issue 13: an EM image chosen as the mask is a sentence, not a model trained on noise."""
+    from _blobs import grey_image
+    from _widget_helpers import Notes
+
+    viewer, widget, img, truth = widget_and_layers
+    notes = Notes(monkeypatch)
+    grey = viewer.add_image(grey_image(tuple(img.data.shape)), name="em copy")
+    _tiny(widget, tmp_path, epochs=1)
+    widget.image.value = img
+    widget.labels_layer.value = grey
+    assert widget.run() is None
+    assert "looks like a grey image" in widget.status.value and notes.errors
+    assert not (tmp_path / "m.safetensors").exists()

@@ -20,7 +20,8 @@ def register(sub) -> None:
         help="label objects (3D instances) in a mask or probability map",
         description="Turn a mask (0/1, 0/255, bool) or probabilities (class-first, as predict writes "
         "them) into numbered objects: 3D connected components, optionally split where objects touch, "
-        "filtered by size (nm^3) and border. Volumes read lazily (larger than memory) are labelled "
+        "filtered by size (nm^3) and border; specks of fewer than 8 voxels (4 in 2D) are dropped. "
+        "Volumes read lazily (larger than memory) are labelled "
         "block by block into Zarr with the same result.",
     )
     common.add_required(o, "--input", metavar="MASK_OR_PROBS", help="mask or probabilities (any readable format)")
@@ -29,6 +30,9 @@ def register(sub) -> None:
                    help="nm per voxel (default: from the input file; needed for --min-size)")
     o.add_argument("--min-size", metavar="NM3", type=float, default=None,
                    help="remove objects smaller than this volume in nm^3 (nm^2 for 2D images)")
+    o.add_argument("--min-voxels", metavar="N", type=int, default=None,
+                   help="remove specks of fewer voxels (default: 8 = 2x2x2 in 3D, 4 in 2D or per slice; "
+                   "0 keeps every object)")
     o.add_argument("--split", nargs="?", const="distance", choices=("distance", "probability"), default=None,
                    help="split touching objects by a watershed on the distance transform (default) or "
                    "the probability map")
@@ -83,9 +87,10 @@ def run_objects(args: argparse.Namespace) -> int:
         raise InputError(f"--out must end in .tif, .tiff or .zarr, not {out.name!r}.")
     data, meta = common.read_array(args.input, "Input")
     scale = probability_scale(args.input, data)
-    spatial = len(objects.foreground(data, channel=args.channel, probability_scale=scale).shape)
+    spatial = len(objects.foreground(data, channel=args.channel, probability_scale=scale,
+                                     what=Path(args.input).name).shape)
     voxel = parse_voxel(args.voxel_size, meta.get("voxel_size"), spatial, "the input")
-    options = dict(voxel_size=voxel, min_size=args.min_size, drop_border=args.drop_border,
+    options = dict(voxel_size=voxel, min_size=args.min_size, min_voxels=args.min_voxels, drop_border=args.drop_border,
                    per_slice=args.per_slice, channel=args.channel, threshold=args.threshold,
                    seed_threshold=args.seed_threshold, probability_scale=scale)
     if not isinstance(data, np.ndarray) and spatial == 3:
@@ -100,6 +105,10 @@ def run_objects(args: argparse.Namespace) -> int:
                                                            split_depth=args.split_depth, **options), args)
         count = int(labels.max()) if labels.size else 0
         write_labels(out, labels, {"voxel_size": voxel})
+        if not args.min_size:  # say how many objects are much smaller than the typical one
+            note = objects.small_objects_note(labels, voxel, how="--min-size")
+            if note:
+                common.info(f"note: {note}")
     from ..config import write_effective
 
     write_effective(out, args._name, common.options_of(args), path_keys=PATHS)

@@ -105,22 +105,32 @@ class Proofreading:
         """Undo the last edit (napari's own undo history) and update the rows it touched."""
         if not self.history:
             raise InputError("Nothing to undo from this widget (paint strokes: use Ctrl+Z on the layer).")
+        self.history.pop()
         self.layer.undo()
-        self.refresh_rows(self.history.pop())
+        self._history_moved()  # the rows follow napari's history (already done if set_data fired)
 
     def _painted(self, event) -> None:
         """Painting or filling with napari's tools: re-measure the objects it touched."""
-        ids = set()
-        for atom in getattr(event, "value", None) or []:
-            if isinstance(atom, tuple):
-                ids.update(np.unique(atom[1]).tolist())
-                ids.update(np.unique(atom[2]).tolist())
-            else:
-                ids.update(np.unique(getattr(atom, "old_values", [])).tolist())
-                ids.update(np.unique(getattr(atom, "new_value", [])).tolist())
-        ids.discard(0)
+        self._seen_history = _history_atoms(self.layer)
+        ids = _atom_ids(getattr(event, "value", None) or [])
         if ids and self.measurements is not None:
-            guarded(lambda: self.refresh_rows(sorted(int(i) for i in ids)), self.status)
+            guarded(lambda: self.refresh_rows(ids), self.status)
+
+    def _history_moved(self, *_event) -> None:
+        """napari's undo/redo (Ctrl+Z, Shift+Ctrl+Z, ``layer.undo()``) moved history items: re-measure
+        only the objects those items touched. Called on the layer's ``set_data`` (which undo and redo
+        emit, and so do other refreshes: then nothing has moved and nothing is measured)."""
+        layer = self.layer
+        if layer is None:
+            return
+        undo, redo = _history_atoms(layer)
+        before_undo, before_redo = self._seen_history
+        self._seen_history = (undo, redo)
+        was_undo, was_redo = {id(a) for a in before_undo}, {id(a) for a in before_redo}
+        moved = [a for a in redo if id(a) in was_undo] + [a for a in undo if id(a) in was_redo]
+        ids = _atom_ids(moved)
+        if ids and self.measurements is not None:
+            guarded(lambda: self.refresh_rows(ids), self.status)
 
     def filter(self):
         from ..objects import edit
@@ -148,6 +158,33 @@ class Proofreading:
         self.apply(change)
         # ids moved: the rows are renamed, not re-measured (values are unchanged)
         self.table.show_table(self.measurements)
+
+
+def _history_atoms(layer) -> tuple[list, list]:
+    """The atoms (single changes) of a Labels layer's undo and redo history, oldest first.
+
+    napari keeps them in ``_undo_history`` / ``_redo_history`` (deques of lists of atoms) and has no
+    public accessor; without them (another napari) the table follows this widget's own edits only.
+    """
+    if layer is None:
+        return [], []
+    undo = getattr(layer, "_undo_history", None) or ()
+    redo = getattr(layer, "_redo_history", None) or ()
+    return [a for item in undo for a in item], [a for item in redo for a in item]
+
+
+def _atom_ids(atoms) -> list[int]:
+    """Object ids that history atoms changed (their values before and after), without 0."""
+    ids = set()
+    for atom in atoms:
+        if isinstance(atom, tuple):  # data_setitem: (indices, values before, values after)
+            ids.update(np.unique(atom[1]).tolist())
+            ids.update(np.unique(atom[2]).tolist())
+        else:  # a masked paint atom (brush, fill, polygon)
+            ids.update(np.unique(getattr(atom, "old_values", [])).tolist())
+            ids.update(np.unique(getattr(atom, "new_value", [])).tolist())
+    ids.discard(0)
+    return sorted(int(i) for i in ids)
 
 
 def _number(text: str, what: str) -> float | None:

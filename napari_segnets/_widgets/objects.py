@@ -31,7 +31,7 @@ from ._common import (
     scrolling,
     typed_path,
 )
-from ._objects_edit import Proofreading, _number
+from ._objects_edit import Proofreading, _history_atoms, _number
 from ._objects_review import Reviewing
 from ._objects_table import ObjectsTable
 from ._plot import PlotCanvas
@@ -110,6 +110,8 @@ class ObjectsWidget(Reviewing, Proofreading, Container):
         self.other = None
         self.layer = None
         self.history: list[list[int]] = []
+        self._seen_history: tuple[list, list] = ([], [])  # the layer's undo/redo atoms when last looked at
+        self._size_note: tuple = (None, "")  # (objects layer just made, its note on small objects)
         self.seeds: list[tuple] = []
         self._seeding = False
         self._syncing = False
@@ -149,7 +151,7 @@ class ObjectsWidget(Reviewing, Proofreading, Container):
         return guarded(self._make, self.status)
 
     def _make(self):
-        from ..objects import label_objects_iter
+        from ..objects import foreground, label_objects_iter, small_objects_note
 
         src = self.source.require("mask or probability layer")
         data = src.data[0] if getattr(src, "multiscale", False) else src.data
@@ -162,6 +164,7 @@ class ObjectsWidget(Reviewing, Proofreading, Container):
                        split=None if self.split.value == "none" else self.split.value,
                        drop_border=self.drop_border.value, per_slice=self.per_slice.value)
         array = np.asarray(data)
+        foreground(array, what=f"'{src.name}'")  # a grey image is refused here, before any work
 
         def done(labels):
             name = f"{src.name} objects"
@@ -169,7 +172,9 @@ class ObjectsWidget(Reviewing, Proofreading, Container):
                                            metadata={"segnets": {"voxel_size": voxel, "source": src.name}})
             self.objects_layer.value = layer
             made.append(layer)
-            return f"{int(labels.max())} objects in '{name}'"
+            note = "" if options["min_size"] else small_objects_note(labels, voxel, how="'min size nm³' =")
+            self._size_note = (layer, note)  # shown again when the new layer is measured
+            return f"{int(labels.max())} objects in '{name}'" + (f"; {note}" if note else "")
 
         def finish():
             if made:  # measure once the runner is free again
@@ -204,7 +209,8 @@ class ObjectsWidget(Reviewing, Proofreading, Container):
 
         def done(result):
             self._show(layer, *result)
-            return f"{len(self.measurements)} objects measured"
+            (made, note), self._size_note = self._size_note, (None, "")  # once, right after making
+            return f"{len(self.measurements)} objects measured" + (f"; {note}" if note and made is layer else "")
 
         return self.runner.start(job, title="measure", on_done=done, torch_job=False)
 
@@ -220,9 +226,11 @@ class ObjectsWidget(Reviewing, Proofreading, Container):
         if self.layer is not layer:
             layer.events.selected_label.connect(self._label_selected)
             layer.events.paint.connect(self._painted)
+            layer.events.set_data.connect(self._history_moved)  # napari's undo/redo (Ctrl+Z) end here
             layer.mouse_drag_callbacks.append(self._clicked)
         self.layer, self.measurements, self.other = layer, table, other
         self.history.clear()
+        self._seen_history = _history_atoms(layer)
         self.table.show_table(table)
         names = [c for c in PLOTTED if c in table.columns]
         self.plot_measure.choices = names
@@ -231,7 +239,8 @@ class ObjectsWidget(Reviewing, Proofreading, Container):
         self.draw_plot()
 
     def _disconnect(self, layer) -> None:
-        for event, slot in ((layer.events.selected_label, self._label_selected), (layer.events.paint, self._painted)):
+        for event, slot in ((layer.events.selected_label, self._label_selected), (layer.events.paint, self._painted),
+                            (layer.events.set_data, self._history_moved)):
             try:
                 event.disconnect(slot)
             except (TypeError, ValueError, RuntimeError):

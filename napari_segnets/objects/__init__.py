@@ -11,7 +11,14 @@
 
 from ._input import check_voxel_size, foreground, parse_voxel_size
 from .blockwise import label_blockwise, label_blockwise_iter
-from .instances import canonical, label_objects, label_objects_iter, split_touching
+from .instances import (
+    canonical,
+    label_objects,
+    label_objects_iter,
+    small_objects_note,
+    speck_voxels,
+    split_touching,
+)
 from .measure import measure, measure_iter
 from .scoring import score_objects
 from .table import ObjectTable, summarize
@@ -29,6 +36,8 @@ __all__ = [
     "measure_iter",
     "parse_voxel_size",
     "score_objects",
+    "small_objects_note",
+    "speck_voxels",
     "split_touching",
     "summarize",
 ]

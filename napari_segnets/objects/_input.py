@@ -98,7 +98,8 @@ class Foreground:
 
 
 def foreground(source, *, channel: int | None = None, threshold: float = 0.5,
-               seed_threshold: float | None = None, probability_scale: float | None = None) -> Foreground:
+               seed_threshold: float | None = None, probability_scale: float | None = None,
+               what: str = "The input") -> Foreground:
     """Interpret ``source`` as foreground.
 
     Parameters
@@ -117,6 +118,8 @@ def foreground(source, *, channel: int | None = None, threshold: float = 0.5,
     probability_scale : float, optional
         Integer input holds probabilities times this (``predict --output probabilities`` writes
         uint8 x 255); without it integers are a mask.
+    what : str
+        The input's name in messages (a file or layer name).
 
     Returns
     -------
@@ -133,6 +136,7 @@ def foreground(source, *, channel: int | None = None, threshold: float = 0.5,
             raise InputError(
                 f"A mask must be 2D (Y, X) or 3D (Z, Y, X), got shape {shape}; give one channel."
             )
+        _refuse_grey(source, (), what)
         return Foreground(source, shape, None, False, 0.5, 0.5)
     if dtype.kind not in "fiu":
         raise InputError(f"Cannot make objects from data of type {dtype}; give a mask or probabilities.")
@@ -161,9 +165,23 @@ def foreground(source, *, channel: int | None = None, threshold: float = 0.5,
         if channel not in (None, 0):
             raise InputError(f"Channel {channel} was given but the input of shape {shape} has no class axis.")
         channel, spatial = None, shape
+    if probability_scale is None:  # a store marked as probabilities by predict is taken at its word
+        _refuse_grey(source, (channel,) if class_first else (), what)
     fg = Foreground(source, spatial, channel, True, float(threshold), high, divisor)
     _check_range(fg)
     return fg
+
+
+USE = "a mask, a label image or the probabilities that `napari-segnets predict --output probabilities` writes"
+
+
+def _refuse_grey(source, index: tuple, what: str) -> None:
+    """A grey (EM) image is neither a mask nor probabilities: refuse it (``io.kind.content`` decides)."""
+    from ..io.kind import content, grey_image_message
+
+    found = content(source, index)
+    if found.kind == "image":
+        raise InputError(grey_image_message(what, found, USE))
 
 
 def _class_first(source, channel, divisor: float = 1.0) -> bool:

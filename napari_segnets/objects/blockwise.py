@@ -28,7 +28,7 @@ import numpy as np
 from ..errors import InputError
 from ..progress import Progress, drive
 from ._input import check_voxel_size, foreground
-from .instances import border_faces, min_voxels, structure
+from .instances import border_faces, smallest_object, structure
 
 DEFAULT_BLOCK = (32, 512, 512)
 MIN_BLOCK_VOXELS, MAX_BLOCK_VOXELS = 4 * 2**20, 32 * 2**20
@@ -55,6 +55,7 @@ def auto_block(source, shape, block=None, smallest: int = MIN_BLOCK_VOXELS) -> t
 
 
 def label_blockwise_iter(source, out, *, voxel_size=None, min_size: float | None = None,
+                         min_voxels: int | None = None,
                          drop_border: bool = False, per_slice: bool = False, channel: int | None = None,
                          threshold: float = 0.5, seed_threshold: float | None = None, block=None,
                          split=None, connectivity: int = 1, probability_scale: float | None = None):
@@ -85,7 +86,7 @@ def label_blockwise_iter(source, out, *, voxel_size=None, min_size: float | None
     if len(fg.shape) != 3:
         raise InputError(f"Block-wise labelling takes a 3D volume, got shape {fg.shape}; label 2D images in memory.")
     voxel = check_voxel_size(voxel_size, 3)
-    smallest = min_voxels(min_size, voxel)
+    smallest = smallest_object(min_size, voxel, min_voxels, 3, per_slice)
     block = auto_block(source, fg.shape, block)
     if len(block) != 3 or min(block) < 1:
         raise InputError(f"block must be three positive sizes (z, y, x), got {block}.")

@@ -36,7 +36,7 @@ def structure(ndim: int, connectivity: int = 1, per_slice: bool = False) -> np.n
     return st
 
 
-def min_voxels(min_size: float | None, voxel_size) -> int:
+def voxels_for_size(min_size: float | None, voxel_size) -> int:
     """The smallest object in voxels for a minimum size in nm^3 (nm^2 for 2D)."""
     if not min_size:
         return 0
@@ -50,12 +50,63 @@ def min_voxels(min_size: float | None, voxel_size) -> int:
     return int(math.ceil(min_size / float(np.prod(voxel_size)) - 1e-9))
 
 
+def speck_voxels(ndim: int, per_slice: bool = False) -> int:
+    """The default smallest object in voxels: fewer than 2 x 2 x 2 = 8 voxels in 3D (2 x 2 = 4 pixels in
+    2D or per slice) is a speck, not a structure the images resolve, and is dropped.
+
+    Measured on EPFL/Lucchi slices 24-29 (a U-Net trained 15 min on 0-23, p >= 0.5): 5 of the 33
+    objects were 1-5 voxels on one slice with p at most 0.55, matching nothing; the smallest true
+    object had 666 voxels. Dropping specks gave 28 objects for 20 true (object F1 0.679 -> 0.750).
+    The rule is in voxels, not nm^3, so it removes sampling noise at any resolution and no
+    plausible organelle (a 40 nm synaptic vesicle is ~270 voxels at 5 nm, ~30 at 10 nm).
+    """
+    return 4 if ndim == 2 or per_slice else 8
+
+
+def smallest_object(min_size, voxel_size, min_voxels, ndim: int, per_slice: bool) -> int:
+    """Objects with fewer voxels are dropped: the larger of ``min_size`` (nm^3) and ``min_voxels``
+    (``None``: :func:`speck_voxels`; 0 keeps every object)."""
+    if min_voxels is None:
+        specks = speck_voxels(ndim, per_slice)
+    else:
+        if isinstance(min_voxels, bool) or int(min_voxels) != min_voxels or min_voxels < 0:
+            raise InputError(f"The minimum object size in voxels must be a whole number >= 0, got {min_voxels!r}.")
+        specks = int(min_voxels)
+    return max(voxels_for_size(min_size, voxel_size), specks)
+
+
+def small_objects_note(labels, voxel_size=None, *, how: str = "--min-size", fraction: float = 0.1) -> str:
+    """A sentence on the objects much smaller than the typical one, or "" when there are none.
+
+    Objects under ``fraction`` of the median object's volume are usually pieces cut by the stack's
+    edges, fragments, or another kind of object; they are kept (a fixed size would delete real small
+    organelles) and the user is told how many there are and the ``min_size`` that would drop them.
+    """
+    labels = np.asarray(labels)
+    sizes = np.bincount(labels.ravel())[1:] if labels.size else np.zeros(0, np.int64)
+    sizes = sizes[sizes > 0]
+    if sizes.size < 5:  # too few objects for a typical size
+        return ""
+    cut = fraction * float(np.median(sizes))
+    small = int(np.count_nonzero(sizes < cut))
+    if not small:
+        return ""
+    head = f"{small} of {sizes.size} objects are smaller than a tenth of the median object"
+    tail = "pieces cut by the stack's edges, fragments, or another kind of object"
+    if voxel_size is None:
+        return f"{head} ({cut:.0f} voxels): {tail}; give the voxel size and {how} to drop them."
+    size = f"{cut * float(np.prod(voxel_size)):.2g}".replace("e+0", "e").replace("e+", "e")
+    unit = "nm^3" if len(voxel_size) == 3 else "nm^2"
+    return f"{head} ({size} {unit}): {tail}; {how} {size} drops them."
+
+
 def border_faces(ndim: int, per_slice: bool) -> list[int]:
     """The axes whose two faces count as the volume border (not z for per-slice sections)."""
     return list(range(1, ndim)) if (per_slice and ndim == 3) else list(range(ndim))
 
 
-def label_objects_iter(source, *, voxel_size=None, min_size: float | None = None, split: str | None = None,
+def label_objects_iter(source, *, voxel_size=None, min_size: float | None = None,
+                       min_voxels: int | None = None, split: str | None = None,
                        split_depth: float | None = None, drop_border: bool = False, per_slice: bool = False,
                        channel: int | None = None, threshold: float = 0.5,
                        seed_threshold: float | None = None, connectivity: int = 1,
@@ -69,7 +120,7 @@ def label_objects_iter(source, *, voxel_size=None, min_size: float | None = None
         raise InputError(f"split must be one of {', '.join(SPLIT_METHODS)} (or None), got {split!r}.")
     if split == "probability" and not fg.is_probability:
         raise InputError("Splitting on the probability map needs probabilities, not a mask; use split='distance'.")
-    smallest = min_voxels(min_size, voxel)
+    smallest = smallest_object(min_size, voxel, min_voxels, ndim, per_slice)
     st = structure(ndim, connectivity, per_slice)
     from scipy import ndimage as ndi
 
@@ -108,6 +159,9 @@ def label_objects(source, **kwargs) -> np.ndarray:
         nm per voxel, z-y-x; needed for ``min_size`` and used by the distance transform.
     min_size : float, optional
         Objects smaller than this many nm^3 (nm^2 in 2D) are removed.
+    min_voxels : int, optional
+        Objects of fewer voxels are removed as specks; default :func:`speck_voxels` (8 in 3D, 4 in 2D
+        or per slice); 0 keeps every object.
     split : {None, "distance", "probability"}
         Split touching objects by a seeded watershed on the distance transform or on the
         probability map; seeds are maxima at least ``split_depth`` above their saddle.

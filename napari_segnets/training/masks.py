@@ -4,7 +4,8 @@ Two modes, chosen explicitly:
 
 - ``annotation="full"`` (the default): every pixel is labelled, 0 = background. A binary mask in
   any encoding (0/1, 0/255, bool, 0/65535, 0/max of any integer type) becomes 0/1; a label image
-  (instance ids) becomes one foreground class, with a note; a multi-class mask keeps its classes
+  (instance ids in flat regions) becomes one foreground class, with a note; a grey image (many
+  values that vary from pixel to pixel, ``io.kind.content``) is refused; a multi-class mask keeps its classes
   when ``classes`` says how many there are. No value means "not annotated" unless the caller
   names one (``ignore_index``).
 - ``annotation="sparse"`` (ilastik's convention): 0 = not annotated, 1 = background,
@@ -56,8 +57,16 @@ def _values(mask: np.ndarray) -> np.ndarray:
     return np.unique(mask)
 
 
-def _integers(mask, what: str) -> np.ndarray:
+def integer_labels(mask, what: str = "mask", *, negative: bool = False) -> np.ndarray:
+    """The one reader of label arrays (training masks, and the predictions and truths ``metrics`` scores).
+
+    bool -> uint8 (a view), whole-number floats -> int64, integers as they are. Refused with one
+    sentence: an empty array, NaN or fractional values, other dtypes, and negative values unless
+    ``negative=True`` (for callers that drop an ignore value first and check the rest themselves).
+    """
     m = np.asarray(mask)
+    if m.size == 0:
+        raise InputError(f"The {what} is empty; give labels with pixels in them.")
     if m.dtype == bool:
         return m.view(np.uint8)
     if np.issubdtype(m.dtype, np.floating):
@@ -69,11 +78,31 @@ def _integers(mask, what: str) -> np.ndarray:
         m = m.astype(np.int64)
     elif not np.issubdtype(m.dtype, np.integer):
         raise InputError(f"The {what} has dtype {m.dtype}; give integer labels (0 = background).")
-    if m.size and m.min() < 0:
+    if not negative and m.min() < 0:
         raise InputError(
             f"The {what} has negative values; give 0 for background and positive values for objects."
         )
     return m
+
+
+def _refuse_grey(mask, what: str) -> None:
+    """A grey (EM) image picked as the mask is refused: read as ids it would train noise.
+
+    ``io.kind.content`` decides (the detector objects use too); label images (many ids in flat
+    regions) pass.
+    """
+    from ..io.kind import content, grey_image_message
+
+    if not (hasattr(mask, "shape") and hasattr(mask, "dtype")):
+        mask = np.asarray(mask)
+    if mask.ndim < 2 or 0 in mask.shape or np.dtype(mask.dtype).kind not in "biuf":
+        return  # integer_labels says what is wrong with these
+    found = content(mask)
+    if found.kind == "image":
+        raise InputError(grey_image_message(
+            f"The {what}", found,
+            "a mask (0 = background, nonzero = object), a label image, or strokes to train from "
+            "(ilastik's 1 = background, 2 = object; CLI --sparse)"))
 
 
 def _fmt(values) -> str:
@@ -117,7 +146,8 @@ def to_targets(
         raise InputError(f"Unknown annotation {annotation!r}; choose 'full' or 'sparse'.")
     if classes is not None and (isinstance(classes, bool) or int(classes) < 1):
         raise InputError(f"classes={classes!r} must be a whole number >= 1 (1 or 2 = binary).")
-    m = _integers(mask, what)
+    _refuse_grey(mask, what)
+    m = integer_labels(mask, what)
     if annotation == "sparse":
         if ignore_index is not None:
             raise InputError(
