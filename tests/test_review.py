@@ -242,6 +242,18 @@ def test_describe_object_names_only_signals_that_say_something():
         assert " 0 (" not in text and "nan" not in text
 
 
+def test_review_drops_specks_as_objects_does_unless_told():
+    from napari_segnets.progress import drive
+    from napari_segnets.review import review_views_iter
+
+    prob, views = _scene()
+    image = np.zeros(prob.shape, np.uint8)
+    default = drive(review_views_iter(views, image, voxel_size=VOXEL))
+    kept = drive(review_views_iter(views, image, voxel_size=VOXEL, min_voxels=0))
+    assert len(kept.table) == len(default.table) + 1  # the 4-voxel speck (under 2x2x2) is the one dropped
+    assert kept.labels[5, 2, 44] > 0 and default.labels[5, 2, 44] == 0
+
+
 def test_default_views_leave_the_costly_planes_out():
     from napari_segnets.review import default_views
 

@@ -33,7 +33,10 @@ def register(sub) -> None:
     r.add_argument("--views", default=None,
                    help="comma-separated views to compare: xy, flip_y, flip_x, rot90, xz, yz "
                    "(default: xy,flip_y,flip_x,rot90; xz,yz cost ~10x on thin stacks, for near-isotropic voxels only)")
-    r.add_argument("--min-size", metavar="NM3", type=float, default=None, help="drop objects smaller than this")
+    r.add_argument("--min-size", metavar="NM3", type=float, default=None,
+                   help="drop objects smaller than this volume in nm^3 (nm^2 for 2D images)")
+    r.add_argument("--min-voxels", metavar="N", type=int, default=None,
+                   help="drop specks of fewer voxels (default: 8 = 2x2x2 in 3D, 4 in 2D; 0 keeps every object)")
     r.add_argument("--split", nargs="?", const="distance", choices=("distance", "probability"), default=None,
                    help="split touching objects (see `objects --split`)")
     r.add_argument("--threshold", type=float, default=0.5, help="probability threshold (default: 0.5)")
@@ -84,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
     views = None if not args.views else [v.strip() for v in args.views.split(",") if v.strip()]
     result = common.run_job(
         review.review_iter(model, image, voxel_size=voxel, views=views, normalization=info.get("normalization"),
-                           threshold=args.threshold, min_size=args.min_size, split=args.split,
+                           threshold=args.threshold, min_size=args.min_size, min_voxels=args.min_voxels,
+                           split=args.split,
                            device=args.device, tile=args.tile, autoencoder=ae, reference=reference,
                            autoencoder_normalization=ae_info.get("normalization")),
         args,

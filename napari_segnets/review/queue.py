@@ -43,7 +43,8 @@ def default_views(shape, voxel_size) -> tuple:
 
 
 def review_iter(model, image, *, voxel_size=None, views=None, normalization=None, threshold: float = 0.5,
-                min_size: float | None = None, split: str | None = None, score=None, autoencoder=None,
+                min_size: float | None = None, min_voxels: int | None = None, split: str | None = None,
+                score=None, autoencoder=None,
                 reference=None, autoencoder_normalization=None, **predict_kwargs):
     """Rank the objects of a stack by how likely they are wrong; a progress generator returning a :class:`Review`.
 
@@ -57,8 +58,9 @@ def review_iter(model, image, *, voxel_size=None, views=None, normalization=None
     views : sequence of str, optional
         Predictions compared (see :mod:`napari_segnets.inference.orthoplane`); default
         :func:`default_views` (flips and a quarter turn). The objects come from the mean of all views.
-    threshold, min_size, split
-        As for :func:`napari_segnets.objects.label_objects`.
+    threshold, min_size, min_voxels, split
+        As for :func:`napari_segnets.objects.label_objects` (``min_size`` in nm^3; specks under
+        ``min_voxels``, default 2 x 2 x 2 voxels, are dropped).
     score : callable, optional
         ``score(table) -> array`` (e.g. a :class:`~napari_segnets.review.score.FittedScore`'s
         ``score``); default: the fixed rule :func:`~napari_segnets.review.score.default_score`.
@@ -97,7 +99,8 @@ def review_iter(model, image, *, voxel_size=None, views=None, normalization=None
                        autoencoder, reference, normalization=autoencoder_normalization, **ae_kwargs)),
                    "normalization": autoencoder_normalization}
     result = yield from review_views_iter(preds, image, voxel_size=voxel, threshold=threshold,
-                                          min_size=min_size, split=split, score=score, novelty=novelty)
+                                          min_size=min_size, min_voxels=min_voxels, split=split, score=score,
+                                          novelty=novelty)
     if {"xz", "yz"} & set(views) and not orthoplane_pays(shape, voxel):
         result.notes.append("xz/yz views on a stack that is thin or not near isotropic (or of unknown voxel "
                             "size): the planes' objects look unlike the training sections")
@@ -105,8 +108,8 @@ def review_iter(model, image, *, voxel_size=None, views=None, normalization=None
 
 
 def review_views_iter(views: dict, image, *, voxel_size=None, threshold: float = 0.5,
-                      min_size: float | None = None, split: str | None = None, score=None,
-                      novelty: dict | None = None):
+                      min_size: float | None = None, min_voxels: int | None = None, split: str | None = None,
+                      score=None, novelty: dict | None = None):
     """:func:`review_iter` from views already predicted (``{view: class-first probabilities}``).
 
     ``novelty``: the keyword arguments of :func:`~napari_segnets.review.novelty.novelty_signals`
@@ -121,7 +124,8 @@ def review_views_iter(views: dict, image, *, voxel_size=None, threshold: float =
     fgs = {v: foreground_of(p, len(shape)).astype(np.float32, copy=False) for v, p in views.items()}
     prob = np.mean(list(fgs.values()), axis=0, dtype=np.float64).astype(np.float32)
     yield Progress("review", 0, 3, "objects")
-    labels = objects.label_objects(prob, voxel_size=voxel, min_size=min_size, split=split, threshold=threshold)
+    labels = objects.label_objects(prob, voxel_size=voxel, min_size=min_size, min_voxels=min_voxels, split=split,
+                                   threshold=threshold)
     yield Progress("review", 1, 3, f"measuring {int(labels.max())} objects")
     table = objects.measure(labels, np.asarray(image), voxel_size=voxel or (1.0,) * len(shape))
     yield Progress("review", 2, 3, "signals")
