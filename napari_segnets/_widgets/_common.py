@@ -195,6 +195,16 @@ def row(*widgets, labels: bool = False):
     return Container(widgets=list(widgets), layout="horizontal", labels=labels)
 
 
+def unique_name(viewer, name: str) -> str:
+    """``name`` if no layer has it, else ``name [k]`` with the first free k."""
+    k = 1
+    candidate = name
+    while candidate in viewer.layers:
+        candidate = f"{name} [{k}]"
+        k += 1
+    return candidate
+
+
 def default_store():
     """Where the training set goes unless the user picks a folder (Curate and Train)."""
     from pathlib import Path

@@ -28,6 +28,7 @@ from ._common import (
     row,
     source_name,
     typed_path,
+    unique_name,
     wrapping,
 )
 from ._runner import guarded
@@ -137,7 +138,6 @@ class Reviewing:
     def _queue_ready(self, result, img, image, checkpoint, model_name, voxel, fitted) -> str:
         from .. import review
         from ..review.score import MIN_PER_CLASS
-        from .segment import unique_name
 
         labels = result.labels
         queue_id = review.queue_fingerprint(labels)

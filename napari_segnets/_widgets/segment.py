@@ -29,6 +29,7 @@ from ._common import (
     geometry,
     is_lazy,
     scrolling,
+    unique_name,
     wrapping,
 )
 from ._runner import JobRunner, guarded, notify_info, report_exception
@@ -82,16 +83,6 @@ def edited_slices(layer) -> list[int]:
     if diff.ndim == 2:
         return [0] if diff.any() else []
     return [int(i) for i in np.flatnonzero(diff.reshape(diff.shape[0], -1).any(axis=1))]
-
-
-def unique_name(viewer, name: str) -> str:
-    """``name`` if no layer has it, else ``name [k]`` with the first free k."""
-    k = 1
-    candidate = name
-    while candidate in viewer.layers:
-        candidate = f"{name} [{k}]"
-        k += 1
-    return candidate
 
 
 def _span(indices: list[int]) -> str:
