@@ -225,6 +225,36 @@ def test_describe_object_gives_where_to_jump_and_why():
     assert d["text"].startswith(f"object {first}, rank 1 of 5") and set(d["signals"]) >= {"mask_change", "flicker"}
 
 
+def test_describe_object_names_only_signals_that_say_something():
+    labels, q = _queue()
+    by_id = {r["id"]: r for r in q.rows()}
+    box, speck, ball = int(labels[6, 36, 36]), int(labels[5, 2, 44]), int(labels[6, 10, 10])
+    assert by_id[box]["cut_one_slice"] == 0.0 and by_id[ball]["mask_change"] == 0.0
+    box_text = describe_object(q, box)["text"]
+    assert "cut_one_slice" not in box_text and " 0 (" not in box_text  # 0 = nothing suspicious
+    assert "(above 75% of objects)" in box_text  # its strongest signals are above 3 of the 4 others
+    speck_text = describe_object(q, speck)["text"]
+    assert "cut_one_slice 1 (above every other object)" in speck_text
+    # a ball like the others: no signal of it is above 0 and higher than half of the others
+    ball_text = describe_object(q, ball)["text"]
+    assert "mask_change" not in ball_text and "split_merge" not in ball_text
+    for text in (box_text, speck_text, ball_text):
+        assert " 0 (" not in text and "nan" not in text
+
+
+def test_review_drops_specks_as_objects_does_unless_told():
+    from napari_segnets.progress import drive
+    from napari_segnets.review import review_views_iter
+
+    prob, _views = _scene()
+    views = {"xy": prob, "flip_x": prob}  # both keep the speck (p 0.55 on 2 x 2 voxels of one slice)
+    image = np.zeros(prob.shape, np.uint8)
+    default = drive(review_views_iter(views, image, voxel_size=VOXEL))
+    kept = drive(review_views_iter(views, image, voxel_size=VOXEL, min_voxels=0))
+    assert len(kept.table) == len(default.table) + 1  # the 4-voxel speck (under 2x2x2) is the one dropped
+    assert kept.labels[5, 2, 44] > 0 and default.labels[5, 2, 44] == 0
+
+
 def test_default_views_leave_the_costly_planes_out():
     from napari_segnets.review import default_views
 
@@ -253,7 +283,12 @@ def test_fixed_mask_is_the_object_as_the_reviewer_left_it():
 
 
 def test_log_holds_several_queues_and_matches_reviewed_objects(tmp_path):
-    from napari_segnets.review import fit_score_from_records, match_reviewed, queue_fingerprint
+    from napari_segnets.review import (
+        fit_score_from_records,
+        match_reviewed,
+        queue_fingerprint,
+        voxels_of,
+    )
 
     labels, q = _queue()
     moved = np.roll(labels, 1, axis=2)  # a re-ranked queue: same objects, shifted, new ids
@@ -269,6 +304,9 @@ def test_log_holds_several_queues_and_matches_reviewed_objects(tmp_path):
     matched = match_reviewed({ball: np.flatnonzero(labels == ball), 99: np.zeros(0, int)}, moved)
     assert list(matched) == [ball + 10] and matched[ball + 10][0] == ball and 0.5 <= matched[ball + 10][1] < 1
     assert match_reviewed({ball: np.flatnonzero(labels == ball)}, moved, min_iou=0.99) == {}
+    found = voxels_of(labels, [ball, first, 12345])  # what match_reviewed takes, for many objects at once
+    assert set(found) == {ball, first} and np.array_equal(found[ball], np.flatnonzero(labels == ball))
+    assert voxels_of(labels, []) == {}
     # the rule is fitted on the queue rows kept in every record, whatever queue they came from
     assert fit_score_from_records(log.records()) is None  # one of each: too few
     rng = np.random.default_rng(0)
@@ -278,6 +316,10 @@ def test_log_holds_several_queues_and_matches_reviewed_objects(tmp_path):
     fitted = fit_score_from_records(records)
     assert fitted is not None and fitted.n_wrong + fitted.n_right == 60
     assert fitted.names == ["mask_change", "flicker"] and "mask_change" in fitted.describe()
+    # a queue without one of the fitted signals (a 2D image has no flicker) is still ranked by the rule
+    flat = objects.ObjectTable({"id": np.arange(1, 4), "mask_change": np.array([0.1, 0.9, 0.5])})
+    p = fitted.score(flat)
+    assert p.shape == (3,) and p[1] > p[2] > p[0]
 
 
 def test_a_changed_decision_replaces_its_samples_in_the_store(tmp_path):

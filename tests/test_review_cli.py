@@ -79,6 +79,29 @@ def test_review_uses_decisions_for_error_bars(files, capsys):
     assert main(args) == 2 and "does not have" in capsys.readouterr().err
 
 
+def test_review_reads_a_log_of_several_queues_by_queue_id(files, capsys):
+    from napari_segnets.review import DecisionLog, queue_fingerprint
+
+    assert _run(files, "e") == 0
+    rows = list(csv.DictReader((files / "e.csv").read_text().splitlines()))
+    this = queue_fingerprint(tifffile.imread(files / "e.tif"))
+    log = DecisionLog(files / "e-review.jsonl")  # as the widget writes it: every decision names its queue
+    log.append({"kind": "decision", "object": 9999, "decision": "delete", "count_after": 0, "voxels_after": 0,
+                "queue_id": "an-earlier-queue"})
+    args = ["review", "--checkpoint", str(files / "m.safetensors"), "--input", str(files / "stack.tif"),
+            "--output", str(files / "e.csv"), "--views", "xy,flip_x", "--device", "cpu", "--threshold", "0.45",
+            "--decisions", str(log.path), "--no-progress"]
+    capsys.readouterr()
+    assert main(args) == 0  # another queue's object 9999 is not this queue's
+    assert "none of the decisions" in capsys.readouterr().err
+    for r in rows:
+        log.append({"kind": "decision", "object": int(r["id"]), "decision": "accept", "count_after": 1,
+                    "voxels_after": int(r["voxels"]), "queue_id": this})
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "none of the decisions" not in captured.err and "count" in captured.out
+
+
 def test_review_adds_novelty_with_an_autoencoder_and_its_reference(files, capsys):
     from napari_segnets.models import fit_pca
 

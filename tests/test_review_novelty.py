@@ -59,6 +59,18 @@ def test_novelty_refuses_mismatched_input():
         novelty_signals(labels[:2], image, _lowpass(image), reference, _lowpass(reference))
 
 
+def test_residual_takes_the_normalisation_as_predict_does():
+    from napari_segnets.review.novelty import residual
+
+    image = np.linspace(0, 1000, 2 * 8 * 8).reshape(2, 8, 8)
+    rec = image - 10.0
+    assert np.allclose(residual(image, rec, {"mode": "fixed", "vmin": 0.0, "vmax": 200.0}), 10 / 200)
+    # a spec already fitted (as a checkpoint may carry it) is used as it is, not fitted again
+    fitted = {"mode": "percentile", "low": 1.0, "high": 99.8, "vmin": 0.0, "vmax": 50.0}
+    assert np.allclose(residual(image, rec, fitted), 10 / 50)
+    assert np.allclose(residual(image, rec, "minmax"), 10 / 1000)  # a mode by name, as predict takes it
+
+
 def _pca(reference):
     """A tiny PCA autoencoder fitted on the reference slices (closed form, seconds)."""
     from napari_segnets.io.normalize import apply_normalization, fit_normalization

@@ -33,14 +33,18 @@ def register(sub) -> None:
     r.add_argument("--views", default=None,
                    help="comma-separated views to compare: xy, flip_y, flip_x, rot90, xz, yz "
                    "(default: xy,flip_y,flip_x,rot90; xz,yz cost ~10x on thin stacks, for near-isotropic voxels only)")
-    r.add_argument("--min-size", metavar="NM3", type=float, default=None, help="drop objects smaller than this")
+    r.add_argument("--min-size", metavar="NM3", type=float, default=None,
+                   help="drop objects smaller than this volume in nm^3 (nm^2 for 2D images)")
+    r.add_argument("--min-voxels", metavar="N", type=int, default=None,
+                   help="drop specks of fewer voxels (default: 8 = 2x2x2 in 3D, 4 in 2D; 0 keeps every object)")
     r.add_argument("--split", nargs="?", const="distance", choices=("distance", "probability"), default=None,
                    help="split touching objects (see `objects --split`)")
     r.add_argument("--threshold", type=float, default=0.5, help="probability threshold (default: 0.5)")
     r.add_argument("--decisions", metavar="JSONL", default=None,
-                   help="decisions already made on this queue's objects (same checkpoint, input and options): "
-                   "fit the score on them (from 5 fixed/deleted and 5 accepted) and print the count and "
-                   "volume fraction with 95%% intervals")
+                   help="a decision log (the Objects widget's <store>-review.jsonl): rank by a score fitted on "
+                   "all its decisions (from 5 fixed/deleted and 5 accepted), and print the count and volume "
+                   "fraction with 95%% intervals from those made on this queue's objects (same checkpoint, "
+                   "input and options)")
     r.add_argument("--autoencoder", metavar="CKPT", default=None,
                    help="an autoencoder trained on the training slices (train --task autoencode): adds the "
                    "novelty column (its reconstruction error per wavelet level near each object against the "
@@ -83,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
     views = None if not args.views else [v.strip() for v in args.views.split(",") if v.strip()]
     result = common.run_job(
         review.review_iter(model, image, voxel_size=voxel, views=views, normalization=info.get("normalization"),
-                           threshold=args.threshold, min_size=args.min_size, split=args.split,
+                           threshold=args.threshold, min_size=args.min_size, min_voxels=args.min_voxels,
+                           split=args.split,
                            device=args.device, tile=args.tile, autoencoder=ae, reference=reference,
                            autoencoder_normalization=ae_info.get("normalization")),
         args,
@@ -92,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
         common.warn(note)
     estimate = None
     if args.decisions:
-        table, estimate = _use_decisions(result.table, common.existing(args.decisions, "Decisions"))
+        table, estimate = _use_decisions(result.table, result.labels,
+                                         common.existing(args.decisions, "Decisions"))
         result.table = table
     result.table.to_csv(out)
     if args.labels_out:
@@ -109,21 +115,36 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _use_decisions(table, path):
+def _use_decisions(table, labels, path):
+    """Rank ``table`` by a rule fitted on the log, and the error bars of this queue's decisions.
+
+    One log holds the decisions of several queues (the widget names each by
+    :func:`~napari_segnets.review.queue_fingerprint` of its labels); those recorded without a
+    queue id are taken to be this queue's, as before queue ids existed.
+    """
     from .. import review
 
-    latest = review.DecisionLog(path).latest()
+    log = review.DecisionLog(path)
+    records = log.records()
+    latest = log.latest(review.queue_fingerprint(labels)) or log.latest("")
     unknown = sorted(set(latest) - set(table.ids.tolist()))
     if unknown:
         raise InputError(
             f"{path.name} has decisions on objects {unknown[:5]} that this queue does not have; use the "
             "decisions made on this checkpoint's queue (ids change when the model or options change)."
         )
-    fitted = review.fit_score(table, {i: r["decision"] != "accept" for i, r in latest.items()})
+    fitted = review.fit_score_from_records(records)  # the widget's rule: every queue's decisions teach it
+    if fitted is None and latest:  # decisions recorded without their queue row: fit on this queue's table
+        fitted = review.fit_score(table, {i: r["decision"] != "accept" for i, r in latest.items()})
+    decided = sum(1 for r in records if r.get("kind") == "decision")
     if fitted is None:
-        common.warn(f"{len(latest)} decisions: too few fixed/deleted or accepted objects to fit the score; "
+        common.warn(f"{decided} decisions: too few fixed/deleted or accepted objects to fit the score; "
                     "keeping the default rule.")
     else:
         common.info(fitted.describe())
         table = review.ranked(table, fitted.score)
+    if decided and not latest:
+        common.warn(f"none of the decisions in {path.name} were made on this queue's objects (another "
+                    "checkpoint, input or options): no error bars.")
+        return table, None
     return table, review.error_bars(table, review.decisions_for_error_bars(latest))

@@ -174,6 +174,37 @@ def source_name(layer) -> str:
     return str(path) if path else layer.name
 
 
+def typed_path(file_edit):
+    """The path typed or picked in a FileEdit, None when its field is empty (its ``value`` is then ``.``)."""
+    from pathlib import Path
+
+    text = str(file_edit.line_edit.value or "").strip()
+    return Path(text).expanduser() if text and text != "." else None
+
+
+def file_voxel_size(layer):
+    """A layer's voxel size (z, y, x or y, x) when its scale came from the file (not all 1), else None."""
+    scale = [float(s) for s in layer.scale][-3:]
+    return tuple(scale) if any(abs(s - 1.0) > 1e-9 for s in scale) else None
+
+
+def row(*widgets, labels: bool = False):
+    """Widgets side by side (a horizontal Container)."""
+    from magicgui.widgets import Container
+
+    return Container(widgets=list(widgets), layout="horizontal", labels=labels)
+
+
+def unique_name(viewer, name: str) -> str:
+    """``name`` if no layer has it, else ``name [k]`` with the first free k."""
+    k = 1
+    candidate = name
+    while candidate in viewer.layers:
+        candidate = f"{name} [{k}]"
+        k += 1
+    return candidate
+
+
 def default_store():
     """Where the training set goes unless the user picks a folder (Curate and Train)."""
     from pathlib import Path
@@ -329,13 +360,3 @@ class Section(Container):
         self._opened = opened
         self.button.text = f"{'▾' if opened else '▸'} {self._title}"
         self.body.visible = opened
-
-
-def unique_name(viewer, name: str) -> str:
-    """``name`` if no layer has it, else ``name [k]`` with the first free k."""
-    k = 1
-    candidate = name
-    while candidate in viewer.layers:
-        candidate = f"{name} [{k}]"
-        k += 1
-    return candidate

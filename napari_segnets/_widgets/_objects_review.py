@@ -2,9 +2,10 @@
 
 The core (:mod:`napari_segnets.review`) ranks, picks, describes, records and estimates; this
 mixin turns its answers into the layer, the table and two lines of text, as the CLI's
-``review`` does for files. Decisions go to a JSON-lines log (beside the store unless the user
-picks one) and the reviewed regions to the curated store, with the image file, the checkpoint
-and the reviewer as provenance.
+``review`` does for files. Decisions go to a JSON-lines log (``<store>-review.jsonl`` beside the
+store unless the user picks one; each names its queue by :func:`~napari_segnets.review.queue_fingerprint`,
+so ranking again resumes or, after a fine-tune, skips objects already reviewed) and the reviewed
+regions to the curated store, with the image file, the checkpoint and the reviewer as provenance.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FileEdit, Label, LineEdit, PushButton, SpinBox
+from magicgui.widgets import ComboBox, FileEdit, Label, LineEdit, PushButton, SpinBox
 from napari.layers import Image
 
 from ..errors import InputError
@@ -21,9 +22,13 @@ from ._common import (
     CheckpointChoice,
     LayerChoice,
     Section,
+    file_voxel_size,
     geometry,
     is_lazy,
+    row,
     source_name,
+    typed_path,
+    unique_name,
     wrapping,
 )
 from ._runner import guarded
@@ -79,9 +84,9 @@ class Reviewing:
         self.reject_button.changed.connect(lambda *_: guarded(lambda: self.decide("delete"), self.status))
         return Section("review: next likely error", [
             self.review_image, self.review_checkpoint, self.review_device,
-            _row(self.rank_button, self.review_cancel), self.audit_every, self.reviewer,
+            row(self.rank_button, self.review_cancel), self.audit_every, self.reviewer,
             self.log_path, self.store_note, self.next_button, self.review_info,
-            _row(self.accept_button, self.fixed_button, self.reject_button), self.error_bars_label,
+            row(self.accept_button, self.fixed_button, self.reject_button), self.error_bars_label,
         ])
 
     # ---- ranking ---------------------------------------------------------------------
@@ -101,10 +106,11 @@ class Reviewing:
             raise InputError(f"Layer '{img.name}' has shape {tuple(data.shape)}; review a single-channel 2D "
                              "image or 3D stack.")
         if is_lazy(data):
-            raise InputError(f"'{img.name}' is larger than memory; rank it with `napari-segnets review "
-                             "--labels-out labels.tif` and open the queue's labels.")
+            raise InputError(f"'{img.name}' was opened lazily (over a quarter of memory) and ranking holds the "
+                             "stack and several predictions of it in memory: save a crop of it (fewer slices "
+                             "or a smaller area) and rank that.")
         image = np.asarray(data)
-        voxel = self.voxel_size(image.ndim) or _scale_of(img)
+        voxel = self.voxel_size(image.ndim) or file_voxel_size(img)
         log = self._log_file(required=False)
         device = self.review_device.value
         path = Path(entry.path)
@@ -132,7 +138,6 @@ class Reviewing:
     def _queue_ready(self, result, img, image, checkpoint, model_name, voxel, fitted) -> str:
         from .. import review
         from ..review.score import MIN_PER_CLASS
-        from ._common import unique_name
 
         labels = result.labels
         queue_id = review.queue_fingerprint(labels)
@@ -157,7 +162,7 @@ class Reviewing:
         # the same queue again; accepted objects read back from the log (a fix's voxels are not in it)
         after = self._reviewed_after if queue_id == previous_id else {}
         accepted = [i for i, r in decisions.items() if r.get("decision") == "accept" and i not in after]
-        after.update(_voxels_of(labels, accepted))
+        after.update(review.voxels_of(labels, accepted))
         self._reviewed_after = after
         self.image.value = img  # edited objects are re-measured against it
         self.objects_layer.value = layer
@@ -304,31 +309,3 @@ class Reviewing:
             return None
         root = root.expanduser()
         return root.with_name(root.name + "-review.jsonl")
-
-
-def typed_path(file_edit) -> Path | None:
-    """The path typed or picked in a FileEdit, None when its field is empty (its ``value`` is then ``.``)."""
-    text = str(file_edit.line_edit.value or "").strip()
-    return Path(text).expanduser() if text and text != "." else None
-
-
-def _voxels_of(labels, ids) -> dict:
-    """id -> flat indices of its voxels in ``labels``, for ``ids`` (one pass over the labels)."""
-    if not ids:
-        return {}
-    flat = np.asarray(labels).ravel()
-    where = np.flatnonzero(np.isin(flat, np.asarray(ids, flat.dtype)))
-    values = flat[where]
-    order = np.argsort(values, kind="stable")
-    found, starts = np.unique(values[order], return_index=True)
-    return {int(i): part for i, part in zip(found, np.split(where[order], starts[1:]))}
-
-
-def _row(*widgets, labels: bool = False) -> Container:
-    return Container(widgets=list(widgets), layout="horizontal", labels=labels)
-
-
-def _scale_of(layer):
-    """The layer's voxel size when it came from the file (a scale other than 1), else None."""
-    scale = [float(s) for s in layer.scale][-3:]
-    return tuple(scale) if any(abs(s - 1.0) > 1e-9 for s in scale) else None

@@ -25,6 +25,7 @@ from ._common import (
     predicted_here,
     scrolling,
     source_name,
+    typed_path,
     wrapping,
 )
 from ._runner import JobRunner, guarded, notify_info
@@ -99,8 +100,8 @@ class CurateWidget(Container):
     def _open_store(self, create: bool = True):
         from ..curation import Store
 
-        root = self.store.value
-        if not root or str(root) in ("", "."):
+        root = typed_path(self.store)
+        if root is None:
             raise InputError("No store folder chosen: pick a folder in 'store' for the training set.")
         return Store(root, create=create)
 

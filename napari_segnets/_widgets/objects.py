@@ -20,19 +20,25 @@ from magicgui.widgets import (
 from napari.layers import Image, Labels
 
 from ..errors import InputError
-from ._common import LayerChoice, current_index, default_store, geometry, is_lazy, scrolling
+from ._common import (
+    LayerChoice,
+    current_index,
+    default_store,
+    file_voxel_size,
+    geometry,
+    is_lazy,
+    row,
+    scrolling,
+    typed_path,
+)
 from ._objects_edit import Proofreading, _history_atoms, _number
-from ._objects_review import Reviewing, typed_path
+from ._objects_review import Reviewing
 from ._objects_table import ObjectsTable
 from ._plot import PlotCanvas
 from ._runner import JobRunner, guarded
 
 PLOTTED = ("volume_nm3", "surface_nm2", "equivalent_diameter_nm", "sphericity", "extent_z_nm", "area_nm2",
            "perimeter_nm", "circularity", "intensity_mean")
-
-
-def _row(*widgets, labels: bool = False) -> Container:
-    return Container(widgets=list(widgets), layout="horizontal", labels=labels)
 
 
 class ObjectsWidget(Reviewing, Proofreading, Container):
@@ -84,16 +90,16 @@ class ObjectsWidget(Reviewing, Proofreading, Container):
         table_box = Container(labels=False)
         table_box.native.layout().addWidget(self.table)
         super().__init__(widgets=[
-            self.source, self.image, _row(self.voxel, self.min_size, labels=True),
-            self.split, _row(self.drop_border, self.per_slice, labels=True),
-            _row(self.make_button, self.cancel_button),
+            self.source, self.image, row(self.voxel, self.min_size, labels=True),
+            self.split, row(self.drop_border, self.per_slice, labels=True),
+            row(self.make_button, self.cancel_button),
             self.review,
-            self.objects_layer, _row(self.compare, self.measure_button, labels=True), table_box,
-            _row(self.merge_button, self.split_button, self.seed_button),
-            _row(self.delete_button, self.undo_button, self.relabel_button),
-            _row(self.filter_min, self.filter_max, self.filter_border, self.filter_button, labels=True),
+            self.objects_layer, row(self.compare, self.measure_button, labels=True), table_box,
+            row(self.merge_button, self.split_button, self.seed_button),
+            row(self.delete_button, self.undo_button, self.relabel_button),
+            row(self.filter_min, self.filter_max, self.filter_border, self.filter_button, labels=True),
             self.store, self.store_button,
-            _row(self.csv_path, self.export_button, labels=True),
+            row(self.csv_path, self.export_button, labels=True),
             self.plot_measure, self.plot, self.status,
         ])
         scrolling(self, pack=False)  # fits a laptop screen; the table takes the spare height
@@ -130,10 +136,9 @@ class ObjectsWidget(Reviewing, Proofreading, Container):
         layer = self.source.value
         if layer is None or self.voxel.value.strip():
             return
-        scale = [float(s) for s in layer.scale]
-        scale = scale[-3:] if layer.ndim >= 3 else scale
-        if any(abs(s - 1.0) > 1e-9 for s in scale):  # a scale other than 1 came from the file: nm
-            self.voxel.value = ",".join(f"{s:g}" for s in scale)
+        voxel = file_voxel_size(layer)  # a scale other than 1 came from the file: nm
+        if voxel is not None:
+            self.voxel.value = ",".join(f"{s:g}" for s in voxel)
 
     def voxel_size(self, ndim: int):
         from ..objects import parse_voxel_size
@@ -286,9 +291,10 @@ class ObjectsWidget(Reviewing, Proofreading, Container):
     # ---- output --------------------------------------------------------------------
     def export_csv(self) -> str:
         self._chosen(0)
-        path = str(self.csv_path.value or "")
-        if not path or path == ".":
+        path = typed_path(self.csv_path)
+        if path is None:
             raise InputError("Choose where to save the CSV in 'CSV'.")
+        path = str(path)
         if not path.endswith(".csv"):
             path += ".csv"
         self.measurements.to_csv(path)

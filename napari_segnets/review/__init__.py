@@ -6,11 +6,13 @@
   (``autoencoder=``, ``reference=``) a ``novelty`` signal (:mod:`.novelty`): an autoencoder's
   reconstruction error per wavelet level near each object against the same on the training slices;
   not part of the default score.
-- :func:`next_object`: what to look at next (optionally with random audits).
+- :func:`next_object`: what to look at next (optionally with random audits);
+  :func:`describe_object`: where it is and, in words, its signals that stand out.
 - :class:`DecisionLog`, :func:`record_decision`: accept / fix / delete with provenance; the
   reviewed regions go to the curated store; :func:`fixed_mask` (an object as the reviewer left
   it), :func:`queue_fingerprint` (which queue a decision's id belongs to), :func:`match_reviewed`
-  (objects of a re-ranked queue already reviewed).
+  (objects of a re-ranked queue already reviewed), :func:`fit_score_from_records` (the score
+  fitted on a log's decisions, every queue's).
 - :func:`error_bars`: count and volume fraction with 95% intervals from the reviewed objects.
 """
 
@@ -21,6 +23,7 @@ from .decisions import (
     match_reviewed,
     queue_fingerprint,
     record_decision,
+    voxels_of,
 )
 from .errorbars import decisions_for_error_bars, error_bars
 from .novelty import novelty_signals
@@ -72,4 +75,5 @@ __all__ = [
     "review_views_iter",
     "shape_signals",
     "view_signals",
+    "voxels_of",
 ]

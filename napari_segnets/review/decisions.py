@@ -2,10 +2,14 @@
 
 A :class:`DecisionLog` is a JSON-lines file: one record per decision, appended under an exclusive
 lock as one fsync'd line (the curated store's append, :mod:`napari_segnets.curation._manifest`), never
-rewritten; the latest record of an object wins. :func:`record_decision` also puts the reviewed region
+rewritten; the latest record of an object wins. Object ids only mean something in one queue's labels:
+each record names its queue (``queue_id``, :func:`queue_fingerprint` of the labels), so one log (the
+Objects widget's ``<store>-review.jsonl``) holds the decisions of several queues and
+:meth:`DecisionLog.latest` reads one at a time. :func:`record_decision` also puts the reviewed region
 into a :class:`~napari_segnets.curation.Store`: each slice of the object's box (grown by a margin),
 labelled 1 = object / 0 = background, with the voxels of other, unreviewed objects set to the
-ignore value, so fine-tuning learns from exactly what the reviewer looked at.
+ignore value, so fine-tuning learns from exactly what the reviewer looked at; deciding an object
+again (``replaces=``) removes its earlier samples that the new ones do not supersede.
 """
 
 from __future__ import annotations
@@ -95,10 +99,23 @@ def fixed_mask(queue_labels, current_labels, object_id: int) -> np.ndarray:
     return (foot & (current > 0)) | (np.isin(current, own) if own else False)
 
 
+def voxels_of(labels, ids) -> dict:
+    """id -> flat indices of its voxels in ``labels``, for ``ids`` (one pass): what :func:`match_reviewed` takes."""
+    if not len(ids):
+        return {}
+    flat = np.asarray(labels).ravel()
+    where = np.flatnonzero(np.isin(flat, np.asarray(ids, flat.dtype)))
+    values = flat[where]
+    order = np.argsort(values, kind="stable")
+    found, starts = np.unique(values[order], return_index=True)
+    return {int(i): part for i, part in zip(found, np.split(where[order], starts[1:]))}
+
+
 def match_reviewed(reviewed: dict, labels, *, min_iou: float = 0.5) -> dict:
     """Objects of new labels that are objects already reviewed (after a re-rank): new id -> (old id, IoU).
 
-    ``reviewed``: old id -> flat voxel indices of the object as the reviewer accepted or fixed it.
+    ``reviewed``: old id -> flat voxel indices of the object as the reviewer accepted or fixed it
+    (:func:`voxels_of` of the old labels, or ``np.flatnonzero`` of a :func:`fixed_mask`).
     A new object matches the reviewed object it overlaps most when their IoU is at least ``min_iou``;
     each old object matches at most one new one.
     """
@@ -122,11 +139,13 @@ def match_reviewed(reviewed: dict, labels, *, min_iou: float = 0.5) -> dict:
 
 
 def _region(mask: np.ndarray, margin: int):
-    idx = np.argwhere(mask)
-    lo = np.maximum(idx.min(0) - margin, 0)
-    hi = np.minimum(idx.max(0) + 1 + margin, mask.shape)
-    lo[0], hi[0] = idx[:, 0].min(), idx[:, 0].max() + 1  # no margin in z: slices hold the samples
-    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    """The box of ``mask`` grown by ``margin`` in y and x, not in z: slices hold the samples."""
+    from scipy import ndimage as ndi
+
+    from .signals import _grow
+
+    box = ndi.find_objects(mask.astype(np.uint8))[0]
+    return _grow(box, mask.shape, margin, grow_z=False)
 
 
 def record_decision(log: DecisionLog, *, object_id: int, decision: str, labels, fixed=None, image=None,

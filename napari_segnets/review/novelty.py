@@ -42,15 +42,16 @@ def residual(image, reconstruction, normalization=None) -> np.ndarray:
     """``image - reconstruction`` in normalised units (divided by the stack's intensity range).
 
     ``normalization`` is the autoencoder's spec (:mod:`napari_segnets.io.normalize`), fitted on
-    ``image`` as :func:`~napari_segnets.inference.predict` fits it; default percentile 1-99.8.
+    ``image`` by the function :func:`~napari_segnets.inference.predict` fits it with (a spec that is
+    already fitted or fixed is used as it is); default percentile 1-99.8.
     """
-    from ..io.normalize import fit_normalization
+    from ..inference.predict import _fit
 
     image = np.asarray(image)
     rec = np.asarray(reconstruction)
     if image.shape != rec.shape:
         raise InputError(f"The reconstruction has shape {rec.shape} but the image {image.shape}; they must match.")
-    fitted = fit_normalization(image, normalization)
+    fitted = _fit(image, normalization)
     if "vmin" in fitted:
         scale = float(fitted["vmax"]) - float(fitted["vmin"])
     else:
@@ -91,8 +92,8 @@ def _box_sum(s, z0, z1, y0, y1, x0, x1):
 
 
 def _level_box(box, level: int, shape) -> tuple:
-    """A (z, y, x) box of the image mapped onto level ``level``'s coefficient grid (at least one)."""
-    (z0, z1), (y0, y1), (x0, x1) = box
+    """A (z, y, x) box (slices) of the image mapped onto level ``level``'s coefficient grid (at least one)."""
+    z0, z1, y0, y1, x0, x1 = (v for s in box for v in (s.start, s.stop))
     f = 1 << level
     ly0, lx0 = min(y0 // f, shape[1] - 1), min(x0 // f, shape[2] - 1)
     ly1, lx1 = max(-(-y1 // f), ly0 + 1), max(-(-x1 // f), lx0 + 1)
@@ -149,7 +150,7 @@ def novelty_signals(labels, image, reconstruction, reference, reference_reconstr
     dict of str -> dict id -> float
         ``novelty`` (max over levels of the robust z-score) and ``novelty_level1`` ... (finest first).
     """
-    from .signals import _boxes
+    from .signals import _boxes, _grow
 
     labels = np.asarray(labels)
     if np.shape(image) != labels.shape:
@@ -165,9 +166,7 @@ def novelty_signals(labels, image, reconstruction, reference, reference_reconstr
     for i, box in enumerate(_boxes(lab), start=1):
         if box is None:
             continue
-        grown = ((box[0].start, box[0].stop),
-                 (max(0, box[1].start - margin), min(lab.shape[1], box[1].stop + margin)),
-                 (max(0, box[2].start - margin), min(lab.shape[2], box[2].stop + margin)))
+        grown = _grow(box, lab.shape, margin, grow_z=False)
         zs = []
         for lev in range(n):
             z0, z1, y0, y1, x0, x1 = _level_box(grown, lev + 1, test_e[lev].shape)

@@ -43,7 +43,8 @@ def default_views(shape, voxel_size) -> tuple:
 
 
 def review_iter(model, image, *, voxel_size=None, views=None, normalization=None, threshold: float = 0.5,
-                min_size: float | None = None, split: str | None = None, score=None, autoencoder=None,
+                min_size: float | None = None, min_voxels: int | None = None, split: str | None = None,
+                score=None, autoencoder=None,
                 reference=None, autoencoder_normalization=None, **predict_kwargs):
     """Rank the objects of a stack by how likely they are wrong; a progress generator returning a :class:`Review`.
 
@@ -57,8 +58,9 @@ def review_iter(model, image, *, voxel_size=None, views=None, normalization=None
     views : sequence of str, optional
         Predictions compared (see :mod:`napari_segnets.inference.orthoplane`); default
         :func:`default_views` (flips and a quarter turn). The objects come from the mean of all views.
-    threshold, min_size, split
-        As for :func:`napari_segnets.objects.label_objects`.
+    threshold, min_size, min_voxels, split
+        As for :func:`napari_segnets.objects.label_objects` (``min_size`` in nm^3; specks under
+        ``min_voxels``, default 2 x 2 x 2 voxels, are dropped).
     score : callable, optional
         ``score(table) -> array`` (e.g. a :class:`~napari_segnets.review.score.FittedScore`'s
         ``score``); default: the fixed rule :func:`~napari_segnets.review.score.default_score`.
@@ -97,7 +99,8 @@ def review_iter(model, image, *, voxel_size=None, views=None, normalization=None
                        autoencoder, reference, normalization=autoencoder_normalization, **ae_kwargs)),
                    "normalization": autoencoder_normalization}
     result = yield from review_views_iter(preds, image, voxel_size=voxel, threshold=threshold,
-                                          min_size=min_size, split=split, score=score, novelty=novelty)
+                                          min_size=min_size, min_voxels=min_voxels, split=split, score=score,
+                                          novelty=novelty)
     if {"xz", "yz"} & set(views) and not orthoplane_pays(shape, voxel):
         result.notes.append("xz/yz views on a stack that is thin or not near isotropic (or of unknown voxel "
                             "size): the planes' objects look unlike the training sections")
@@ -105,8 +108,8 @@ def review_iter(model, image, *, voxel_size=None, views=None, normalization=None
 
 
 def review_views_iter(views: dict, image, *, voxel_size=None, threshold: float = 0.5,
-                      min_size: float | None = None, split: str | None = None, score=None,
-                      novelty: dict | None = None):
+                      min_size: float | None = None, min_voxels: int | None = None, split: str | None = None,
+                      score=None, novelty: dict | None = None):
     """:func:`review_iter` from views already predicted (``{view: class-first probabilities}``).
 
     ``novelty``: the keyword arguments of :func:`~napari_segnets.review.novelty.novelty_signals`
@@ -121,7 +124,8 @@ def review_views_iter(views: dict, image, *, voxel_size=None, threshold: float =
     fgs = {v: foreground_of(p, len(shape)).astype(np.float32, copy=False) for v, p in views.items()}
     prob = np.mean(list(fgs.values()), axis=0, dtype=np.float64).astype(np.float32)
     yield Progress("review", 0, 3, "objects")
-    labels = objects.label_objects(prob, voxel_size=voxel, min_size=min_size, split=split, threshold=threshold)
+    labels = objects.label_objects(prob, voxel_size=voxel, min_size=min_size, min_voxels=min_voxels, split=split,
+                                   threshold=threshold)
     yield Progress("review", 1, 3, f"measuring {int(labels.max())} objects")
     table = objects.measure(labels, np.asarray(image), voxel_size=voxel or (1.0,) * len(shape))
     yield Progress("review", 2, 3, "signals")
@@ -195,14 +199,17 @@ def next_object(table, reviewed=(), *, audit_every: int = 0, seed: int = 0) -> i
 def describe_object(table, object_id: int) -> dict:
     """What a viewer needs to show one queue entry: where to jump, its box, and its signals in words.
 
+    The text names at most three signals, the strongest first, and only those that say something
+    about this object: a value above 0 (every signal is 0 when nothing is suspicious) that is
+    higher than at least half of the other objects' values. "above n% of objects" is the share of
+    the other objects with a lower value (objects that share the value are not counted below it).
+
     Returns
     -------
     dict
         ``id``, ``rank``, ``score``, ``center`` (z, y, x voxels, or y, x), ``box`` (lows and highs,
         end excluded), ``signals`` (name -> value) and ``text`` (one line, the strongest signals first).
     """
-    from .score import percentile_ranks
-
     row = table.row(object_id)
     axes = "zyx" if "centroid_z_vox" in table.columns else "yx"
     center = tuple(float(row[f"centroid_{a}_vox"]) for a in axes)
@@ -210,9 +217,20 @@ def describe_object(table, object_id: int) -> dict:
     i = table.index_of(object_id)
     names = [n for n in SIGNALS if n in table.columns]
     signals = {n: float(row[n]) for n in names}
-    pct = {n: float(percentile_ranks(table[n])[i]) for n in names}
-    strongest = sorted(names, key=lambda n: (-pct[n], n))[:3]
-    words = ", ".join(f"{n} {signals[n]:.3g} (above {100 * pct[n]:.0f}% of objects)" for n in strongest)
-    text = f"object {object_id}, rank {row.get('rank', '?')} of {len(table)}, score {row.get('score', float('nan')):.2f}: {words}"
+    below = {}
+    for n in names:
+        v = np.asarray(table[n], float)
+        others = np.delete(v, i)
+        if np.isfinite(v[i]) and v[i] > 0 and len(others):
+            below[n] = float(np.mean(np.where(np.isfinite(others), others, -np.inf) < v[i]))
+    strongest = sorted((n for n in below if below[n] >= 0.5), key=lambda n: (-below[n], n))[:3]
+    words = (", ".join(f"{n} {signals[n]:.3g} ({_above(below[n])})" for n in strongest)
+             if strongest else "no signal stands out against the other objects")
+    score = row.get("score", float("nan"))
+    text = f"object {object_id}, rank {row.get('rank', '?')} of {len(table)}, score {score:.2f}: {words}"
     return {"id": int(object_id), "rank": row.get("rank"), "score": row.get("score"), "center": center,
             "box": box, "signals": signals, "text": text}
+
+
+def _above(share: float) -> str:
+    return "above every other object" if share >= 1.0 else f"above {100 * share:.0f}% of objects"

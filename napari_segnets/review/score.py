@@ -66,8 +66,11 @@ class FittedScore:
         self.model, self.names, self.n_right, self.n_wrong = model, names, n_right, n_wrong
 
     def score(self, table) -> np.ndarray:
-        x, _ = features(table, self.names)
-        return self.model.predict_proba(x)[:, 1]
+        """P(wrong) of every row; a signal the table lacks (fitted on a log of other queues, e.g. 3D
+        objects or with novelty) counts as 0, as a missing value does in the fit."""
+        cols = [np.asarray(table[n], float) if n in table.columns else np.zeros(len(table)) for n in self.names]
+        x = np.stack(cols, 1) if cols else np.zeros((len(table), 0))
+        return self.model.predict_proba(np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0))[:, 1]
 
     def describe(self) -> str:
         coef = self.model[-1].coef_[0]

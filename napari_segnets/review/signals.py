@@ -43,8 +43,12 @@ def _boxes(labels: np.ndarray):
     return ndi.find_objects(labels)
 
 
-def _grow(box, shape, margin: int):
-    return tuple(slice(max(0, s.start - margin), min(n, s.stop + margin)) for s, n in zip(box, shape))
+def _grow(box, shape, margin: int, *, grow_z: bool = True):
+    """A box (slices) grown by ``margin`` voxels on every side within ``shape``; with ``grow_z=False``
+    a 3D box keeps its slices (samples and slice-wise statistics are per slice)."""
+    keep = 1 if (not grow_z and len(shape) == 3) else 0
+    return tuple(b if a < keep else slice(max(0, b.start - margin), min(n, b.stop + margin))
+                 for a, (b, n) in enumerate(zip(box, shape)))
 
 
 def foreground_of(probabilities: np.ndarray, ndim: int) -> np.ndarray:
