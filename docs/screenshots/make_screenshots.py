@@ -135,6 +135,26 @@ def main() -> None:
     wait(score)
     save(viewer, "score")
 
+    # Objects: the sample's mitochondria as 3D objects, measured; the table, a histogram, the review section
+    mito = viewer.add_labels((np.asarray(classes.data) == 2).astype(np.uint8), name="mitochondria (truth)",
+                             scale=img.scale)
+    obj = front(viewer, "Objects")
+    obj.source.value, obj.image.value = mito, img
+    obj.voxel.value = "40,5,5"
+    obj.make_objects()
+    wait(obj)
+    obj.measure()
+    wait(obj)
+    if "volume_nm3" in list(obj.plot_measure.choices):
+        obj.plot_measure.value = "volume_nm3"
+    if not obj.review.opened:
+        obj.review.toggle()  # unfold the review section (next likely error, accept / fixed / delete)
+    set_slice(viewer, img, 3)
+    settle(1.5)
+    save(viewer, "objects")
+    for layer in [layer for layer in viewer.layers if layer.name.startswith("mitochondria")]:
+        layer.visible = False
+
     # Wavelets: two small autoencoders reconstruct the slice in view; mosaics side by side
     for arch, steps in (("unet", 40), ("atrous", 40)):
         train.task.value, train.arch.value = "autoencode", arch
