@@ -103,3 +103,54 @@ def test_objects_refuse_the_epfl_image(shared_data, tmp_path, capsys):
     mask = shared_data / EPFL / "training_groundtruth_slices000-029.tif"
     assert main(["objects", "--input", str(mask), "--output", str(tmp_path / "o.tif"), "--voxel-size", "5,5,5",
                  "--no-progress"]) == 0
+
+
+class _Recording:
+    """A lazy stack that records what is read of it (like a zarr array or memmapped TIFF)."""
+
+    def __init__(self, array):
+        self._array, self.read = array, []
+        self.shape, self.dtype, self.ndim = array.shape, array.dtype, array.ndim
+
+    def __getitem__(self, key):
+        part = self._array[key]
+        self.read.append(part.size)
+        return part
+
+
+def test_layer_kind_opens_label_images_with_many_ids_as_labels(tmp_path):
+    """The reader decides Image or Labels through content(): 300 instance ids in a uint16 TIFF named
+    without a hint open as Labels (the old 16-value rule opened them as an image), grey images stay
+    images, and a lazy stack is judged on patches, never read whole."""
+    import tifffile
+
+    from napari_segnets._napari import layer_tuple
+    from napari_segnets.io import layer_kind
+
+    ids = _label_image(300, shape=(6, 200, 200)).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "cells.tif", ids, photometric="minisblack")
+    tifffile.imwrite(tmp_path / "em.tif", _grey((6, 200, 200), dtype=np.uint16), photometric="minisblack")
+    for lazy in (False, True):
+        array, meta = read(tmp_path / "cells.tif", lazy=lazy)
+        assert layer_tuple(array, meta)[2] == "labels"
+        array, meta = read(tmp_path / "em.tif", lazy=lazy)
+        assert layer_tuple(array, meta)[2] == "image"
+    # masks (0/255, bool), a file-name hint, floats and probabilities keep their behaviour
+    assert layer_kind(np.where(ids > 150, 255, 0).astype(np.uint8), {}) == "labels"
+    assert layer_kind(ids > 0, {}) == "labels"
+    assert layer_kind(_grey(), {"path": "x/cell_mask.tif"}) == "labels"
+    assert layer_kind(ids.astype(np.float32), {}) == "image"
+    assert layer_kind(np.zeros((3, 16, 16), np.uint8), {}) == "image"  # nothing to judge: as before
+    # a blank middle section: the stack is judged on other planes (raw EM stays an image, a sparse
+    # mask with an empty middle stays a mask)
+    grey = _grey((9, 64, 64))
+    grey[4] = 0
+    assert layer_kind(grey, {}) == "image"
+    sparse = np.zeros((9, 64, 64), np.uint8)
+    sparse[:3, 10:20, 10:20] = 1  # objects in the first sections only
+    assert layer_kind(sparse, {}) == "labels"
+    # a large lazy stack: only central patches of single planes are read
+    big = _Recording(np.broadcast_to(ids[:1, :1, :1], (40, 3000, 3000)))
+    big._array = np.broadcast_to(_grey((1, 3000, 3000))[0], (40, 3000, 3000))
+    assert layer_kind(big, {}) == "image"
+    assert big.read and max(big.read) <= 1024 * 1024

@@ -15,6 +15,7 @@ _MASK_WORDS = re.compile(
     re.I,
 )
 MAX_MASK_VALUES = 16  # an EM image has hundreds of grey values; a mask a handful
+_PLANES = 5  # planes layer_kind judges at most when the middle one is blank
 
 
 def mask_name(text: str) -> bool:
@@ -23,12 +24,15 @@ def mask_name(text: str) -> bool:
 
 
 def layer_kind(array, meta: dict) -> str:
-    """``"labels"`` for masks, else ``"image"``.
+    """``"labels"`` for masks and label images, else ``"image"``.
 
-    A mask is an integer (or boolean) stack that our writer marked as labels, whose file or
-    dataset name says so (mask, label, groundtruth, gt, seg...), or that holds between 2 and
-    16 distinct values (checked on a bounded sample; of a lazy stack only its middle plane
-    is read).
+    An integer (or boolean) stack opens as Labels when our writer marked it so, when its file or
+    dataset name says so (mask, label, groundtruth, gt, seg...), or when :func:`content` judges it
+    a mask (2 to 16 whole-number values) or a label image (more ids, in flat regions). Grey images
+    and probabilities open as images, as does any float stack (napari Labels take integers).
+    ``content`` reads one central patch of the middle plane; when that patch holds a single value
+    (a blank section, an empty corner of a sparse mask) a few more planes are judged the same way,
+    so a lazy stack is never read whole.
     """
     dtype = np.dtype(array.dtype)
     if array.ndim < 2:
@@ -40,12 +44,17 @@ def layer_kind(array, meta: dict) -> str:
     name = f"{Path(str(meta.get('path', ''))).name} {meta.get('key') or ''}"
     if mask_name(name):
         return "labels"
-    from .normalize import _sample
-
-    if not isinstance(array, np.ndarray) and array.ndim == 3:
-        array = array[array.shape[0] // 2]  # lazy: one plane, not the whole stack
-    values = np.unique(_sample(array))
-    return "labels" if 2 <= values.size <= MAX_MASK_VALUES else "image"
+    lead = array.shape[:-2]
+    planes = [()]
+    if len(lead) == 1 and lead[0] > 1:
+        n = lead[0]
+        spread = np.linspace(0, n - 1, min(n, _PLANES)).round().astype(int).tolist()
+        planes = [(n // 2,)] + [(z,) for z in spread if z != n // 2]
+    for index in planes:
+        found = content(array, index)
+        if found.values >= 2:  # a single value tells nothing: look at the next plane
+            return "labels" if found.kind in ("mask", "labels") else "image"
+    return "image"
 
 
 def is_binary_mask(array, *, strided: bool = False) -> bool:
