@@ -155,6 +155,41 @@ def test_evaluate_scores_match_the_metrics(sample, tmp_path, capsys):
     assert overall["dice"] == pytest.approx(dice(pred, truth))
 
 
+def test_evaluate_a_prediction_of_the_selected_slices_only(sample, tmp_path, capsys):
+    """`predict --slices 1:3` writes 2 slices; `evaluate --slices 1:3` scores them against truth slices
+    1-2 (and says so) instead of refusing the depth mismatch; a mismatch that --slices does not explain
+    is refused with one sentence."""
+    import tifffile
+
+    from napari_segnets.metrics import iou
+
+    out = tmp_path / "part.tif"
+    code, _, err = run(["predict", "--checkpoint", sample / "seg.safetensors", "--input", sample / "img.tif",
+                        "--slices", "1:3", "--out", out, "--output", "labels", "--no-progress"], capsys)
+    assert code == 0, err
+    pred, truth = tifffile.imread(out), tifffile.imread(sample / "mito.tif")
+    assert pred.shape[0] == 2
+    code, out_text, err = run(["evaluate", "--prediction", out, "--truth", sample / "mito.tif",
+                               "--slices", "1:3", "--json", "--per-slice"], capsys)
+    assert code == 0, err
+    result = json.loads(out_text)
+    assert result["overall"]["iou"] == pytest.approx(iou(pred != 0, truth[1:3] != 0))
+    assert [e["index"] for e in result["per_slice"]] == [1, 2]
+    assert "ground-truth slices 1-2" in err
+    code, out_text, _ = run(["evaluate", "--prediction", out, "--truth", sample / "mito.tif", "--slices", "1:3"],
+                            capsys)
+    assert code == 0 and "ground-truth slices 1-2" in out_text.splitlines()[0]
+    for argv, expected in ((["--slices", "0:3"], "exactly the selected slices"), ([], "--slices A:B")):
+        code, _, err = run(["evaluate", "--prediction", out, "--truth", sample / "mito.tif", *argv], capsys)
+        assert code == 2 and expected in one_line_error(err)
+    # two planes that sum to 1 everywhere may be class probabilities of one slice: refused
+    probs = np.stack([np.full(truth.shape[1:], 0.25, np.float32), np.full(truth.shape[1:], 0.75, np.float32)])
+    tifffile.imwrite(tmp_path / "probs.tif", probs, photometric="minisblack")
+    code, _, err = run(["evaluate", "--prediction", tmp_path / "probs.tif", "--truth", sample / "mito.tif",
+                        "--slices", "1:3"], capsys)
+    assert code == 2 and "class probabilities" in one_line_error(err)
+
+
 def test_config_files_yaml_and_toml_with_flags_overriding(sample, tmp_path, capsys):
     import tifffile
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ..errors import InputError
 from . import common
@@ -80,6 +81,49 @@ def _slab(array, slices, what):
     return np.asarray(arr), (0 if r is None else r.start)
 
 
+def _pair(pred, truth, slices, name):
+    """The prediction and ground-truth slabs to score, the first slice's index and a note (or None).
+
+    With ``--slices A:B`` both are cut to A..B-1, unless the prediction already holds exactly those
+    B-A slices (``predict`` run on them only) while the truth has more: then only the truth is cut.
+    """
+    import numpy as np
+
+    p3 = pred[None] if pred.ndim == 2 else pred
+    t3 = truth[None] if truth.ndim == 2 else truth
+    if tuple(pred.shape) == tuple(truth.shape) or p3.ndim != 3 or t3.ndim != 3 or p3.shape[1:] != t3.shape[1:]:
+        if tuple(pred.shape) != tuple(truth.shape):
+            raise InputError(
+                f"The prediction has shape {tuple(pred.shape)} but the ground truth {tuple(truth.shape)}; "
+                "they must match pixel for pixel."
+            )
+        pred, first = _slab(pred, slices, "prediction")
+        return pred, _slab(truth, slices, "ground truth")[0], first, None
+    depth, full = p3.shape[0], t3.shape[0]
+    r = common.parse_range(slices, full, "--slices")
+    if r is None:
+        raise InputError(
+            f"The prediction has {depth} slice(s) but the ground truth {full}; if the prediction covers "
+            f"only some of them, say which with --slices A:B (B-A = {depth}), else give matching stacks."
+        )
+    if depth != len(r):
+        raise InputError(
+            f"The prediction has {depth} slice(s), the ground truth {full} and --slices {slices} selects "
+            f"{len(r)}; give a prediction of the whole stack or of exactly the selected slices."
+        )
+    if np.issubdtype(p3.dtype, np.floating) and depth > 1:
+        sums = np.asarray(p3, np.float64).sum(axis=0)
+        if np.allclose(sums, 1.0, atol=1e-3):
+            raise InputError(
+                f"The prediction's {depth} planes sum to 1 at every pixel, so they may be class "
+                "probabilities of one slice rather than slices; evaluate the labels "
+                "(predict --output labels) instead."
+            )
+    note = (f"The prediction holds {depth} slice(s), as many as --slices {slices} selects: scoring "
+            f"{Path(str(name)).name} against ground-truth slices {r.start}-{r.stop - 1}.")
+    return np.asarray(p3), np.asarray(t3[r.start : r.stop]), r.start, note
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -89,13 +133,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
     truth, _ = common.read_array(args.truth, "Ground truth", lazy=False)
     if pred.ndim == truth.ndim + 1 and np.issubdtype(pred.dtype, np.floating):
         pred = np.argmax(np.asarray(pred), axis=0)  # class probabilities (C, ...) from predict
-    if tuple(pred.shape) != tuple(truth.shape):
-        raise InputError(
-            f"The prediction has shape {tuple(pred.shape)} but the ground truth {tuple(truth.shape)}; "
-            "they must match pixel for pixel."
-        )
-    pred, first = _slab(pred, args.slices, "prediction")
-    truth, _ = _slab(truth, args.slices, "ground truth")
+    pred, truth, first, note = _pair(pred, truth, args.slices, args.prediction)
+    if note and args.json:
+        common.info(note)  # stdout stays valid JSON
+    elif note:
+        print(note)
     if np.issubdtype(pred.dtype, np.floating):
         pred = (pred >= args.threshold).astype(np.uint8) if args.kind != "multiclass" else np.rint(pred).astype(np.int64)
     if args.objects and args.kind == "multiclass":
