@@ -314,6 +314,20 @@ def test_outputs_probabilities_labels_reconstruction(rng):
     np.testing.assert_allclose(rec, raw, atol=0.05)
 
 
+@pytest.mark.parametrize("normalization", [
+    "percentile", "minmax", {"mode": "fixed", "vmin": 900.0, "vmax": 1900.0}, "meanstd", "none",
+    {"mode": "percentile", "low": 0.0, "high": 100.0, "eps": 1e-6, "clip": None},  # a zoo package's
+])
+def test_identity_autoencoder_round_trips_intensities(rng, normalization):
+    """An identity autoencoder gives back the image's intensities under every normalisation: the
+    reconstruction is mapped back with the fields each mode fits (mean/std for meanstd, whose
+    z-scores are not clipped to [-0.5, 1.5]; vmin/vmax and eps for the others)."""
+    raw = (rng.normal(1400, 250, (2, 40, 44))).clip(1000, 1800).astype(np.uint16)
+    rec = predict(Neighbour(0), raw, tile=32, output="reconstruction", normalization=normalization)
+    assert rec.dtype == np.float32 and rec.shape == raw.shape
+    np.testing.assert_allclose(rec, raw, atol=0.05)
+
+
 def test_tta_averages_the_eight_dihedral_predictions(rng):
     from napari_segnets.models import build
 

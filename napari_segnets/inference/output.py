@@ -119,9 +119,10 @@ class Finisher:
             if self.channels == 1:
                 return (values[0] >= self.threshold).astype(self.dtype)
             return np.argmax(values, axis=0).astype(self.dtype)
-        if out == "reconstruction" and self.fitted.get("mode") != "none":
-            vmin, vmax = float(self.fitted["vmin"]), float(self.fitted["vmax"])
-            values = values * np.float32(vmax - vmin) + np.float32(vmin)
+        if out == "reconstruction":
+            from ..io.normalize import restore_intensities
+
+            values = restore_intensities(values, self.fitted)
         if self.channels == 1:
             values = values[0]
         if out == "probabilities" and self.dtype == np.uint8:

@@ -6,7 +6,12 @@ Heavy libraries (dask, zarr, h5py, mrcfile) are imported inside the functions th
 from ._common import AmbiguousInputError, lazy_threshold
 from .atomic import atomic_path, atomic_write_bytes, atomic_write_text, fsync_dir
 from .kind import is_binary_mask, layer_kind, mask_name
-from .normalize import apply_normalization, fit_normalization, normalization_spec
+from .normalize import (
+    apply_normalization,
+    fit_normalization,
+    normalization_spec,
+    restore_intensities,
+)
 from .reader import FORMATS, read, sniff
 from .writers import write_labels
 
@@ -25,6 +30,7 @@ __all__ = [
     "mask_name",
     "normalization_spec",
     "read",
+    "restore_intensities",
     "sniff",
     "write_labels",
 ]

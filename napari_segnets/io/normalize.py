@@ -98,12 +98,16 @@ def fit_normalization(image, spec: dict | None = None) -> dict:
 def apply_normalization(array, fitted: dict) -> np.ndarray:
     """Map intensities with a fitted spec to float32, about [0, 1], clipped to [-0.5, 1.5].
 
+    ``meanstd`` gives zero mean and unit variance, not clipped unless its spec has ``clip``.
+
     A spec may carry its own ``clip`` bounds (``None``: no clipping) and an ``eps`` added to the
     scale, as the zoo's ops do (see :mod:`napari_segnets.bioimageio`).
     """
     arr = np.asarray(array, dtype=np.float32)
-    clip = fitted.get("clip", (-0.5, 1.5))
     mode = fitted.get("mode")
+    # z-scores are not "about [0, 1]": clipping them to [-0.5, 1.5] would flatten everything darker
+    # than half a standard deviation below the mean, so meanstd clips only when its spec says so
+    clip = fitted.get("clip", None if mode == "meanstd" else (-0.5, 1.5))
     if mode == "none":  # raw intensities: clipped only when the spec itself says so
         return arr if fitted.get("clip") is None else np.clip(arr, *_bounds(fitted["clip"]))
     eps = float(fitted.get("eps", 0.0))
@@ -119,6 +123,25 @@ def apply_normalization(array, fitted: dict) -> np.ndarray:
     if clip is not None:
         np.clip(out, *_bounds(clip), out=out)
     return out
+
+
+def restore_intensities(values, fitted: dict) -> np.ndarray:
+    """The inverse of :func:`apply_normalization` (up to its clipping): normalised values back to
+    the image's intensities, as float32. Autoencoder reconstructions are returned so."""
+    out = np.asarray(values, dtype=np.float32)
+    mode = fitted.get("mode")
+    if mode == "none":
+        return out
+    eps = float(fitted.get("eps", 0.0))
+    if mode == "meanstd":
+        if "mean" not in fitted or "std" not in fitted:
+            raise InputError("The normalisation has not been fitted: call fit_normalization(image, spec) first.")
+        offset, scale = float(fitted["mean"]), float(fitted["std"]) + eps
+    else:
+        if "vmin" not in fitted or "vmax" not in fitted:
+            raise InputError("The normalisation has not been fitted: call fit_normalization(image, spec) first.")
+        offset, scale = float(fitted["vmin"]), float(fitted["vmax"]) - float(fitted["vmin"]) + eps
+    return out * np.float32(scale) + np.float32(offset)
 
 
 def _bounds(clip) -> tuple[float, float]:
