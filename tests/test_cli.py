@@ -190,6 +190,23 @@ def test_evaluate_a_prediction_of_the_selected_slices_only(sample, tmp_path, cap
     assert code == 2 and "class probabilities" in one_line_error(err)
 
 
+def test_evaluate_mode_with_the_old_kind_spelling_accepted_quietly(sample, tmp_path, capsys):
+    """`evaluate --mode` names the scoring mode as metrics.score_stack(mode=) does; the old `--kind`
+    (flag or config key) still works, unlisted and without a warning."""
+    args = ["evaluate", "--prediction", sample / "mito.tif", "--truth", sample / "mito.tif", "--json"]
+    code, new, err = run([*args, "--mode", "membrane"], capsys)
+    assert code == 0 and err == "" and "rand_error" in json.loads(new)["overall"]
+    code, old, err = run([*args, "--kind", "membrane"], capsys)
+    assert code == 0 and err == "" and old == new
+    (tmp_path / "e.yaml").write_text("kind: membrane\n")
+    code, from_config, err = run([*args, "--config", tmp_path / "e.yaml"], capsys)
+    assert code == 0 and err == "" and from_config == new
+    code, _, err = run([*args, "--mode", "binary", "--kind", "membrane"], capsys)
+    assert code == 2 and "disagree" in one_line_error(err)
+    code, text, _ = run(["evaluate", "--help"], capsys)
+    assert "--mode" in text and "--kind" not in text
+
+
 def test_config_files_yaml_and_toml_with_flags_overriding(sample, tmp_path, capsys):
     import tifffile
 

@@ -9,6 +9,8 @@ from ..errors import InputError
 from . import common
 from . import objects as objects_cli
 
+MODES = ("binary", "multiclass", "membrane")  # metrics.score_stack(mode=)
+
 
 def register(sub) -> None:
     e = common.command(
@@ -22,10 +24,15 @@ def register(sub) -> None:
     common.add_required(e, "--prediction", metavar="P", help="predicted labels or probabilities")
     common.add_required(e, "--truth", metavar="T", help="ground-truth labels")
     e.add_argument("--slices", metavar="A:B", default=None, help="score slices A..B-1 only")
-    e.add_argument("--kind", choices=("binary", "multiclass", "membrane"), default="binary", help="default: binary")
+    # --mode, as metrics.score_stack(mode=) and the Score widget's job; "kind" already names what a
+    # stack holds (io.kind.content: mask, labels, probabilities, image). --kind stays accepted, unlisted.
+    e.add_argument("--mode", choices=MODES, default=None,
+                   help="how masks are read: binary (nonzero = object), multiclass (class ids) or membrane "
+                   "(IoU/Dice plus Rand error and VI); default: binary")
+    e.add_argument("--kind", choices=MODES, default=None, help=argparse.SUPPRESS)
     e.add_argument("--ignore-index", type=int, default=None, help="ground-truth value of unlabelled pixels")
     e.add_argument("--threshold", type=float, default=0.5, help="for probability maps (default: 0.5)")
-    e.add_argument("--binarize", action="store_true", default=False, help="score every non-zero label as one class, also with --kind multiclass "
+    e.add_argument("--binarize", action="store_true", default=False, help="score every non-zero label as one class, also with --mode multiclass "
                    "(binary and membrane read 0/255 masks so already)")
     e.add_argument("--per-slice", action="store_true", default=False, help="also print every slice's scores")
     e.add_argument("--json", action="store_true", default=False, help="print JSON instead of a table")
@@ -124,6 +131,14 @@ def _pair(pred, truth, slices, name):
     return np.asarray(p3), np.asarray(t3[r.start : r.stop]), r.start, note
 
 
+def _mode(args) -> str:
+    """--mode, or the older spelling --kind (also as a config key); binary when neither is given."""
+    mode, old = getattr(args, "mode", None), getattr(args, "kind", None)
+    if mode and old and mode != old:
+        raise InputError(f"--mode {mode} and --kind {old} disagree; give one of them (--kind is --mode's old name).")
+    return mode or old or "binary"
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -133,15 +148,16 @@ def run_evaluate(args: argparse.Namespace) -> int:
     truth, _ = common.read_array(args.truth, "Ground truth", lazy=False)
     if pred.ndim == truth.ndim + 1 and np.issubdtype(pred.dtype, np.floating):
         pred = np.argmax(np.asarray(pred), axis=0)  # class probabilities (C, ...) from predict
+    mode = _mode(args)
     pred, truth, first, note = _pair(pred, truth, args.slices, args.prediction)
     if note and args.json:
         common.info(note)  # stdout stays valid JSON
     elif note:
         print(note)
     if np.issubdtype(pred.dtype, np.floating):
-        pred = (pred >= args.threshold).astype(np.uint8) if args.kind != "multiclass" else np.rint(pred).astype(np.int64)
-    if args.objects and args.kind == "multiclass":
-        raise InputError("--objects scores binary masks or object labels; leave out --kind multiclass.")
+        pred = (pred >= args.threshold).astype(np.uint8) if mode != "multiclass" else np.rint(pred).astype(np.int64)
+    if args.objects and mode == "multiclass":
+        raise InputError("--objects scores binary masks or object labels; leave out --mode multiclass.")
     objects = objects_cli.evaluate_objects(pred, truth, args.ignore_index) if args.objects else None
     if args.binarize:
         keep = truth == args.ignore_index if args.ignore_index is not None else None
@@ -149,7 +165,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         truth = (truth != 0).astype(np.uint8)
         if keep is not None:
             truth[keep] = args.ignore_index
-    result = score_stack(pred, truth, mode=args.kind, ignore_index=args.ignore_index)
+    result = score_stack(pred, truth, mode=mode, ignore_index=args.ignore_index)
     for entry in result["per_slice"]:
         entry["index"] = int(entry["index"]) + first
     if args.json:  # an undefined score (empty truth, empty prediction) is null: valid JSON
