@@ -286,3 +286,29 @@ def test_a_single_image_reviews_too(make_napari_viewer, qtbot, tmp_path):
     record = widget.decide("delete")
     assert record["samples"] and not (widget.objects_layer.value.data == top).any()
     assert json.loads((tmp_path / "mine.jsonl").read_text())["decision"] == "delete"
+
+
+def test_the_selected_objects_signals_are_all_shown_compactly(ranked, qtbot):
+    """Besides the strongest signals in the "next likely error" line, every signal of the object being
+    decided is shown (the CSV's names and values, strongest first), with what each measures in the
+    tooltip; clicking another row of the queue shows that object's; the panel stays within 450 px."""
+    from napari_segnets.review.signals import SIGNALS
+
+    _viewer, widget, _ = ranked
+    queue = widget.queue_table
+    names = [n for n in SIGNALS if n in queue.columns]
+    assert widget.signals_label.value == ""
+    top = widget.next_error()
+    text = widget.signals_label.value
+    assert text.startswith(f"all signals of object {top} ")
+    row = queue.row(top)
+    for n in names:
+        value = float(row[n])
+        assert f"{n} {'0' if value == 0 else f'{value:.2g}'}" in text
+    assert all(f"{n}: {SIGNALS[n]}" in widget.signals_label.tooltip for n in names)
+    other = int(queue["id"][-1])
+    widget.table.selectRow(widget.table.row_of(other))  # a click on another row of the queue
+    assert widget.current == other and widget.signals_label.value.startswith(f"all signals of object {other} ")
+    scroll = getattr(widget.native, "_segnets_scroll", None)  # the docked page, when scrolled
+    page = scroll.widget() if scroll is not None else widget.native
+    assert page.minimumSizeHint().width() <= 450  # the text wraps; it never widens the panel

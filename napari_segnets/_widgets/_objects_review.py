@@ -42,7 +42,8 @@ class Reviewing:
     Sub-widgets: ``review_image``, ``review_checkpoint`` (``.model``/``.file``), ``review_device``,
     ``rank_button``, ``review_cancel``, ``next_button``, ``accept_button``, ``fixed_button``,
     ``reject_button``, ``audit_every``, ``reviewer``, ``log_path``, ``store_note`` (where samples go: the
-    widget's ``store``), ``review_info``, ``error_bars_label``.
+    widget's ``store``), ``review_info``, ``signals_label`` (every signal of the selected object, as in the
+    CLI's CSV; its tooltip says what each measures), ``error_bars_label``.
     State: ``queue_table`` (the ranked queue as ranked, never edited), ``queue_id``, ``current``
     (the object being decided), ``decisions`` (id -> latest record of this queue), ``carried``
     (ids already reviewed in an earlier queue: new id -> (old id, IoU)).
@@ -66,6 +67,7 @@ class Reviewing:
                                  tooltip="JSON lines, one decision a line; empty: beside the store folder")
         self.review_info = wrapping(Label(value="rank the objects, then press 'Next likely error'"))
         self.error_bars_label = wrapping(Label(value=""))
+        self.signals_label = wrapping(Label(value=""))  # every signal of the object being decided
         self.store_note = wrapping(Label(value=""))
         self.store.changed.connect(self._show_store)
         self._show_store()
@@ -85,7 +87,7 @@ class Reviewing:
         return Section("review: next likely error", [
             self.review_image, self.review_checkpoint, self.review_device,
             row(self.rank_button, self.review_cancel), self.audit_every, self.reviewer,
-            self.log_path, self.store_note, self.next_button, self.review_info,
+            self.log_path, self.store_note, self.next_button, self.review_info, self.signals_label,
             row(self.accept_button, self.fixed_button, self.reject_button), self.error_bars_label,
         ])
 
@@ -155,6 +157,7 @@ class Reviewing:
                                                              "review_checkpoint": str(checkpoint)}})
         previous_id = self.queue_id
         self.queue_table, self.queue_id, self.current = result.table, queue_id, None
+        self._show_signals(None)
         self.decisions, self.carried = dict(decisions), carried
         self._queue = {"labels": labels.copy(), "image": image, "layer": layer, "source": source_name(img),
                        "checkpoint": checkpoint}
@@ -211,6 +214,7 @@ class Reviewing:
         if object_id is None:
             self.current = None
             self.review_info.value = f"all {len(table)} objects of the queue are reviewed"
+            self._show_signals(None)
             return None
         audit = bool(every) and (len(done) + 1) % every == 0
         self.show_object(object_id, audit=audit)
@@ -232,6 +236,18 @@ class Reviewing:
         before = self.decisions.get(int(object_id))
         again = f" (decided before: {before['decision']})" if before else ""
         self.review_info.value = f"{prefix}{info['text']}{again}. Accept, fix it and press Fixed, or Delete."
+        self._show_signals(info)
+
+    def _show_signals(self, info: dict | None) -> None:
+        """Every signal of the object (the strongest first) under the "next likely error" line."""
+        from ..review.signals import SIGNALS
+
+        if not info or not info["signals"]:
+            self.signals_label.value, self.signals_label.tooltip = "", ""
+            return
+        self.signals_label.value = (f"all signals of object {info['id']} (0 = nothing suspicious; % = share of "
+                                    f"the other objects lower): {info['all_signals']}")
+        self.signals_label.tooltip = "\n".join(f"{n}: {SIGNALS[n]}" for n in info["signals"])
 
     # ---- decisions -----------------------------------------------------------------------
     def decide(self, decision: str) -> dict:

@@ -208,7 +208,9 @@ def describe_object(table, object_id: int) -> dict:
     -------
     dict
         ``id``, ``rank``, ``score``, ``center`` (z, y, x voxels, or y, x), ``box`` (lows and highs,
-        end excluded), ``signals`` (name -> value) and ``text`` (one line, the strongest signals first).
+        end excluded), ``signals`` (name -> value), ``text`` (one line, the strongest signals first)
+        and ``all_signals`` (every signal with its value and, when above 0, the share of the other
+        objects below it, strongest first: the CSV's columns, compact enough for a narrow panel).
     """
     row = table.row(object_id)
     axes = "zyx" if "centroid_z_vox" in table.columns else "yx"
@@ -228,8 +230,15 @@ def describe_object(table, object_id: int) -> dict:
              if strongest else "no signal stands out against the other objects")
     score = row.get("score", float("nan"))
     text = f"object {object_id}, rank {row.get('rank', '?')} of {len(table)}, score {score:.2f}: {words}"
+    order = sorted(below, key=lambda n: (-below[n], n)) + [n for n in names if n not in below]
+    every = ", ".join(f"{n} {_value(signals[n])}" + (f" ({100 * below[n]:.0f}%)" if n in below else "")
+                      for n in order)
     return {"id": int(object_id), "rank": row.get("rank"), "score": row.get("score"), "center": center,
-            "box": box, "signals": signals, "text": text}
+            "box": box, "signals": signals, "text": text, "all_signals": every}
+
+
+def _value(v: float) -> str:
+    return "n/a" if not np.isfinite(v) else ("0" if v == 0 else f"{v:.2g}")
 
 
 def _above(share: float) -> str:
