@@ -431,3 +431,20 @@ def test_a_changed_decision_replaces_its_samples_in_the_store(tmp_path):
     live = {s["id"] for s in store.samples()}
     assert live == set(second["samples"]) and len(live) == 6  # slices 3..8, no accept sample left
     assert set(second["replaced_samples"]) == set(first["samples"]) and store.verify()["ok"]
+
+
+def test_review_benchmark_reruns_the_coverage_from_its_dumps(tmp_path, capsys):
+    """benchmarks/review.py --dump writes what (c) needs; --from-dump reruns (c) and (a') without a model."""
+    from benchmarks.review import main, read_dump, write_dump
+
+    table, truth, target = _realistic(seed=2)
+    queue = ranked(table, score=lambda t: np.asarray(t["score"], float))
+    write_dump(tmp_path / "review-seed4.npz", queue, truth, target["truth_count"], target["truth_vf"], 4)
+    q, out, count, vf, seed = read_dump(tmp_path / "review-seed4.npz")
+    assert q["id"].tolist() == queue["id"].tolist() and q.shape == queue.shape and out == truth
+    assert (count, seed) == (target["truth_count"], 4) and vf == pytest.approx(target["truth_vf"])
+    main(["--from-dump", str(tmp_path), "--repeats", "4", "--review-n", "10"])
+    text = capsys.readouterr().out
+    assert "coverage count (all predicted reviewed)" in text and "10 of 17 objects reviewed" in text
+    row = next(line for line in text.splitlines() if line.startswith("| 4 |"))
+    assert row.split("|")[2].strip() == row.split("|")[3].strip() == "4"  # four reviews, each with an estimate
