@@ -17,9 +17,10 @@ times that ratio. A draw's count and volume fraction are the reviewed objects' e
 unreviewed objects' draws, so the interval is a predictive interval for the unreviewed objects' total
 (it holds the object-to-object variation, not only the uncertainty of a mean); an all-accepted review
 still leaves each unreviewed object a small chance of being wrong, and reviewing every object gives
-the exact numbers with no width. The values shown are the medians of the draws; the 95% interval is
-their 2.5-97.5 percentile range (the count's on whole objects). The prior is neutral on average (one
-object fewer or one more, its volume gone or doubled), so it widens the interval without moving it;
+the exact numbers with no width. The values shown are the medians of the draws; the 95% interval
+runs from the draw at the 2.5th percentile to the draw at the 97.5th (order statistics, so the count
+is in whole objects). The prior is neutral on average (one object fewer or one more, its volume gone
+or doubled), so it widens the interval without moving it;
 its weight, 0.1, was chosen on synthetic reviews (``tests/test_review.py`` ``_realistic``: 17
 objects, 15% wrong, 10 reviewed), where 0 covered the volume fraction in 65% of reviews.
 
@@ -159,6 +160,10 @@ def error_bars(table, decisions: dict, *, score: str = "score", level: float = 0
             continue
         alpha = np.concatenate([np.ones(len(rev)), np.full(len(PRIOR_OUTCOMES), prior / len(PRIOR_OUTCOMES))])
         keep = alpha > 0
+        if not keep.any():  # no reviewed object and no prior (only with min_reviewed=0, prior=0)
+            return {**base, "enough": False,
+                    "text": f"{k} of {n} objects reviewed: review some (with random audits) before error "
+                            "bars can be estimated"}
         oc = np.concatenate([c_after[rev], prior_c])[keep]
         orr = np.concatenate([ratio[rev], prior_r])[keep]
         dc, dv = _draw_group(rng, oc, orr, alpha[keep], before[unrev], n_draws)
@@ -170,7 +175,7 @@ def error_bars(table, decisions: dict, *, score: str = "score", level: float = 0
     c_lo = float(np.floor(np.quantile(counts, a, method="lower")))
     c_hi = float(np.ceil(np.quantile(counts, 1 - a, method="higher")))
     v_mid = float(np.median(vf))
-    v_lo, v_hi = (float(x) for x in np.quantile(vf, [a, 1 - a]))
+    v_lo, v_hi = float(np.quantile(vf, a, method="lower")), float(np.quantile(vf, 1 - a, method="higher"))
     pct = int(round(level * 100))
     text = (f"count {count:.0f}, {pct}% interval {c_lo:.0f}-{c_hi:.0f}; "
             f"volume fraction {100 * v_mid:.1f}%, {pct}% interval {100 * v_lo:.1f}-{100 * v_hi:.1f}% "
