@@ -10,7 +10,13 @@ deleted when there is none). Per seed (a model trained with that seed, and seede
   false objects, merges of two truth objects) against the base rate, and against smallest-first;
 - (b) foreground IoU and object F1 after reviewing k objects from the queue vs k at random;
 - (c) coverage of the 95% intervals for count and volume fraction over repeated reviews that follow
-  the queue with a random audit every ``--audit-every`` picks.
+  the queue with a random audit every ``--audit-every`` picks, against the truth and against the
+  numbers after every predicted object is reviewed (the truth less the objects no prediction touches).
+
+``--dump DIR`` writes per seed what (c) and (a') need (the queue's numeric columns and shape, the
+simulated reviewer's wrong / count_after / voxels_after per object, the truth count and volume
+fraction) to ``DIR/review-seedN.npz``; ``--from-dump DIR`` reruns only (c) and (a') from those files
+in seconds, so the interval method can be checked without predicting anything.
 
 Novelty (``--novelty-minutes M``, 0 = off): per seed an autoencoder (the README's: U-Net-16 without
 skips, ``--task autoencode``, seeded) is trained for M minutes on the unlabelled slices 0-11 and the
@@ -22,6 +28,9 @@ more rank (weight 1), and the fitted rule with novelty among its signals.
     PYTHONPATH=. python benchmarks/review.py --seeds 0 1 2 --minutes 5            # the real run
     PYTHONPATH=. python benchmarks/review.py --seeds 0 --minutes 0.3 --crop 256 --repeats 3 --ks 5 10 \
         --novelty-minutes 0.1  # smoke
+    PYTHONPATH=. python benchmarks/review.py --seeds 0 1 2 --novelty-minutes 0 --review-n 10 --ks 5 10 15 \
+        --checkpoint 'WORK/lucchi-0-11-seed{seed}.safetensors' --dump DUMPS       # models reused, dumps kept
+    PYTHONPATH=. python benchmarks/review.py --from-dump DUMPS --review-n 10       # (c) and (a') only
 """
 
 from __future__ import annotations
@@ -166,6 +175,126 @@ def orthoplane_rows(model, image, truth_fg, norm, seed, names):
     return rows, views, secs
 
 
+def write_dump(path: Path, q, out, truth_count: int, truth_vf: float, seed: int) -> None:
+    """What part (c) and (a') need, per seed: the queue's numeric columns, shape, the reviewer's outcomes, truth."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ids = q["id"].tolist()
+    cols = {f"col_{k}": np.asarray(v) for k, v in q.columns.items() if np.asarray(v).dtype.kind in "biuf"}
+    np.savez(path, **cols, shape=np.asarray(q.shape, np.int64),
+             voxel_size=np.asarray(q.voxel_size if q.voxel_size else (), float),
+             wrong=np.array([out[i]["wrong"] for i in ids], bool),
+             count_after=np.array([out[i]["count_after"] for i in ids], np.int64),
+             voxels_after=np.array([out[i]["voxels_after"] for i in ids], np.int64),
+             truth_count=truth_count, truth_vf=truth_vf, seed=seed)
+    print(f"seed {seed}: dump {path}", flush=True)
+
+
+def read_dump(path: Path):
+    """``write_dump``'s file -> (queue table, outcomes by id, truth count, truth volume fraction, seed)."""
+    from napari_segnets.objects import ObjectTable
+
+    d = np.load(path)
+    q = ObjectTable({k[4:]: d[k] for k in d.files if k.startswith("col_")},
+                    voxel_size=tuple(d["voxel_size"]) or None, shape=tuple(int(s) for s in d["shape"]))
+    out = {int(i): {"wrong": bool(w), "count_after": int(c), "voxels_after": int(v)}
+           for i, w, c, v in zip(q["id"], d["wrong"], d["count_after"], d["voxels_after"])}
+    return q, out, int(d["truth_count"]), float(d["truth_vf"]), int(d["seed"])
+
+
+def coverage(q, out, truth_count: int, truth_vf: float, seed: int, args) -> tuple[list, list]:
+    """Part (c), the interval coverage over repeated reviews, and (a'), the rule fitted on each review."""
+    from napari_segnets.review import (
+        DEFAULT_WEIGHTS,
+        default_score,
+        error_bars,
+        fit_score,
+        next_object,
+    )
+
+    novelty = "novelty" in q.columns
+    q_plain = without_novelty(q)
+    with_novelty = {**DEFAULT_WEIGHTS, "novelty": 1.0}
+    ids = q["id"].tolist()
+    n = len(ids)
+    wrong = np.array([out[i]["wrong"] for i in ids], bool)
+    full_count = sum(o["count_after"] for o in out.values())
+    full_vf = sum(o["voxels_after"] for o in out.values()) / float(np.prod(q.shape))
+    targets = {"count": truth_count, "count (all predicted reviewed)": full_count}
+    vf_targets = {"volume fraction": truth_vf, "volume fraction (all predicted reviewed)": full_vf}
+    hits = dict.fromkeys([*targets, *vf_targets], 0)
+    enough, last, cover, refit, widths = 0, None, [], [], []
+    for r in range(args.repeats):
+        done = []
+        for _ in range(min(args.review_n, n)):
+            done.append(next_object(q, done, audit_every=args.audit_every, seed=1000 * seed + r))
+        eb = error_bars(q, {i: out[i] for i in done}, seed=r, n_boot=1000)
+        fitted = fit_score(q_plain, {i: out[i]["wrong"] for i in done})
+        rest = np.array([i not in set(done) for i in ids])
+        if fitted is not None and rest.sum() >= 5:
+            m = max(1, int(round(0.2 * rest.sum())))
+            w_rest = wrong[rest]
+            by_fit = np.argsort(-fitted.score(q_plain)[rest], kind="stable")[:m]
+            refit.append({"seed": seed, "review": r, "reviewed": len(done), "left": int(rest.sum()),
+                          "base rate left": float(w_rest.mean()),
+                          "default top 20% of left": float(w_rest[:m].mean()),
+                          "fitted top 20% of left": float(w_rest[by_fit].mean())})
+            if novelty:
+                fitted_n = fit_score(q, {i: out[i]["wrong"] for i in done})  # novelty among its signals
+                refit[-1].update({
+                    "default+novelty top 20% of left": top_precision(w_rest, default_score(q, with_novelty)[rest], m),
+                    "fitted+novelty top 20% of left": top_precision(w_rest, fitted_n.score(q)[rest], m)})
+        if not eb["enough"]:
+            continue
+        enough += 1
+        for k, v in targets.items():
+            hits[k] += eb["count_low"] <= v <= eb["count_high"]
+        for k, v in vf_targets.items():
+            hits[k] += eb["volume_fraction_low"] <= v <= eb["volume_fraction_high"]
+        widths.append((eb["count_high"] - eb["count_low"], 100 * (eb["volume_fraction_high"] -
+                                                                  eb["volume_fraction_low"])))
+        last = eb
+    cover.append({"seed": seed, "reviews": args.repeats, "with estimate": enough,
+                  **{f"coverage {k}": v / enough if enough else float("nan") for k, v in hits.items()},
+                  "median width count": float(np.median([w[0] for w in widths])) if widths else float("nan"),
+                  "median width VF %": float(np.median([w[1] for w in widths])) if widths else float("nan"),
+                  "truth count": truth_count, "all reviewed count": full_count, "truth VF %": 100 * truth_vf,
+                  "all reviewed VF %": 100 * full_vf, "example": last["text"] if enough else "too few reviewed"})
+    return cover, refit
+
+
+def print_coverage(cover, refit, args, novelty: bool) -> None:
+    print(f"\n## (c) Coverage of the 95% intervals ({args.review_n} objects per review, an audit every "
+          f"{args.audit_every})\n")
+    print(table(cover, ["seed", "reviews", "with estimate", "coverage count", "coverage count (all predicted "
+                        "reviewed)", "coverage volume fraction", "coverage volume fraction (all predicted "
+                        "reviewed)", "median width count", "median width VF %", "truth count",
+                        "all reviewed count", "truth VF %", "all reviewed VF %", "example"]))
+    print("\n## (a') The score fitted on each repeated review's decisions, on the objects not yet reviewed\n")
+    nov_r = ["default+novelty top 20% of left", "fitted+novelty top 20% of left"] if novelty else []
+    print(table(refit, ["seed", "review", "reviewed", "left", "base rate left", "default top 20% of left",
+                        "fitted top 20% of left", *nov_r]) if refit else "(too few wrong or right objects to fit)")
+
+def from_dump(folder: Path, args, argv) -> None:
+    """(c) and (a') from ``--dump``'s files: the interval method checked without predicting anything."""
+    wanted = None if args.seed is None and args.seeds is None else set([args.seed] if args.seed is not None
+                                                                      else args.seeds)
+    files = sorted(folder.glob("review-seed*.npz"))
+    if not files:
+        raise SystemExit(f"no review-seed*.npz in {folder}: make them with --dump {folder}")
+    cover, refit, novelty = [], [], False
+    for path in files:
+        q, out, truth_count, truth_vf, seed = read_dump(path)
+        if wanted is not None and seed not in wanted:
+            continue
+        novelty |= "novelty" in q.columns
+        c_rows, r_rows = coverage(q, out, truth_count, truth_vf, seed, args)
+        cover += c_rows
+        refit += r_rows
+    print(f"from the dumps in {folder}")
+    print_coverage(cover, refit, args, novelty)
+    print(f"\ncommand: {' '.join(sys.argv if argv is None else argv)}")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", default=None,
@@ -175,7 +304,7 @@ def main(argv=None) -> None:
     ap.add_argument("--base", type=int, default=16, help="U-Net width when training")
     ap.add_argument("--views", nargs="+", default=None,
                     help="views for the queue (default: all six: xy xz yz flip_y flip_x rot90)")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--seeds", type=int, nargs="+", default=None, help="default 0 1 2")
     ap.add_argument("--seed", type=int, default=None, help="one seed (same as --seeds N)")
     ap.add_argument("--crop", type=int, default=0, help="use only the central CROPxCROP of each slice (smoke)")
     ap.add_argument("--ks", type=int, nargs="+", default=[10, 25, 50])
@@ -189,8 +318,17 @@ def main(argv=None) -> None:
                     "signal in (a) and (a'); 0 = off")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--workdir", default="/tmp/segnets-review-bench")
+    ap.add_argument("--dump", default=None, metavar="DIR",
+                    help="write per seed what (c) and (a') need (queue table, the reviewer's outcomes, truth "
+                         "count and volume fraction) to DIR/review-seedN.npz")
+    ap.add_argument("--from-dump", default=None, metavar="DIR",
+                    help="run only (c) and (a') from DIR's dumps (seconds, no model; --repeats, --review-n, "
+                         "--audit-every apply; --seeds picks the dumps, all when not given)")
     args = ap.parse_args(argv)
-    seeds = [args.seed] if args.seed is not None else args.seeds
+    seeds = [args.seed] if args.seed is not None else args.seeds or [0, 1, 2]
+    if args.from_dump:
+        from_dump(Path(args.from_dump), args, argv)
+        return
 
     import torch
 
@@ -201,9 +339,6 @@ def main(argv=None) -> None:
     from napari_segnets.review import (
         DEFAULT_WEIGHTS,
         default_score,
-        error_bars,
-        fit_score,
-        next_object,
         novelty_signals,
         review_views_iter,
     )
@@ -247,7 +382,6 @@ def main(argv=None) -> None:
             for name, values in novelty_signals(pred, img, **novelty).items():
                 q.set(name, np.array([values.get(i, np.nan) for i in q.ids.tolist()], float))
             t_novelty += time.perf_counter() - t0
-        q_plain = without_novelty(q)
         out = truth_outcomes(pred, truth)
         ids = q["id"].tolist()
         wrong = np.array([out[i]["wrong"] for i in ids])
@@ -277,41 +411,11 @@ def main(argv=None) -> None:
                          "F1 random": float(np.mean([r[1] for r in rnd])),
                          "queue ahead": bool(qi >= np.mean([r[0] for r in rnd]) and qf >= np.mean([r[1] for r in rnd]))})
         truth_count, truth_vf = int(truth.max()), float((truth > 0).mean())
-        full_count = sum(o["count_after"] for o in out.values())
-        hits = {"count": 0, "count (all predicted reviewed)": 0, "volume fraction": 0}
-        enough = 0
-        for r in range(args.repeats):
-            done = []
-            for _ in range(min(args.review_n, n)):
-                done.append(next_object(q, done, audit_every=args.audit_every, seed=1000 * seed + r))
-            eb = error_bars(q, {i: out[i] for i in done}, seed=r, n_boot=1000)
-            fitted = fit_score(q_plain, {i: out[i]["wrong"] for i in done})
-            rest = np.array([i not in set(done) for i in ids])
-            if fitted is not None and rest.sum() >= 5:
-                m = max(1, int(round(0.2 * rest.sum())))
-                w_rest = wrong[rest]
-                by_fit = np.argsort(-fitted.score(q_plain)[rest], kind="stable")[:m]
-                refit.append({"seed": seed, "review": r, "reviewed": len(done), "left": int(rest.sum()),
-                              "base rate left": float(w_rest.mean()),
-                              "default top 20% of left": float(w_rest[:m].mean()),
-                              "fitted top 20% of left": float(w_rest[by_fit].mean())})
-                if novelty is not None:
-                    fitted_n = fit_score(q, {i: out[i]["wrong"] for i in done})  # novelty among its signals
-                    refit[-1].update({
-                        "default+novelty top 20% of left": top_precision(
-                            w_rest, default_score(q, with_novelty)[rest], m),
-                        "fitted+novelty top 20% of left": top_precision(w_rest, fitted_n.score(q)[rest], m)})
-            if not eb["enough"]:
-                continue
-            enough += 1
-            hits["count"] += eb["count_low"] <= truth_count <= eb["count_high"]
-            hits["count (all predicted reviewed)"] += eb["count_low"] <= full_count <= eb["count_high"]
-            hits["volume fraction"] += eb["volume_fraction_low"] <= truth_vf <= eb["volume_fraction_high"]
-            last = eb
-        cover.append({"seed": seed, "reviews": args.repeats, "with estimate": enough,
-                      **{f"coverage {k}": v / enough if enough else float("nan") for k, v in hits.items()},
-                      "truth count": truth_count, "truth VF %": 100 * truth_vf,
-                      "example": last["text"] if enough else "too few reviewed"})
+        if args.dump:
+            write_dump(Path(args.dump) / f"review-seed{seed}.npz", q, out, truth_count, truth_vf, seed)
+        c_rows, r_rows = coverage(q, out, truth_count, truth_vf, seed, args)
+        cover += c_rows
+        refit += r_rows
         print(f"seed {seed}: done", flush=True)
 
     print("\n## Orthoplane inference, held-out slices 12-29 (foreground IoU, threshold 0.5)\n")
@@ -324,15 +428,7 @@ def main(argv=None) -> None:
           f"{args.random_draws} draws)\n")
     print(table(gain, ["seed", "k", "IoU none", "IoU queue", "IoU random", "F1 none", "F1 queue", "F1 random",
                        "queue ahead"]))
-    print(f"\n## (c) Coverage of the 95% intervals ({args.review_n} objects per review, an audit every "
-          f"{args.audit_every})\n")
-    print(table(cover, ["seed", "reviews", "with estimate", "coverage count", "coverage count (all predicted "
-                        "reviewed)", "coverage volume fraction", "truth count", "truth VF %", "example"]))
-    print("\n## (a') The score fitted on each repeated review's decisions, on the objects not yet reviewed\n")
-    nov_r = (["default+novelty top 20% of left", "fitted+novelty top 20% of left"]
-             if args.novelty_minutes > 0 else [])
-    print(table(refit, ["seed", "review", "reviewed", "left", "base rate left", "default top 20% of left",
-                        "fitted top 20% of left", *nov_r]) if refit else "(too few wrong or right objects to fit)")
+    print_coverage(cover, refit, args, args.novelty_minutes > 0)
     print(f"\ncommand: {' '.join(sys.argv)}\nmachine: {machine()}")
 
 

@@ -178,6 +178,53 @@ def _population(n=200, seed=0):
     return table, truth
 
 
+def _realistic(seed=0, n=17, p_wrong=0.15):
+    """A queue like EPFL's (n predicted mitochondria, ~15% wrong, the queue finds most of them) and its truth.
+
+    Right objects: 1 object, voxels off by a boundary error (a bias per volume, +- 3%, and 4% per object).
+    Wrong ones: false or a duplicate fragment (deleted: 0), a merge of two or three (2 or 3 objects, about
+    its volume), a bad boundary or the main piece of a split (1 object, 0.4-0.7x or 1.4-2.5x its volume), an
+    object missed beside it (2 objects, 1.3-2x). Besides, Poisson(0.5) objects no prediction touches.
+    Returns the table, id -> {count_after, voxels_after, wrong} (what a full review finds) and the targets.
+    """
+    rng = np.random.default_rng(seed)
+    voxels = np.maximum(rng.lognormal(np.log(60_000), 0.8, n), 8000).astype(int)
+    wrong = rng.random(n) < p_wrong
+    score = rng.random(n) + 0.8 * wrong
+    bias = 1 + rng.normal(0, 0.03)
+    count_after, ratio = np.ones(n, int), bias + rng.normal(0, 0.04, n)
+    kind = rng.choice(5, n, p=[0.35, 0.25, 0.05, 0.2, 0.15])
+    for i in np.flatnonzero(wrong):
+        if kind[i] == 0:
+            count_after[i], ratio[i] = 0, 0.0
+        elif kind[i] in (1, 2):
+            count_after[i], ratio[i] = 2 + (kind[i] == 2), rng.normal(1.0, 0.1)
+        elif kind[i] == 3:
+            ratio[i] = rng.uniform(0.4, 0.7) if rng.random() < 0.5 else rng.uniform(1.4, 2.5)
+        else:
+            count_after[i], ratio[i] = 2, rng.uniform(1.3, 2.0)
+    voxels_after = np.round(voxels * ratio).astype(int)
+    shape = (18, 768, 1024)
+    missed = np.maximum(rng.lognormal(np.log(60_000), 0.8, rng.poisson(0.5)), 8000).astype(int)
+    table = objects.ObjectTable({"id": np.arange(1, n + 1), "voxels": voxels, "score": score}, shape=shape)
+    truth = {i + 1: {"count_after": int(c), "voxels_after": int(v), "wrong": bool(w)}
+             for i, (c, v, w) in enumerate(zip(count_after, voxels_after, wrong))}
+    total = float(np.prod(shape))
+    target = {"full_count": int(count_after.sum()), "full_vf": voxels_after.sum() / total,
+              "truth_count": int(count_after.sum()) + len(missed),
+              "truth_vf": (voxels_after.sum() + missed.sum()) / total}
+    return table, truth, target
+
+
+def _reviewed_by_queue(table, k, *, audit_every=3, seed=0):
+    """The ids a review of k objects picks: the queue (highest score first) with a random audit every 3rd."""
+    queue = ranked(table, score=lambda t: np.asarray(t["score"], float))
+    done = []
+    for _ in range(min(k, len(queue))):
+        done.append(next_object(queue, done, audit_every=audit_every, seed=seed))
+    return done
+
+
 def test_error_bars_say_when_too_few_and_are_exact_when_all_reviewed():
     table, truth = _population()
     few = error_bars(table, {k: truth[k] for k in list(truth)[:4]})
@@ -200,6 +247,54 @@ def test_error_bars_cover_the_truth_from_a_random_sample():
         assert eb["enough"] and eb["count_low"] <= eb["count"] <= eb["count_high"]
         hits += eb["count_low"] <= count <= eb["count_high"]
     assert hits >= 16  # a 95% interval: 20/20 expected, 16 allows for chance
+
+
+def _review_coverage(pops, k, *, p_wrong=0.15, only_all_accepted=False):
+    """Coverage of the full-review count and volume fraction, and interval widths, over synthetic reviews."""
+    hits, widths = [], []
+    for p in range(pops):
+        table, truth, target = _realistic(seed=p, p_wrong=p_wrong)
+        for r in range(2):
+            done = _reviewed_by_queue(table, k, seed=r)
+            if only_all_accepted and any(truth[i]["count_after"] != 1 for i in done):
+                continue
+            eb = error_bars(table, {i: truth[i] for i in done}, n_boot=500, seed=r)
+            assert eb["enough"]
+            hits.append((eb["count_low"] <= target["full_count"] <= eb["count_high"],
+                         eb["volume_fraction_low"] <= target["full_vf"] <= eb["volume_fraction_high"]))
+            widths.append((eb["count_high"] - eb["count_low"],
+                           (eb["volume_fraction_high"] - eb["volume_fraction_low"]) / target["full_vf"]))
+    return np.mean(hits, axis=0), np.median(widths, axis=0), len(hits)
+
+
+def test_error_bars_cover_repeated_queue_reviews_of_a_small_population():
+    """EPFL's size: 17 objects, ~15% wrong, 10 reviewed (the queue with an audit every third pick)."""
+    (count_cov, vf_cov), (count_width, vf_width), n = _review_coverage(60, 10)
+    assert n == 120
+    assert count_cov >= 0.9 and vf_cov >= 0.9, (count_cov, vf_cov)
+    # honest, not unbounded: about one object either way, not the whole unreviewed rest
+    assert 1 <= count_width <= 4 and 0 < vf_width < 0.3, (count_width, vf_width)
+
+
+def test_error_bars_are_not_a_point_when_every_reviewed_object_was_accepted():
+    """An all-accepted review still leaves each unreviewed object some chance of being wrong."""
+    (count_cov, vf_cov), (count_width, vf_width), n = _review_coverage(80, 10, p_wrong=0.08,
+                                                                         only_all_accepted=True)
+    assert n >= 40
+    assert count_width >= 1 and vf_width > 0
+    assert count_cov >= 0.9 and vf_cov >= 0.9, (count_cov, vf_cov, n)
+
+
+def test_error_bars_are_deterministic_for_a_seed_and_narrow_as_more_are_reviewed():
+    table, truth, _target = _realistic(seed=5)
+    done = _reviewed_by_queue(table, 10)
+    a = error_bars(table, {i: truth[i] for i in done}, n_boot=400, seed=7)
+    b = error_bars(table, {i: truth[i] for i in done}, n_boot=400, seed=7)
+    assert a == b and a["count_low"] < a["count_high"]
+    assert "missed entirely are not counted" in a["text"] and "10 of 17 objects reviewed" in a["text"]
+    more = error_bars(table, {i: truth[i] for i in _reviewed_by_queue(table, 16)}, n_boot=400, seed=7)
+    assert (more["volume_fraction_high"] - more["volume_fraction_low"]
+            < a["volume_fraction_high"] - a["volume_fraction_low"])
 
 
 def test_fitted_score_needs_both_outcomes_and_learns_the_signal():
@@ -336,3 +431,20 @@ def test_a_changed_decision_replaces_its_samples_in_the_store(tmp_path):
     live = {s["id"] for s in store.samples()}
     assert live == set(second["samples"]) and len(live) == 6  # slices 3..8, no accept sample left
     assert set(second["replaced_samples"]) == set(first["samples"]) and store.verify()["ok"]
+
+
+def test_review_benchmark_reruns_the_coverage_from_its_dumps(tmp_path, capsys):
+    """benchmarks/review.py --dump writes what (c) needs; --from-dump reruns (c) and (a') without a model."""
+    from benchmarks.review import main, read_dump, write_dump
+
+    table, truth, target = _realistic(seed=2)
+    queue = ranked(table, score=lambda t: np.asarray(t["score"], float))
+    write_dump(tmp_path / "review-seed4.npz", queue, truth, target["truth_count"], target["truth_vf"], 4)
+    q, out, count, vf, seed = read_dump(tmp_path / "review-seed4.npz")
+    assert q["id"].tolist() == queue["id"].tolist() and q.shape == queue.shape and out == truth
+    assert (count, seed) == (target["truth_count"], 4) and vf == pytest.approx(target["truth_vf"])
+    main(["--from-dump", str(tmp_path), "--repeats", "4", "--review-n", "10"])
+    text = capsys.readouterr().out
+    assert "coverage count (all predicted reviewed)" in text and "10 of 17 objects reviewed" in text
+    row = next(line for line in text.splitlines() if line.startswith("| 4 |"))
+    assert row.split("|")[2].strip() == row.split("|")[3].strip() == "4"  # four reviews, each with an estimate
