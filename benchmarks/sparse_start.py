@@ -41,6 +41,7 @@ from napari_segnets.sample_data import simulate_strokes  # noqa: E402
 USE_CLI = True
 
 TRAIN_SLICES = (0, 4, 8, 12, 16, 20)
+COLUMNS = ["method", "budget (min)", "steps", "IoU", "Dice", "precision", "recall"]
 NORMALIZATION = {"mode": "percentile", "low": 1.0, "high": 99.8}
 
 
@@ -48,7 +49,9 @@ def _scores(prob: np.ndarray, truth: np.ndarray) -> dict:
     from napari_segnets import metrics
 
     pred = (prob >= 0.5).astype(np.uint8)
-    return {"IoU": float(metrics.iou(pred, truth)), "Dice": float(metrics.dice(pred, truth))}
+    hit = float((pred.astype(bool) & (truth > 0)).sum())
+    return {"IoU": float(metrics.iou(pred, truth)), "Dice": float(metrics.dice(pred, truth)),
+            "precision": hit / max(float(pred.sum()), 1.0), "recall": hit / max(float((truth > 0).sum()), 1.0)}
 
 
 def forest(
@@ -84,7 +87,8 @@ def _cli(argv: list, threads: int) -> None:
 
 
 def pretrain(
-    image, minutes: float, seed: int, out: Path, threads: int, base=16, crop=None, denoise=0.0
+    image, minutes: float, seed: int, out: Path, threads: int, base=16, crop=None, denoise=0.0,
+    smoothness=None,
 ) -> dict:
     """Train the skip-less U-Net autoencoder on the unlabelled stack; keep it at ``out``."""
     from napari_segnets import checkpoints
@@ -116,6 +120,7 @@ def train_library(
     steps=None,
     base=16,
     crop=None,
+    smoothness=None,
 ):
     """The net on the strokes through the library (the loop's defaults, no validation split).
 
@@ -139,7 +144,7 @@ def train_library(
     result = train(
         model, data, epochs=1 if steps else 100_000, steps_per_epoch=steps or 50, minutes=minutes,
         device="cpu", seed=seed, channels_last=True, normalization=NORMALIZATION, **sparse,
-        **({"crop": crop} if crop else {}),
+        **({"crop": crop} if crop else {}), smoothness=smoothness,
     )  # fmt: skip
     return result.model, result.steps
 
@@ -161,6 +166,7 @@ def train_cli(
     threads: int,
     base=16,
     crop=None,
+    smoothness=None,
 ):
     """``napari-segnets train --sparse`` as the README shows it, on TIFF files."""
     import tifffile
@@ -173,7 +179,8 @@ def train_cli(
         tifffile.imwrite(tmp / "strokes.tif", strokes)
         argv = ["train", "--images", tmp / "slices.tif", "--masks", tmp / "strokes.tif", "--sparse",
                 "--arch", "unet", "--base", base, "--minutes", f"{minutes:g}", "--seed", seed,
-                "--out", tmp / "net.safetensors", *(["--crop", crop] if crop else [])]  # fmt: skip
+                "--out", tmp / "net.safetensors", *(["--crop", crop] if crop else []),
+                *(["--smoothness", smoothness] if smoothness is not None else [])]  # fmt: skip
         if encoder is not None:
             argv += ["--init-encoder", encoder]
         _cli(argv, threads)
@@ -208,6 +215,8 @@ def main(argv=None) -> None:
     )  # fmt: skip
     ap.add_argument("--base", type=int, default=16, help="U-Net width (default 16, as the README)")
     ap.add_argument("--crop", type=int, default=None, help="training crop (default: the loop's)")
+    ap.add_argument("--smoothness", type=float, default=None,
+                    help="`train --smoothness` (default: the CLI's own default for --sparse)")
     ap.add_argument("--no-forest", action="store_true", help="leave the random forest out")
     ap.add_argument("--trees", type=int, default=100, help="random-forest trees (ilastik: 100)")
     ap.add_argument("--score-slices", default="24:30", help="held-out slices A:B to score on")
@@ -216,7 +225,7 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     set_threads(args)
     budgets = [float(m) for m in args.minutes.split(",")]
-    net = {"base": args.base, "crop": args.crop}
+    net = {"base": args.base, "crop": args.crop, "smoothness": args.smoothness}
     if USE_CLI and (args.steps or args.pretrain_denoise):
         ap.error("--steps and --pretrain-denoise are library-only (the CLI has no such flags)")
     a, b = (int(v) for v in args.score_slices.split(":"))
@@ -279,7 +288,7 @@ def main(argv=None) -> None:
                 rows.append({"method": name, "budget (min)": budget, "steps": steps,
                              **_scores(prob, test_truth)})  # fmt: skip
                 print(
-                    table(rows[-1:], ["method", "budget (min)", "steps", "IoU", "Dice"]), flush=True
+                    table(rows[-1:], COLUMNS), flush=True
                 )
 
     print(
@@ -287,7 +296,7 @@ def main(argv=None) -> None:
         f"slices {a}-{b - 1} (pooled pixels, threshold 0.5); net: U-Net base {args.base}, crop {args.crop or 'default'}, "
         f"CPU, {'`train --sparse` CLI' if USE_CLI else _library_mode()}"
     )
-    print(table(rows, ["method", "budget (min)", "steps", "IoU", "Dice"]))
+    print(table(rows, COLUMNS))
     print("after:", machine())
 
 

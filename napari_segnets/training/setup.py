@@ -16,6 +16,9 @@ from .state import load_optimizer, sidecar_path
 TASKS = ("segment", "autoencode")
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
 SCHEDULES = ("cosine", "none", "plateau")
+# Weight of the edge-aware smoothness term (losses.edge_smoothness) for sparse strokes, where
+# most pixels carry no label; full masks get 0. Chosen by benchmarks/sparse_start.py.
+SPARSE_SMOOTHNESS = 1.0
 
 
 @dataclass
@@ -44,6 +47,7 @@ class Run:
     lr_scale: float = 1.0
     bad_epochs: int = 0
     start_epoch: int = 0
+    smoothness: float = 0.0
 
 
 def as_dataset(
@@ -160,6 +164,7 @@ def prepare_run(
     minutes,
     denoise,
     channels_last=None,
+    smoothness=None,
 ) -> Run:
     """Validate every argument, load parent/resume state and build the sampler and optimizer."""
     import torch
@@ -184,6 +189,10 @@ def prepare_run(
         raise InputError(f"denoise is a noise standard deviation >= 0, got {denoise!r}.")
     auto_val = isinstance(val, str) and val == "auto"
     sparse = annotation == "sparse" or getattr(data, "annotation", None) == "sparse"
+    if smoothness is None:
+        smoothness = SPARSE_SMOOTHNESS if sparse else 0.0
+    if not smoothness >= 0:
+        raise InputError(f"smoothness is a loss weight >= 0, got {smoothness!r}.")
     if auto_val and sparse:
         val, auto_val = None, False  # strokes are too few to spare; the latest weights are kept
     if early_stopping is not None and (val is None or early_stopping < 1):
@@ -313,6 +322,7 @@ def prepare_run(
         channels_last=channels_last,
         parent_info=parent_info,
         class_names=parent_meta.get("class_names"),
+        smoothness=float(smoothness) if task == "segment" else 0.0,
     )
     if val is not None:
         run.val_images = val.normalized(norm)
