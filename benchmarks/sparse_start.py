@@ -217,6 +217,7 @@ def main(argv=None) -> None:
     ap.add_argument("--crop", type=int, default=None, help="training crop (default: the loop's)")
     ap.add_argument("--smoothness", type=float, default=None,
                     help="`train --smoothness` (default: the CLI's own default for --sparse)")
+    ap.add_argument("--keep", default=None, help="folder to keep each net's probabilities of the scored slices in")
     ap.add_argument("--no-forest", action="store_true", help="leave the random forest out")
     ap.add_argument("--trees", type=int, default=100, help="random-forest trees (ilastik: 100)")
     ap.add_argument("--score-slices", default="24:30", help="held-out slices A:B to score on")
@@ -284,6 +285,12 @@ def main(argv=None) -> None:
                         train_img, strokes, minutes, args.seed, encoder, steps=args.steps, **net
                     )
                 prob = probabilities(model, test_img, NORMALIZATION, engine="slice")
+                if args.keep:
+                    import tifffile
+
+                    Path(args.keep).mkdir(parents=True, exist_ok=True)
+                    tag = f"{'ae' if encoder else 'random'}-{minutes:g}min-seed{args.seed}"
+                    tifffile.imwrite(Path(args.keep) / f"prob-{tag}.tif", prob.astype(np.float32))
                 budget = f"{args.steps} steps" if args.steps else f"{minutes:g}"
                 rows.append({"method": name, "budget (min)": budget, "steps": steps,
                              **_scores(prob, test_truth)})  # fmt: skip
