@@ -271,7 +271,7 @@ def test_edge_smoothness_prefers_a_cut_along_the_image_edge():
     assert (logits.grad != 0).float().mean() > 0.99
 
 
-def test_smoothness_is_on_for_strokes_and_off_for_full_masks():
+def test_smoothness_default_for_strokes_and_off_for_full_masks():
     from napari_segnets.training import setup
 
     image, mask = blobs()
@@ -286,8 +286,8 @@ def test_smoothness_is_on_for_strokes_and_off_for_full_masks():
               normalization=None, lr=1e-3, weight_decay=0.0, minutes=None, denoise=0.0)
     sparse = setup.prepare_run(tiny(), (image, strokes), None, annotation="sparse", **kw)
     full = setup.prepare_run(tiny(), (image, mask), None, annotation="full", **kw)
-    off = setup.prepare_run(tiny(), (image, strokes), None, annotation="sparse", smoothness=0.0, **kw)
-    assert sparse.smoothness == setup.SPARSE_SMOOTHNESS > 0
-    assert full.smoothness == 0.0 and off.smoothness == 0.0
+    on = setup.prepare_run(tiny(), (image, strokes), None, annotation="sparse", smoothness=2.0, **kw)
+    assert sparse.smoothness == setup.SPARSE_SMOOTHNESS and on.smoothness == 2.0
+    assert full.smoothness == 0.0
     with pytest.raises(InputError, match="smoothness"):
         setup.prepare_run(tiny(), (image, strokes), None, annotation="sparse", smoothness=-1.0, **kw)

@@ -64,7 +64,7 @@ def _data_options(p, *, masks_required: bool) -> None:
                    help="the masks are strokes (ilastik: 0 = not annotated, 1 = background, 2 = object ...)")
     p.add_argument("--smoothness", type=float, default=None, metavar="W",
                    help="weight of the edge-aware smoothness loss that lets unpainted pixels train "
-                   "(default: 1 with --sparse, 0 for full masks)")
+                   "(default 0: it did not pay in benchmarks/sparse_start.py)")
     p.add_argument("--ignore-index", type=int, default=None, metavar="V",
                    help="full masks: the value of pixels nobody labelled (default: none)")
     p.add_argument("--key", default=None, help="dataset key inside HDF5/Zarr inputs")

@@ -150,7 +150,8 @@ def train_iter(
     smoothness : float, optional
         Weight of an edge-aware smoothness term that lets unpainted pixels train
         (:func:`~napari_segnets.training.losses.edge_smoothness`); default
-        :data:`~napari_segnets.training.setup.SPARSE_SMOOTHNESS` for sparse strokes, 0 for full masks.
+        :data:`~napari_segnets.training.setup.SPARSE_SMOOTHNESS` (0, measured) for sparse strokes,
+        0 for full masks.
     normalization : dict, optional
         Intensity normalisation spec; default: the parent's, else percentile 1-99.8.
     clock : callable, optional

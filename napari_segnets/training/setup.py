@@ -16,9 +16,11 @@ from .state import load_optimizer, sidecar_path
 TASKS = ("segment", "autoencode")
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
 SCHEDULES = ("cosine", "none", "plateau")
-# Weight of the edge-aware smoothness term (losses.edge_smoothness) for sparse strokes, where
-# most pixels carry no label; full masks get 0. Chosen by benchmarks/sparse_start.py.
-SPARSE_SMOOTHNESS = 1.0
+# Default weight of the edge-aware smoothness term (losses.edge_smoothness) for sparse strokes.
+# Off: in benchmarks/sparse_start.py (seed 0, 5 min) weight 1 gave IoU 0.669 against 0.658 without
+# it (within one seed's noise) and weight 3 gave 0.615; the false objects it leaves are far from
+# any stroke, where smoothing cannot help. ``smoothness=`` / ``--smoothness`` turn it on.
+SPARSE_SMOOTHNESS = 0.0
 
 
 @dataclass
