@@ -88,7 +88,7 @@ def _cli(argv: list, threads: int) -> None:
 
 def pretrain(
     image, minutes: float, seed: int, out: Path, threads: int, base=16, crop=None, denoise=0.0,
-    smoothness=None,
+    smoothness=None, loss=None,
 ) -> dict:
     """Train the skip-less U-Net autoencoder on the unlabelled stack; keep it at ``out``."""
     from napari_segnets import checkpoints
@@ -121,6 +121,7 @@ def train_library(
     base=16,
     crop=None,
     smoothness=None,
+    loss=None,
 ):
     """The net on the strokes through the library (the loop's defaults, no validation split).
 
@@ -144,7 +145,7 @@ def train_library(
     result = train(
         model, data, epochs=1 if steps else 100_000, steps_per_epoch=steps or 50, minutes=minutes,
         device="cpu", seed=seed, channels_last=True, normalization=NORMALIZATION, **sparse,
-        **({"crop": crop} if crop else {}), smoothness=smoothness,
+        **({"crop": crop} if crop else {}), smoothness=smoothness, loss=loss,
     )  # fmt: skip
     return result.model, result.steps
 
@@ -167,6 +168,7 @@ def train_cli(
     base=16,
     crop=None,
     smoothness=None,
+    loss=None,
     rounds=1,
     truth=None,
     correction=0.005,
@@ -185,7 +187,7 @@ def train_cli(
     from napari_segnets.sample_data import simulate_corrections
 
     per = minutes / rounds
-    opts = [*(["--crop", crop] if crop else []), *(["--smoothness", smoothness] if smoothness is not None else [])]
+    opts = [*(["--crop", crop] if crop else []), *(["--loss", loss] if loss else []), *(["--smoothness", smoothness] if smoothness is not None else [])]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         tifffile.imwrite(tmp / "slices.tif", image)
@@ -235,6 +237,7 @@ def main(argv=None) -> None:
     )  # fmt: skip
     ap.add_argument("--base", type=int, default=16, help="U-Net width (default 16, as the README)")
     ap.add_argument("--crop", type=int, default=None, help="training crop (default: the loop's)")
+    ap.add_argument("--loss", default=None, help="`train --loss` (default: the CLI's)")
     ap.add_argument("--smoothness", type=float, default=None,
                     help="`train --smoothness` (default: the CLI's own default for --sparse)")
     ap.add_argument("--rounds", type=int, default=1,
@@ -251,6 +254,8 @@ def main(argv=None) -> None:
     set_threads(args)
     budgets = [float(m) for m in args.minutes.split(",")]
     net = {"base": args.base, "crop": args.crop, "smoothness": args.smoothness}
+    if args.loss:
+        net["loss"] = args.loss
     if USE_CLI and (args.steps or args.pretrain_denoise):
         ap.error("--steps and --pretrain-denoise are library-only (the CLI has no such flags)")
     a, b = (int(v) for v in args.score_slices.split(":"))

@@ -338,8 +338,8 @@ def simulate_corrections(
         if wrong == 0:
             continue
         budget = fraction * truth.size
-        bg = _paint(fp, budget * fp.sum() / wrong, erode=2, width=width, rng=rng)
-        fg = _paint(fn, budget * fn.sum() / wrong, erode=2, width=width, rng=rng)
+        bg = _paint(fp, budget * fp.sum() / wrong, erode=0, width=width, rng=rng)
+        fg = _paint(fn, budget * fn.sum() / wrong, erode=0, width=width, rng=rng)
         out[z][bg & (out[z] == 0)] = 1
         out[z][fg & (out[z] == 0)] = 2
     return out
