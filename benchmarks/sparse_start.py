@@ -41,6 +41,7 @@ from napari_segnets.sample_data import simulate_strokes  # noqa: E402
 USE_CLI = True
 
 TRAIN_SLICES = (0, 4, 8, 12, 16, 20)
+COLUMNS = ["method", "budget (min)", "painted", "steps", "IoU", "Dice", "precision", "recall"]
 NORMALIZATION = {"mode": "percentile", "low": 1.0, "high": 99.8}
 
 
@@ -48,7 +49,9 @@ def _scores(prob: np.ndarray, truth: np.ndarray) -> dict:
     from napari_segnets import metrics
 
     pred = (prob >= 0.5).astype(np.uint8)
-    return {"IoU": float(metrics.iou(pred, truth)), "Dice": float(metrics.dice(pred, truth))}
+    hit = float((pred.astype(bool) & (truth > 0)).sum())
+    return {"IoU": float(metrics.iou(pred, truth)), "Dice": float(metrics.dice(pred, truth)),
+            "precision": hit / max(float(pred.sum()), 1.0), "recall": hit / max(float((truth > 0).sum()), 1.0)}
 
 
 def forest(
@@ -84,7 +87,8 @@ def _cli(argv: list, threads: int) -> None:
 
 
 def pretrain(
-    image, minutes: float, seed: int, out: Path, threads: int, base=16, crop=None, denoise=0.0
+    image, minutes: float, seed: int, out: Path, threads: int, base=16, crop=None, denoise=0.0,
+    smoothness=None, loss=None,
 ) -> dict:
     """Train the skip-less U-Net autoencoder on the unlabelled stack; keep it at ``out``."""
     from napari_segnets import checkpoints
@@ -116,6 +120,8 @@ def train_library(
     steps=None,
     base=16,
     crop=None,
+    smoothness=None,
+    loss=None,
 ):
     """The net on the strokes through the library (the loop's defaults, no validation split).
 
@@ -139,7 +145,7 @@ def train_library(
     result = train(
         model, data, epochs=1 if steps else 100_000, steps_per_epoch=steps or 50, minutes=minutes,
         device="cpu", seed=seed, channels_last=True, normalization=NORMALIZATION, **sparse,
-        **({"crop": crop} if crop else {}),
+        **({"crop": crop} if crop else {}), smoothness=smoothness, loss=loss,
     )  # fmt: skip
     return result.model, result.steps
 
@@ -161,27 +167,50 @@ def train_cli(
     threads: int,
     base=16,
     crop=None,
+    smoothness=None,
+    loss=None,
+    rounds=1,
+    truth=None,
+    correction=0.005,
 ):
-    """``napari-segnets train --sparse`` as the README shows it, on TIFF files."""
+    """``napari-segnets train --sparse`` as the README shows it, on TIFF files.
+
+    ``rounds`` > 1: the issue's loop. After each round (``minutes / rounds`` each) the simulated
+    user looks at the prediction of the stroke slices, paints about ``correction`` of their
+    pixels more where it is wrong (:func:`~napari_segnets.sample_data.simulate_corrections`, from
+    ``truth``), and fine-tunes the last round's model on all strokes (``finetune --sparse``).
+    Returns the model, the steps of all rounds and the painted share at the end.
+    """
     import tifffile
 
     from napari_segnets import checkpoints
+    from napari_segnets.sample_data import simulate_corrections
 
+    per = minutes / rounds
+    opts = [*(["--crop", crop] if crop else []), *(["--loss", loss] if loss else []), *(["--smoothness", smoothness] if smoothness is not None else [])]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         tifffile.imwrite(tmp / "slices.tif", image)
-        tifffile.imwrite(tmp / "strokes.tif", strokes)
-        argv = ["train", "--images", tmp / "slices.tif", "--masks", tmp / "strokes.tif", "--sparse",
-                "--arch", "unet", "--base", base, "--minutes", f"{minutes:g}", "--seed", seed,
-                "--out", tmp / "net.safetensors", *(["--crop", crop] if crop else [])]  # fmt: skip
+        tifffile.imwrite(tmp / "strokes0.tif", strokes)
+        argv = ["train", "--images", tmp / "slices.tif", "--masks", tmp / "strokes0.tif", "--sparse",
+                "--arch", "unet", "--base", base, "--minutes", f"{per:g}", "--seed", seed,
+                "--out", tmp / "net0.safetensors", *opts]  # fmt: skip
         if encoder is not None:
             argv += ["--init-encoder", encoder]
         _cli(argv, threads)
-        model, meta = checkpoints.load(tmp / "net.safetensors")
-    steps = (meta.get("training") or {}).get("steps") or (meta.get("history") or [{}])[-1].get(
-        "steps"
-    )
-    return model, steps
+        steps = 0
+        for r in range(1, rounds + 1):
+            model, meta = checkpoints.load(tmp / f"net{r - 1}.safetensors")
+            steps += (meta.get("training") or {}).get("steps") or 0
+            if r == rounds:
+                break
+            pred = probabilities(model, image, NORMALIZATION, engine="slice") >= 0.5
+            strokes = simulate_corrections(pred, truth, strokes, fraction=correction, seed=seed + r)
+            tifffile.imwrite(tmp / f"strokes{r}.tif", strokes)
+            _cli(["finetune", "--checkpoint", tmp / f"net{r - 1}.safetensors", "--images", tmp / "slices.tif",
+                  "--masks", tmp / f"strokes{r}.tif", "--sparse", "--minutes", f"{per:g}", "--lr", "1e-3",
+                  "--seed", seed, "--out", tmp / f"net{r}.safetensors", *opts], threads)  # fmt: skip
+    return model, steps, float((strokes > 0).mean())
 
 
 def main(argv=None) -> None:
@@ -208,6 +237,14 @@ def main(argv=None) -> None:
     )  # fmt: skip
     ap.add_argument("--base", type=int, default=16, help="U-Net width (default 16, as the README)")
     ap.add_argument("--crop", type=int, default=None, help="training crop (default: the loop's)")
+    ap.add_argument("--loss", default=None, help="`train --loss` (default: the CLI's)")
+    ap.add_argument("--smoothness", type=float, default=None,
+                    help="`train --smoothness` (default: the CLI's own default for --sparse)")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="rounds of train, look, paint corrections (about --correction of the pixels), "
+                    "fine-tune; the budget is shared between them")
+    ap.add_argument("--correction", type=float, default=0.005, help="painted share added per round")
+    ap.add_argument("--keep", default=None, help="folder to keep each net's probabilities of the scored slices in")
     ap.add_argument("--no-forest", action="store_true", help="leave the random forest out")
     ap.add_argument("--trees", type=int, default=100, help="random-forest trees (ilastik: 100)")
     ap.add_argument("--score-slices", default="24:30", help="held-out slices A:B to score on")
@@ -216,7 +253,9 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     set_threads(args)
     budgets = [float(m) for m in args.minutes.split(",")]
-    net = {"base": args.base, "crop": args.crop}
+    net = {"base": args.base, "crop": args.crop, "smoothness": args.smoothness}
+    if args.loss:
+        net["loss"] = args.loss
     if USE_CLI and (args.steps or args.pretrain_denoise):
         ap.error("--steps and --pretrain-denoise are library-only (the CLI has no such flags)")
     a, b = (int(v) for v in args.score_slices.split(":"))
@@ -266,20 +305,33 @@ def main(argv=None) -> None:
             encoders.append((f"unet + AE encoder ({args.pretrain_minutes:g} min AE)", ae_path))
         for name, encoder in encoders:
             for minutes in budgets:
+                painted_end = painted.mean()
                 if USE_CLI and not args.steps:
-                    model, steps = train_cli(
-                        train_img, strokes, minutes, args.seed, encoder, args.threads, **net
+                    model, steps, painted_end = train_cli(
+                        train_img, strokes, minutes, args.seed, encoder, args.threads, **net,
+                        rounds=args.rounds, truth=truth_train, correction=args.correction,
                     )
                 else:
                     model, steps = train_library(
                         train_img, strokes, minutes, args.seed, encoder, steps=args.steps, **net
                     )
                 prob = probabilities(model, test_img, NORMALIZATION, engine="slice")
+                if args.keep:
+                    import tifffile
+
+                    Path(args.keep).mkdir(parents=True, exist_ok=True)
+                    tag = f"{'ae' if encoder else 'random'}-{minutes:g}min-seed{args.seed}"
+                    tifffile.imwrite(Path(args.keep) / f"prob-{tag}.tif", prob.astype(np.float32))
                 budget = f"{args.steps} steps" if args.steps else f"{minutes:g}"
-                rows.append({"method": name, "budget (min)": budget, "steps": steps,
+                if args.rounds > 1:
+                    name_r = f"{name}, {args.rounds} rounds"
+                else:
+                    name_r = name
+                rows.append({"method": name_r, "budget (min)": budget, "steps": steps,
+                             "painted": f"{painted_end:.2%}",
                              **_scores(prob, test_truth)})  # fmt: skip
                 print(
-                    table(rows[-1:], ["method", "budget (min)", "steps", "IoU", "Dice"]), flush=True
+                    table(rows[-1:], COLUMNS), flush=True
                 )
 
     print(
@@ -287,7 +339,7 @@ def main(argv=None) -> None:
         f"slices {a}-{b - 1} (pooled pixels, threshold 0.5); net: U-Net base {args.base}, crop {args.crop or 'default'}, "
         f"CPU, {'`train --sparse` CLI' if USE_CLI else _library_mode()}"
     )
-    print(table(rows, ["method", "budget (min)", "steps", "IoU", "Dice"]))
+    print(table(rows, COLUMNS))
     print("after:", machine())
 
 

@@ -311,6 +311,40 @@ def simulate_strokes(
     return strokes
 
 
+def simulate_corrections(
+    prediction: np.ndarray,
+    labels: np.ndarray,
+    strokes: np.ndarray,
+    *,
+    fraction: float = 0.005,
+    width: int = 3,
+    seed: int = 0,
+) -> np.ndarray:
+    """The strokes a user adds after looking at a prediction, in ilastik's convention.
+
+    On each slice of ``strokes`` that holds any, about ``fraction`` of the pixels more are
+    painted: background (1) inside false objects (predicted, not in the truth ``labels``) and
+    object (2) inside missed parts, shared in proportion to their areas, as skeleton pieces of the
+    wrong regions eroded by 2 pixels. Existing strokes are kept; a copy is returned.
+    """
+    rng = np.random.default_rng(seed)
+    out = np.array(strokes, np.uint8, copy=True)
+    for z in range(out.shape[0]):
+        if not out[z].any():
+            continue
+        truth, pred = labels[z] > 0, prediction[z] > 0
+        fp, fn = pred & ~truth, truth & ~pred
+        wrong = int(fp.sum() + fn.sum())
+        if wrong == 0:
+            continue
+        budget = fraction * truth.size
+        bg = _paint(fp, budget * fp.sum() / wrong, erode=0, width=width, rng=rng)
+        fg = _paint(fn, budget * fn.sum() / wrong, erode=0, width=width, rng=rng)
+        out[z][bg & (out[z] == 0)] = 1
+        out[z][fg & (out[z] == 0)] = 2
+    return out
+
+
 def write_sample(
     out: str | os.PathLike, shape=SAMPLE_SHAPE, seed: int = 0, strokes: bool = False
 ) -> list[Path]:

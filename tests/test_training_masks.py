@@ -246,3 +246,48 @@ def test_cli_train_refuses_a_grey_image_as_masks(tmp_path, capsys):
                  "--arch", "unet", "--epochs", "1", "--out", str(out), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "looks like a grey image" in err and err.strip().count("\n") == 0 and not out.exists()
+
+
+def test_edge_smoothness_prefers_a_cut_along_the_image_edge():
+    from napari_segnets.training.losses import edge_smoothness
+
+    gen = torch.Generator().manual_seed(0)
+    image = torch.zeros(2, 1, 32, 32)
+    image[..., 16:] = 1.0
+    image = image + 0.05 * torch.randn(image.shape, generator=gen)
+    along = torch.full((2, 1, 32, 32), -8.0)
+    along[..., 16:] = 8.0  # the classes change where the image does
+    across = torch.full((2, 1, 32, 32), -8.0)
+    across[..., :8] = 8.0  # a cut through a uniform region
+    unsure = torch.zeros(2, 1, 32, 32)
+    values = [float(edge_smoothness(lg, image)) for lg in (along, across, unsure)]
+    assert values[0] < 0.5 * values[1] < values[2]
+    # two classes as softmax give the same value as one sigmoid channel
+    two = torch.cat([torch.zeros_like(across), across], dim=1)
+    assert float(edge_smoothness(two, image)) == pytest.approx(values[1], rel=1e-4)
+    # it reads no labels: every pixel, painted or not, gets a gradient through it
+    logits = torch.randn(2, 1, 32, 32, generator=gen, requires_grad=True)
+    edge_smoothness(logits, image).backward()
+    assert (logits.grad != 0).float().mean() > 0.99
+
+
+def test_smoothness_default_for_strokes_and_off_for_full_masks():
+    from napari_segnets.training import setup
+
+    image, mask = blobs()
+    strokes = np.zeros_like(mask)
+    strokes[:, 4, :] = 1
+    strokes[mask.astype(bool) & (np.arange(48)[None, :, None] % 3 == 0)] = 2
+    result = train(tiny(), (image, strokes), annotation="sparse", **FAST)
+    assert np.isfinite(result.history[0]["loss"])
+    kw = dict(task=None, epochs=1, batch_size=1, crop=32, loss=None, optimizer="adam",
+              schedule="cosine", device="cpu", amp=None, ignore_index=None, resume=None, parent=None,
+              augment=False, early_stopping=None, class_weights=None, foreground_crop=0.5,
+              normalization=None, lr=1e-3, weight_decay=0.0, minutes=None, denoise=0.0)
+    sparse = setup.prepare_run(tiny(), (image, strokes), None, annotation="sparse", **kw)
+    full = setup.prepare_run(tiny(), (image, mask), None, annotation="full", **kw)
+    on = setup.prepare_run(tiny(), (image, strokes), None, annotation="sparse", smoothness=2.0, **kw)
+    assert sparse.smoothness == setup.SPARSE_SMOOTHNESS and on.smoothness == 2.0
+    assert full.smoothness == 0.0
+    with pytest.raises(InputError, match="smoothness"):
+        setup.prepare_run(tiny(), (image, strokes), None, annotation="sparse", smoothness=-1.0, **kw)

@@ -62,6 +62,9 @@ def _data_options(p, *, masks_required: bool) -> None:
                    help="masks of the same shape: 0 = background, nonzero = object (0/1, 0/255, bool, label ids)")
     p.add_argument("--sparse", action="store_true", default=False,
                    help="the masks are strokes (ilastik: 0 = not annotated, 1 = background, 2 = object ...)")
+    p.add_argument("--smoothness", type=float, default=None, metavar="W",
+                   help="weight of the edge-aware smoothness loss that lets unpainted pixels train "
+                   "(default 0: it did not pay in benchmarks/sparse_start.py)")
     p.add_argument("--ignore-index", type=int, default=None, metavar="V",
                    help="full masks: the value of pixels nobody labelled (default: none)")
     p.add_argument("--key", default=None, help="dataset key inside HDF5/Zarr inputs")
@@ -154,6 +157,7 @@ def _loop_kwargs(args: argparse.Namespace, task: str) -> dict:
         seed=args.seed,
         augment=not args.no_augment,
         early_stopping=args.early_stopping,
+        smoothness=getattr(args, "smoothness", None),
     )
 
 

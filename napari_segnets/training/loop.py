@@ -17,6 +17,7 @@ import numpy as np
 from ..errors import InputError
 from ..progress import Job, Progress, drive
 from . import setup
+from .losses import edge_smoothness
 from .state import last_path, save_training_state
 from .validate import NO_LIMIT as _NO_LIMIT
 from .validate import better as _better
@@ -78,12 +79,13 @@ def train_iter(
     augment=True,
     early_stopping: int | None = None,
     class_weights=None,
-    foreground_crop: float = 0.5,
+    foreground_crop: float | None = None,
     denoise: float = 0.0,
     normalization: dict | None = None,
     weight_decay: float = 0.0,
     class_names: list[str] | None = None,
     channels_last: bool | None = None,
+    smoothness: float | None = None,
     clock=None,
     sync=None,
 ) -> Job[TrainResult]:
@@ -141,10 +143,17 @@ def train_iter(
         Patience in epochs without a better validation score.
     class_weights : sequence of float, optional
         Per-class loss weights (binary: ``(background, foreground)``).
-    foreground_crop : float
-        Probability that a crop is centred on foreground (rare classes).
+    foreground_crop : float, optional
+        Probability that a crop is centred on foreground (rare classes); default
+        :data:`~napari_segnets.training.setup.FOREGROUND_CROP` (0.5) for full masks and
+        :data:`~napari_segnets.training.setup.SPARSE_FOREGROUND_CROP` for strokes.
     denoise : float
         Autoencoders: std of Gaussian noise added to the input (target stays clean).
+    smoothness : float, optional
+        Weight of an edge-aware smoothness term that lets unpainted pixels train
+        (:func:`~napari_segnets.training.losses.edge_smoothness`); default
+        :data:`~napari_segnets.training.setup.SPARSE_SMOOTHNESS` (0, measured) for sparse strokes,
+        0 for full masks.
     normalization : dict, optional
         Intensity normalisation spec; default: the parent's, else percentile 1-99.8.
     clock : callable, optional
@@ -199,6 +208,7 @@ def train_iter(
         minutes=minutes,
         denoise=denoise,
         channels_last=channels_last,
+        smoothness=smoothness,
     )
     model, task, loss = run.model, run.task, run.loss_name
     if steps_per_epoch is None:
@@ -394,6 +404,8 @@ def _step(run, xb, yb, rng, denoise, scaler) -> float:
     with torch.autocast(device_type=dev.type, dtype=run.amp_dtype, enabled=run.amp):
         out = run.model(x)
     value = run.loss_fn(out.float(), target)
+    if run.smoothness:
+        value = value + run.smoothness * edge_smoothness(out.float(), x)
     if not torch.isfinite(value):
         raise InputError(
             "The training loss became NaN or infinite; lower the learning rate or check the image for NaNs."
