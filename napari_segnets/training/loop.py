@@ -79,7 +79,7 @@ def train_iter(
     augment=True,
     early_stopping: int | None = None,
     class_weights=None,
-    foreground_crop: float | None = None,
+    foreground_crop: float = 0.5,
     denoise: float = 0.0,
     normalization: dict | None = None,
     weight_decay: float = 0.0,
@@ -143,10 +143,8 @@ def train_iter(
         Patience in epochs without a better validation score.
     class_weights : sequence of float, optional
         Per-class loss weights (binary: ``(background, foreground)``).
-    foreground_crop : float, optional
-        Probability that a crop is centred on foreground (rare classes); default
-        :data:`~napari_segnets.training.setup.FOREGROUND_CROP` (0.5) for full masks and
-        :data:`~napari_segnets.training.setup.SPARSE_FOREGROUND_CROP` for strokes.
+    foreground_crop : float
+        Probability that a crop is centred on foreground (rare classes).
     denoise : float
         Autoencoders: std of Gaussian noise added to the input (target stays clean).
     smoothness : float, optional

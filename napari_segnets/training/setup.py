@@ -16,10 +16,6 @@ from .state import load_optimizer, sidecar_path
 TASKS = ("segment", "autoencode")
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
 SCHEDULES = ("cosine", "none", "plateau")
-# Share of crops centred on an object pixel: full masks 0.5 (mitochondria are ~8% of the pixels);
-# sparse strokes 0, set by the sparse-start benchmark (see RESULTS).
-FOREGROUND_CROP = 0.5
-SPARSE_FOREGROUND_CROP = 0.0
 # Default weight of the edge-aware smoothness term (losses.edge_smoothness) for sparse strokes.
 # Off: in benchmarks/sparse_start.py (seed 0, 5 min) weight 1 gave IoU 0.669 against 0.658 without
 # it (within one seed's noise) and weight 3 gave 0.615; the false objects it leaves are far from
@@ -189,9 +185,6 @@ def prepare_run(
         raise InputError(f"The learning rate must be positive, got {lr!r}.")
     if minutes is not None and not minutes > 0:
         raise InputError(f"The time budget must be positive minutes, got {minutes!r}.")
-    sparse_data = annotation == "sparse" or getattr(data, "annotation", None) == "sparse"
-    if foreground_crop is None:
-        foreground_crop = SPARSE_FOREGROUND_CROP if sparse_data else FOREGROUND_CROP
     if not 0 <= foreground_crop <= 1:
         raise InputError(f"foreground_crop is a probability in [0, 1], got {foreground_crop!r}.")
     if denoise < 0:
