@@ -13,6 +13,8 @@ annotated). Scored on the held-out slices 24-29 (foreground IoU and Dice over al
   trained for ``--pretrain-minutes`` on the whole unlabelled stack (slices 0-29, no labels).
 
     PYTHONPATH=. python benchmarks/sparse_start.py --threads 2              # the real run (~40 min)
+    PYTHONPATH=. python benchmarks/sparse_start.py --rounds 2 --minutes 10 --pretrain-minutes 0 --no-forest
+        # the issue's loop: train, look at the prediction, paint corrections where it is wrong, fine-tune
     PYTHONPATH=. python benchmarks/sparse_start.py --minutes 0.1 --pretrain-minutes 0.1 \
         --trees 10 --score-slices 24:25                                     # smoke
 """
