@@ -274,6 +274,7 @@ def print_coverage(cover, refit, args, novelty: bool) -> None:
     print(table(refit, ["seed", "review", "reviewed", "left", "base rate left", "default top 20% of left",
                         "fitted top 20% of left", *nov_r]) if refit else "(too few wrong or right objects to fit)")
 
+
 def from_dump(folder: Path, args, argv) -> None:
     """(c) and (a') from ``--dump``'s files: the interval method checked without predicting anything."""
     wanted = None if args.seed is None and args.seeds is None else set([args.seed] if args.seed is not None

@@ -324,8 +324,9 @@ def simulate_corrections(
 
     On each slice of ``strokes`` that holds any, about ``fraction`` of the pixels more are
     painted: background (1) inside false objects (predicted, not in the truth ``labels``) and
-    object (2) inside missed parts, shared in proportion to their areas, as skeleton pieces of the
-    wrong regions eroded by 2 pixels. Existing strokes are kept; a copy is returned.
+    object (2) inside missed parts, shared in proportion to their areas, as pieces of the skeletons
+    of the wrong regions, not eroded (a bloated rim a few pixels wide gets its stroke too), each
+    ``width`` pixels wide and inside the region. Existing strokes are kept; a copy is returned.
     """
     rng = np.random.default_rng(seed)
     out = np.array(strokes, np.uint8, copy=True)

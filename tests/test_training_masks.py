@@ -131,11 +131,17 @@ def test_sparse_strokes_give_exactly_zero_gradient_on_unpainted_pixels():
         assert torch.any(logits.grad[:, 0][painted] != 0), name
 
 
-def test_sparse_training_runs_and_refuses_strokes_of_one_class():
-    image, mask = blobs()
+def _strokes(mask):
+    """Strokes on ``blobs()``: a background row and every third row of the objects."""
     strokes = np.zeros_like(mask)
     strokes[:, 4, :] = 1
-    strokes[mask.astype(bool) & (np.arange(48)[None, :, None] % 3 == 0)] = 2
+    strokes[mask.astype(bool) & (np.arange(mask.shape[1])[None, :, None] % 3 == 0)] = 2
+    return strokes
+
+
+def test_sparse_training_runs_and_refuses_strokes_of_one_class():
+    image, mask = blobs()
+    strokes = _strokes(mask)
     result = train(tiny(), (image, strokes), annotation="sparse", **FAST)
     assert np.isfinite(result.history[0]["loss"])
     with pytest.raises(InputError, match="no object strokes"):
@@ -271,14 +277,12 @@ def test_edge_smoothness_prefers_a_cut_along_the_image_edge():
     assert (logits.grad != 0).float().mean() > 0.99
 
 
-def test_smoothness_default_for_strokes_and_off_for_full_masks():
+def test_smoothness_default_by_annotation_and_crops_centred_on_objects_for_both():
     from napari_segnets.training import setup
 
     image, mask = blobs()
-    strokes = np.zeros_like(mask)
-    strokes[:, 4, :] = 1
-    strokes[mask.astype(bool) & (np.arange(48)[None, :, None] % 3 == 0)] = 2
-    result = train(tiny(), (image, strokes), annotation="sparse", **FAST)
+    strokes = _strokes(mask)
+    result = train(tiny(), (image, strokes), annotation="sparse", smoothness=1.0, **FAST)  # the loss term trains
     assert np.isfinite(result.history[0]["loss"])
     kw = dict(task=None, epochs=1, batch_size=1, crop=32, loss=None, optimizer="adam",
               schedule="cosine", device="cpu", amp=None, ignore_index=None, resume=None, parent=None,
@@ -289,5 +293,8 @@ def test_smoothness_default_for_strokes_and_off_for_full_masks():
     on = setup.prepare_run(tiny(), (image, strokes), None, annotation="sparse", smoothness=2.0, **kw)
     assert sparse.smoothness == setup.SPARSE_SMOOTHNESS and on.smoothness == 2.0
     assert full.smoothness == 0.0
+    assert sparse.sampler.foreground_crop == full.sampler.foreground_crop == 0.5
+    kw["foreground_crop"] = 0.25  # an explicit value wins
+    assert setup.prepare_run(tiny(), (image, strokes), None, annotation="sparse", **kw).sampler.foreground_crop == 0.25
     with pytest.raises(InputError, match="smoothness"):
         setup.prepare_run(tiny(), (image, strokes), None, annotation="sparse", smoothness=-1.0, **kw)

@@ -33,7 +33,7 @@ def _as_mask(data, name: str, mode: str) -> np.ndarray:
 def score_job(pred, truth, mode, *, image_names=(None, None)):
     """Score a stack (a progress generator so the GUI thread never waits).
 
-    ``mode``: ``metrics.score_stack``'s (the widget's 'kind' choice).
+    ``mode``: ``metrics.score_stack``'s (the widget's "mode" choice, ``evaluate --mode``).
 
     ``image_names``: the names of the prediction / truth when they are image layers
     (checked to be masks), None for Labels layers.
@@ -53,7 +53,8 @@ class ScoreWidget(Container):
     """IoU, Dice and Rand error per slice and overall, as a table.
 
     Sub-widgets: ``prediction``, ``truth``, ``baseline`` (optional earlier
-    prediction, e.g. before the last fine-tune), ``kind``, ``score_button``,
+    prediction, e.g. before the last fine-tune), ``kind`` (labelled "mode", as
+    ``evaluate --mode``; the attribute keeps its name), ``score_button``,
     ``table``, ``overall``, ``status``. After a run: ``scores`` (the core's
     ``score_stack`` result) and ``worse`` (slice indices that got worse).
     If no baseline layer is chosen, the previous scoring against the same truth
@@ -68,7 +69,9 @@ class ScoreWidget(Container):
                                  prefer=lambda layer: looks_like_mask(layer) and not predicted_here(layer))
         self.baseline = LayerChoice(viewer, Labels, label="compare with", nullable=True)
         self.baseline.value = None
-        self.kind = ComboBox(label="kind", choices=["membrane", "binary", "multiclass"], value="membrane")
+        self.kind = ComboBox(label="mode", choices=["membrane", "binary", "multiclass"], value="membrane",
+                             tooltip="how masks are read: membrane (IoU/Dice plus Rand error and VI), binary "
+                             "(nonzero = object) or multiclass (class ids); as evaluate --mode")
         self.score_button = PushButton(text="Score")
         self.table = Table(value={"data": [], "index": [], "columns": ["slice", "iou", "dice", "rand_error", "change"]})
         self.overall = wrapping(Label(value=""))

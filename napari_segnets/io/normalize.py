@@ -110,16 +110,8 @@ def apply_normalization(array, fitted: dict) -> np.ndarray:
     clip = fitted.get("clip", None if mode == "meanstd" else (-0.5, 1.5))
     if mode == "none":  # raw intensities: clipped only when the spec itself says so
         return arr if fitted.get("clip") is None else np.clip(arr, *_bounds(fitted["clip"]))
-    eps = float(fitted.get("eps", 0.0))
-    if mode == "meanstd":
-        if "mean" not in fitted or "std" not in fitted:
-            raise InputError("The normalisation has not been fitted: call fit_normalization(image, spec) first.")
-        out = (arr - np.float32(fitted["mean"])) * np.float32(1.0 / (float(fitted["std"]) + eps))
-    else:
-        if "vmin" not in fitted or "vmax" not in fitted:
-            raise InputError("The normalisation has not been fitted: call fit_normalization(image, spec) first.")
-        vmin, vmax = float(fitted["vmin"]), float(fitted["vmax"])
-        out = (arr - vmin) * np.float32(1.0 / (vmax - vmin + eps))
+    offset, scale = intensity_affine(fitted)
+    out = (arr - np.float32(offset)) * np.float32(1.0 / scale)
     if clip is not None:
         np.clip(out, *_bounds(clip), out=out)
     return out
@@ -128,20 +120,28 @@ def apply_normalization(array, fitted: dict) -> np.ndarray:
 def restore_intensities(values, fitted: dict) -> np.ndarray:
     """The inverse of :func:`apply_normalization` (up to its clipping): normalised values back to
     the image's intensities, as float32. Autoencoder reconstructions are returned so."""
-    out = np.asarray(values, dtype=np.float32)
+    offset, scale = intensity_affine(fitted)
+    return np.asarray(values, dtype=np.float32) * np.float32(scale) + np.float32(offset)
+
+
+def intensity_affine(fitted: dict) -> tuple[float, float]:
+    """``(offset, scale)`` of a fitted spec: normalised = (intensity - offset) / scale.
+
+    ``mean``, ``std`` for ``meanstd``; ``vmin``, ``vmax - vmin`` otherwise; the spec's ``eps`` is
+    added to the scale; ``none`` is (0, 1). The one place :func:`apply_normalization`,
+    :func:`restore_intensities` and the novelty residuals read a spec's scale from.
+    """
     mode = fitted.get("mode")
     if mode == "none":
-        return out
+        return 0.0, 1.0
     eps = float(fitted.get("eps", 0.0))
     if mode == "meanstd":
         if "mean" not in fitted or "std" not in fitted:
             raise InputError("The normalisation has not been fitted: call fit_normalization(image, spec) first.")
-        offset, scale = float(fitted["mean"]), float(fitted["std"]) + eps
-    else:
-        if "vmin" not in fitted or "vmax" not in fitted:
-            raise InputError("The normalisation has not been fitted: call fit_normalization(image, spec) first.")
-        offset, scale = float(fitted["vmin"]), float(fitted["vmax"]) - float(fitted["vmin"]) + eps
-    return out * np.float32(scale) + np.float32(offset)
+        return float(fitted["mean"]), float(fitted["std"]) + eps
+    if "vmin" not in fitted or "vmax" not in fitted:
+        raise InputError("The normalisation has not been fitted: call fit_normalization(image, spec) first.")
+    return float(fitted["vmin"]), float(fitted["vmax"]) - float(fitted["vmin"]) + eps
 
 
 def _bounds(clip) -> tuple[float, float]:

@@ -46,16 +46,13 @@ def residual(image, reconstruction, normalization=None) -> np.ndarray:
     already fitted or fixed is used as it is); default percentile 1-99.8.
     """
     from ..inference.predict import _fit
+    from ..io.normalize import intensity_affine
 
     image = np.asarray(image)
     rec = np.asarray(reconstruction)
     if image.shape != rec.shape:
         raise InputError(f"The reconstruction has shape {rec.shape} but the image {image.shape}; they must match.")
-    fitted = _fit(image, normalization)
-    if "vmin" in fitted:
-        scale = float(fitted["vmax"]) - float(fitted["vmin"])
-    else:
-        scale = float(fitted.get("std", 1.0))
+    _offset, scale = intensity_affine(_fit(image, normalization))
     diff = image.astype(np.float32) - rec.astype(np.float32)
     return diff / np.float32(scale if scale > 0 else 1.0)
 

@@ -185,12 +185,13 @@ def prepare_run(
         raise InputError(f"The learning rate must be positive, got {lr!r}.")
     if minutes is not None and not minutes > 0:
         raise InputError(f"The time budget must be positive minutes, got {minutes!r}.")
+    # strokes, said by the caller or by the dataset: decides the smoothness default and the validation split
+    sparse = annotation == "sparse" or getattr(data, "annotation", None) == "sparse"
     if not 0 <= foreground_crop <= 1:
         raise InputError(f"foreground_crop is a probability in [0, 1], got {foreground_crop!r}.")
     if denoise < 0:
         raise InputError(f"denoise is a noise standard deviation >= 0, got {denoise!r}.")
     auto_val = isinstance(val, str) and val == "auto"
-    sparse = annotation == "sparse" or getattr(data, "annotation", None) == "sparse"
     if smoothness is None:
         smoothness = SPARSE_SMOOTHNESS if sparse else 0.0
     if not smoothness >= 0:
