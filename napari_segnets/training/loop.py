@@ -401,9 +401,10 @@ def _step(run, xb, yb, rng, denoise, scaler) -> float:
     run.opt.zero_grad(set_to_none=True)
     with torch.autocast(device_type=dev.type, dtype=run.amp_dtype, enabled=run.amp):
         out = run.model(x)
-    value = run.loss_fn(out.float(), target)
+    logits = out.float()
+    value = run.loss_fn(logits, target)
     if run.smoothness:
-        value = value + run.smoothness * edge_smoothness(out.float(), x)
+        value = value + run.smoothness * edge_smoothness(logits, x)
     if not torch.isfinite(value):
         raise InputError(
             "The training loss became NaN or infinite; lower the learning rate or check the image for NaNs."
