@@ -302,6 +302,13 @@ class CropSampler:
         w = np.asarray(weights, dtype=np.float64)
         self._p = w / w.sum()
 
+    def with_masks(self, masks) -> "CropSampler":
+        """The same sampler (crop, foreground share, augmenter) over new masks of the same slices."""
+        return CropSampler(
+            self.images, masks, crop=self.crop, ignore_index=self.ignore_index,
+            foreground_crop=self.foreground_crop, augmenter=self.augmenter,
+        )  # fmt: skip
+
     def sample(self, rng: np.random.Generator):
         """One crop: ``(image float32 (c, c), mask int64 (c, c) or None)``."""
         c = self.crop

@@ -18,6 +18,8 @@ from ..errors import InputError
 from ..progress import Job, Progress, drive
 from . import setup
 from .losses import edge_smoothness
+from .pseudo import pseudo_labels
+from .setup import SELF_TRAINING_CONFIDENCE
 from .state import last_path, save_training_state
 from .validate import NO_LIMIT as _NO_LIMIT
 from .validate import better as _better
@@ -86,6 +88,7 @@ def train_iter(
     class_names: list[str] | None = None,
     channels_last: bool | None = None,
     smoothness: float | None = None,
+    self_training: bool | None = None,
     clock=None,
     sync=None,
 ) -> Job[TrainResult]:
@@ -152,6 +155,12 @@ def train_iter(
         (:func:`~napari_segnets.training.losses.edge_smoothness`); default
         :data:`~napari_segnets.training.setup.SPARSE_SMOOTHNESS` (0, measured) for sparse strokes,
         0 for full masks.
+    self_training : bool, optional
+        Sparse strokes: from half-way through the run, also train on the unpainted pixels the
+        net is sure of, labelled by its own prediction and re-made at 50, 60, 70, 80 and 90% of
+        the run (:mod:`~napari_segnets.training.pseudo`). Default
+        :data:`~napari_segnets.training.setup.SPARSE_SELF_TRAINING` for strokes; full masks
+        have nothing to label.
     normalization : dict, optional
         Intensity normalisation spec; default: the parent's, else percentile 1-99.8.
     clock : callable, optional
@@ -207,6 +216,7 @@ def train_iter(
         denoise=denoise,
         channels_last=channels_last,
         smoothness=smoothness,
+        self_training=self_training,
     )
     model, task, loss = run.model, run.task, run.loss_name
     if steps_per_epoch is None:
@@ -237,10 +247,19 @@ def train_iter(
     sync = sync or (lambda elapsed, reason: (elapsed, reason))
     agreed = {"elapsed": 0.0}  # seconds as all processes agree (one clock for the schedule)
 
-    def lr_at(s: int) -> float:
+    def progress(s: int) -> float:
+        """The share of the run done: steps of the step limit or seconds of the budget."""
         frac = 0.0 if total_steps is None else s / max(total_steps, 1)
         if budget:
             frac = max(frac, agreed["elapsed"] / budget)
+        return frac
+
+    strokes = run.sampler.masks  # the painted targets; pseudo-labels are re-made from these
+    refresh_at = list(run.self_training_at)
+    pseudo_rounds = 0
+
+    def lr_at(s: int) -> float:
+        frac = progress(s)
         base = lr * lr_scale
         if schedule == "cosine":
             return base * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
@@ -255,6 +274,14 @@ def train_iter(
             rng = np.random.default_rng([seed, epoch])
             t_epoch, losses = clock(), []
             for _ in range(steps_per_epoch):
+                if refresh_at and progress(step) >= refresh_at[0]:
+                    while refresh_at and progress(step) >= refresh_at[0]:
+                        refresh_at.pop(0)
+                    masks = pseudo_labels(model, run.sampler.images, strokes,
+                                          confidence=SELF_TRAINING_CONFIDENCE, device=run.device)  # fmt: skip
+                    run.sampler = run.sampler.with_masks(masks)
+                    pseudo_rounds += 1
+                    model.train()
                 current_lr = lr_at(step)
                 for g in run.opt.param_groups:
                     g["lr"] = current_lr
@@ -305,6 +332,7 @@ def train_iter(
                 "best_score": best_score,
                 "best_epoch": best_epoch,
                 "seed": seed,
+                "pseudo_label_rounds": pseudo_rounds,
             }
             meta = dict(
                 meta_base,

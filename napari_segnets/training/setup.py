@@ -21,6 +21,12 @@ SCHEDULES = ("cosine", "none", "plateau")
 # it (within one seed's noise) and weight 3 gave 0.615; the false objects it leaves are far from
 # any stroke, where smoothing cannot help. ``smoothness=`` / ``--smoothness`` turn it on.
 SPARSE_SMOOTHNESS = 0.0
+# Self-training for sparse strokes (training.pseudo): from this share of the run on, the unpainted
+# pixels the net is sure of (probability >= SELF_TRAINING_CONFIDENCE of one class) are labelled with
+# its own prediction, refreshed at each of SELF_TRAINING_AT.
+SPARSE_SELF_TRAINING = True
+SELF_TRAINING_AT = (0.5, 0.6, 0.7, 0.8, 0.9)
+SELF_TRAINING_CONFIDENCE = 0.9
 
 
 @dataclass
@@ -50,6 +56,8 @@ class Run:
     bad_epochs: int = 0
     start_epoch: int = 0
     smoothness: float = 0.0
+    # self-training (sparse strokes): the share of the run at which pseudo-labels are refreshed
+    self_training_at: tuple = ()
 
 
 def as_dataset(
@@ -167,6 +175,7 @@ def prepare_run(
     denoise,
     channels_last=None,
     smoothness=None,
+    self_training=None,
 ) -> Run:
     """Validate every argument, load parent/resume state and build the sampler and optimizer."""
     import torch
@@ -196,6 +205,12 @@ def prepare_run(
         smoothness = SPARSE_SMOOTHNESS if sparse else 0.0
     if not smoothness >= 0:
         raise InputError(f"smoothness is a loss weight >= 0, got {smoothness!r}.")
+    if self_training is None:
+        self_training = SPARSE_SELF_TRAINING and sparse
+    if self_training and not sparse:
+        raise InputError(
+            "Self-training labels the unpainted pixels of sparse strokes; use it with annotation='sparse'."
+        )
     if auto_val and sparse:
         val, auto_val = None, False  # strokes are too few to spare; the latest weights are kept
     if early_stopping is not None and (val is None or early_stopping < 1):
@@ -326,6 +341,7 @@ def prepare_run(
         parent_info=parent_info,
         class_names=parent_meta.get("class_names"),
         smoothness=float(smoothness) if task == "segment" else 0.0,
+        self_training_at=SELF_TRAINING_AT if self_training and task == "segment" else (),
     )
     if val is not None:
         run.val_images = val.normalized(norm)
