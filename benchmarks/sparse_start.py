@@ -90,7 +90,7 @@ def _cli(argv: list, threads: int) -> None:
 
 def pretrain(
     image, minutes: float, seed: int, out: Path, threads: int, base=16, crop=None, denoise=0.0,
-    smoothness=None, loss=None,
+    smoothness=None, loss=None, self_training=None,
 ) -> dict:
     """Train the skip-less U-Net autoencoder on the unlabelled stack; keep it at ``out``."""
     from napari_segnets import checkpoints
@@ -124,6 +124,7 @@ def train_library(
     crop=None,
     smoothness=None,
     loss=None,
+    self_training=None,
 ):
     """The net on the strokes through the library (the loop's defaults, no validation split).
 
@@ -148,6 +149,7 @@ def train_library(
         model, data, epochs=1 if steps else 100_000, steps_per_epoch=steps or 50, minutes=minutes,
         device="cpu", seed=seed, channels_last=True, normalization=NORMALIZATION, **sparse,
         **({"crop": crop} if crop else {}), smoothness=smoothness, loss=loss,
+        **({"self_training": self_training} if self_training is not None else {}),
     )  # fmt: skip
     return result.model, result.steps
 
@@ -174,6 +176,7 @@ def train_cli(
     rounds=1,
     truth=None,
     correction=0.005,
+    self_training=None,
 ):
     """``napari-segnets train --sparse`` as the README shows it, on TIFF files.
 
@@ -189,7 +192,8 @@ def train_cli(
     from napari_segnets.sample_data import simulate_corrections
 
     per = minutes / rounds
-    opts = [*(["--crop", crop] if crop else []), *(["--loss", loss] if loss else []), *(["--smoothness", smoothness] if smoothness is not None else [])]
+    opts = [*(["--crop", crop] if crop else []), *(["--loss", loss] if loss else []), *(["--smoothness", smoothness] if smoothness is not None else []),
+            *([] if self_training is None else ["--self-training" if self_training else "--no-self-training"])]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         tifffile.imwrite(tmp / "slices.tif", image)
@@ -242,6 +246,8 @@ def main(argv=None) -> None:
     ap.add_argument("--loss", default=None, help="`train --loss` (default: the CLI's)")
     ap.add_argument("--smoothness", type=float, default=None,
                     help="`train --smoothness` (default: the CLI's own default for --sparse)")
+    ap.add_argument("--self-training", choices=("on", "off"), default=None,
+                    help="`train --self-training` / `--no-self-training` (default: the CLI's own default for --sparse)")
     ap.add_argument("--rounds", type=int, default=1,
                     help="rounds of train, look, paint corrections (about --correction of the pixels), "
                     "fine-tune; the budget is shared between them")
@@ -258,6 +264,8 @@ def main(argv=None) -> None:
     net = {"base": args.base, "crop": args.crop, "smoothness": args.smoothness}
     if args.loss:
         net["loss"] = args.loss
+    if args.self_training:
+        net["self_training"] = args.self_training == "on"
     if USE_CLI and (args.steps or args.pretrain_denoise):
         ap.error("--steps and --pretrain-denoise are library-only (the CLI has no such flags)")
     a, b = (int(v) for v in args.score_slices.split(":"))

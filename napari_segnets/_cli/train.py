@@ -65,6 +65,9 @@ def _data_options(p, *, masks_required: bool) -> None:
     p.add_argument("--smoothness", type=float, default=None, metavar="W",
                    help="weight of the edge-aware smoothness loss that lets unpainted pixels train "
                    "(default 0: it did not pay in benchmarks/sparse_start.py)")
+    p.add_argument("--self-training", action=argparse.BooleanOptionalAction, default=None,
+                   help="strokes: from half-way through the run also train on the unpainted pixels the net "
+                   "is sure of, labelled by its own prediction (default: on with --sparse)")
     p.add_argument("--ignore-index", type=int, default=None, metavar="V",
                    help="full masks: the value of pixels nobody labelled (default: none)")
     p.add_argument("--key", default=None, help="dataset key inside HDF5/Zarr inputs")
@@ -158,6 +161,7 @@ def _loop_kwargs(args: argparse.Namespace, task: str) -> dict:
         augment=not args.no_augment,
         early_stopping=args.early_stopping,
         smoothness=getattr(args, "smoothness", None),
+        self_training=getattr(args, "self_training", None),
     )
 
 

@@ -34,7 +34,8 @@ def pseudo_labels(
         A pixel is labelled when one class has at least this probability (> 0.5).
 
     Returns one target per slice: the strokes where painted, the confident class elsewhere,
-    ``ignore_index`` where the net is unsure.
+    ``ignore_index`` where the net is unsure. Slices nobody painted stay unlabelled (and are not
+    predicted): self-training fills in around the user's strokes, it does not label a stack.
     """
     from ..inference import predict
 
@@ -42,6 +43,10 @@ def pseudo_labels(
         raise ValueError(f"confidence must be in (0.5, 1), got {confidence!r}")
     out = []
     for img, target in zip(images, strokes):
+        target = np.asarray(target)
+        if not (target != ignore_index).any():
+            out.append(target)
+            continue
         prob = np.asarray(
             predict(model, img, device=device, output="probabilities", normalization={"mode": "none"}),
             dtype=np.float32,
@@ -52,7 +57,6 @@ def pseudo_labels(
         else:
             label = prob.argmax(0).astype(np.int64)
             sure = prob.max(0) >= confidence
-        target = np.asarray(target)
         new = np.where(target != ignore_index, target, np.where(sure, label, ignore_index))
         out.append(new.astype(target.dtype, copy=False))
     return out

@@ -209,7 +209,8 @@ def prepare_run(
         self_training = SPARSE_SELF_TRAINING and sparse
     if self_training and not sparse:
         raise InputError(
-            "Self-training labels the unpainted pixels of sparse strokes; use it with annotation='sparse'."
+            "Self-training labels the pixels nobody painted, so it needs strokes: "
+            "use it with --sparse (annotation='sparse') or turn it off."
         )
     if auto_val and sparse:
         val, auto_val = None, False  # strokes are too few to spare; the latest weights are kept
