@@ -75,20 +75,22 @@ def test_strokes_self_train_by_default_from_half_way_and_repeat_bit_for_bit(tmp_
 
     image, strokes = _data()
     calls, events = [], []
-    real = pseudo.pseudo_labels
+    real = pseudo.pseudo_labels_iter
 
     def counting(model, images, targets, **kwargs):
         calls.append(len(images))
         events.append("pseudo")
-        out = real(model, images, targets, **kwargs)
+        out = yield from real(model, images, targets, **kwargs)
         assert all((o != IGNORE).sum() > (t != IGNORE).sum() for o, t in zip(out, targets))  # it labels more
         return out
 
     def seen(event):
         if event.stage == "train":
             events.append(event.payload["step"])
+        elif event.stage == "self-training":  # one event per painted slice: a Cancel is heard between them
+            events.append(f"slice {event.done}/{event.total}")
 
-    monkeypatch.setattr("napari_segnets.training.loop.pseudo_labels", counting)
+    monkeypatch.setattr("napari_segnets.training.loop.pseudo_labels_iter", counting)
     # a tiny net after 5 steps is sure of little: a lower bar so that the pseudo-labels change the run
     monkeypatch.setattr("napari_segnets.training.loop.SELF_TRAINING_CONFIDENCE", 0.55)
     assert setup.SPARSE_SELF_TRAINING  # the measured default (benchmarks/sparse_start.py)
@@ -98,6 +100,8 @@ def test_strokes_self_train_by_default_from_half_way_and_repeat_bit_for_bit(tmp_
     # strokes alone for the first half (10 steps in all), then one refresh per step at 50, 60, ... 90%
     assert events[: events.index("pseudo")] == [1, 2, 3, 4, 5]
     assert [events[i - 1] for i, e in enumerate(events) if e == "pseudo"] == [5, 6, 7, 8, 9]
+    first = events.index("pseudo")
+    assert events[first + 1 : first + 4] == ["slice 1/2", "slice 2/2", 6]
     meta = checkpoints.read_metadata(tmp_path / "a.safetensors")
     assert meta["training"]["pseudo_label_rounds"] == len(setup.SELF_TRAINING_AT)
     b = train(_tiny(), (image, strokes), annotation="sparse", **FAST)

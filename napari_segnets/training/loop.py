@@ -18,7 +18,7 @@ from ..errors import InputError
 from ..progress import Job, Progress, drive
 from . import setup
 from .losses import edge_smoothness
-from .pseudo import pseudo_labels
+from .pseudo import pseudo_labels_iter
 from .setup import SELF_TRAINING_CONFIDENCE
 from .state import last_path, save_training_state
 from .validate import NO_LIMIT as _NO_LIMIT
@@ -277,8 +277,10 @@ def train_iter(
                 if refresh_at and progress(step) >= refresh_at[0]:
                     while refresh_at and progress(step) >= refresh_at[0]:
                         refresh_at.pop(0)
-                    masks = pseudo_labels(model, run.sampler.images, strokes,
-                                          confidence=SELF_TRAINING_CONFIDENCE, device=run.device)  # fmt: skip
+                    masks = yield from pseudo_labels_iter(
+                        model, run.sampler.images, strokes, confidence=SELF_TRAINING_CONFIDENCE,
+                        device=run.device,
+                    )  # fmt: skip
                     run.sampler = run.sampler.with_masks(masks)
                     pseudo_rounds += 1
                     model.train()

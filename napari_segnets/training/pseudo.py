@@ -17,10 +17,13 @@ import numpy as np
 from .masks import IGNORE
 
 
-def pseudo_labels(
+def pseudo_labels_iter(
     model, images, strokes, *, confidence: float, device="cpu", ignore_index: int = IGNORE
-) -> list[np.ndarray]:
-    """Strokes plus the model's confident predictions on their unpainted pixels.
+):
+    """Strokes plus the model's confident predictions on their unpainted pixels (a generator).
+
+    Yields one :class:`~napari_segnets.progress.Progress` (stage ``"self-training"``) per
+    painted slice, so a caller can cancel between slices; returns the targets.
 
     Parameters
     ----------
@@ -38,17 +41,16 @@ def pseudo_labels(
     predicted): self-training fills in around the user's strokes, it does not label a stack.
     """
     from ..inference import predict
+    from ..progress import Progress
 
     if not 0.5 < confidence < 1:
         raise ValueError(f"confidence must be in (0.5, 1), got {confidence!r}")
-    out = []
-    for img, target in zip(images, strokes):
-        target = np.asarray(target)
-        if not (target != ignore_index).any():
-            out.append(target)
-            continue
+    strokes = [np.asarray(t) for t in strokes]
+    painted = [i for i, t in enumerate(strokes) if (t != ignore_index).any()]
+    out = list(strokes)
+    for n, i in enumerate(painted):
         prob = np.asarray(
-            predict(model, img, device=device, output="probabilities", normalization={"mode": "none"}),
+            predict(model, images[i], device=device, output="probabilities", normalization={"mode": "none"}),
             dtype=np.float32,
         )
         if prob.ndim == 2:  # one channel: foreground probability
@@ -57,6 +59,16 @@ def pseudo_labels(
         else:
             label = prob.argmax(0).astype(np.int64)
             sure = prob.max(0) >= confidence
+        target = strokes[i]
         new = np.where(target != ignore_index, target, np.where(sure, label, ignore_index))
-        out.append(new.astype(target.dtype, copy=False))
+        out[i] = new.astype(target.dtype, copy=False)
+        yield Progress("self-training", n + 1, len(painted),
+                       f"labelling what the net is sure of: slice {n + 1}/{len(painted)}")  # fmt: skip
     return out
+
+
+def pseudo_labels(model, images, strokes, **kwargs) -> list[np.ndarray]:
+    """Plain twin of :func:`pseudo_labels_iter`: the targets, without progress."""
+    from ..progress import drive
+
+    return drive(pseudo_labels_iter(model, images, strokes, **kwargs))
