@@ -36,6 +36,8 @@ def test_painted_pixels_keep_their_label_sure_pixels_get_the_prediction_unsure_o
     assert np.array_equal(out, expected) and out.dtype == strokes.dtype
     (stricter,) = pseudo_labels(None, [np.zeros((2, 4), np.float32)], [strokes], confidence=0.96)
     assert np.array_equal(stricter, [[0, IGNORE, IGNORE, IGNORE], [0, 1, IGNORE, IGNORE]])
+    (background,) = pseudo_labels(None, [np.zeros((2, 4), np.float32)], [strokes], confidence=0.9, classes=(0,))
+    assert np.array_equal(background, [[0, IGNORE, IGNORE, 0], [0, 1, IGNORE, IGNORE]])
     with pytest.raises(ValueError, match="confidence"):
         pseudo_labels(None, [], [], confidence=0.5)
 

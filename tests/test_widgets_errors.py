@@ -109,7 +109,7 @@ def test_score_refuses_mismatched_and_non_binary_layers(setup, qtbot):
     assert widget.run() is None
     assert "same stack" in notes.errors[-1]
     many = viewer.add_image((np.arange(3 * 64 * 64).reshape(3, 64, 64) % 5).astype(np.uint8), name="many")
-    widget.prediction.value, widget.kind.value = many, "binary"
+    widget.prediction.value, widget.mode.value = many, "binary"
     assert widget.run() is not None  # refused in the worker: an image of five values is no mask
     wait_for(qtbot, widget)
     assert notes.errors[-1].startswith("Image layer 'many' has 5 different values, so it is not a mask")

@@ -125,7 +125,7 @@ def test_segment_correct_store_finetune_score(make_napari_viewer, qtbot, tmp_pat
     score.prediction.value = tuned_pred
     score.truth.value = truth
     score.baseline.value = viewer.layers[f"{base} labels"]
-    score.kind.value = "membrane"
+    score.mode.value = "membrane"
     assert score.run() is not None
     wait_for(qtbot, score)
     table = score.table.value

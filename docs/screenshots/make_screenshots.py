@@ -130,7 +130,7 @@ def main() -> None:
     # Score against the ground truth
     score = front(viewer, "Score")
     score.prediction.value, score.truth.value = pred, truth
-    score.kind.value = "membrane"
+    score.mode.value = "membrane"
     score.run()
     wait(score)
     save(viewer, "score")

@@ -53,8 +53,8 @@ class ScoreWidget(Container):
     """IoU, Dice and Rand error per slice and overall, as a table.
 
     Sub-widgets: ``prediction``, ``truth``, ``baseline`` (optional earlier
-    prediction, e.g. before the last fine-tune), ``kind`` (labelled "mode", as
-    ``evaluate --mode``; the attribute keeps its name), ``score_button``,
+    prediction, e.g. before the last fine-tune), ``mode`` (how masks are read, as
+    ``evaluate --mode``), ``score_button``,
     ``table``, ``overall``, ``status``. After a run: ``scores`` (the core's
     ``score_stack`` result) and ``worse`` (slice indices that got worse).
     If no baseline layer is chosen, the previous scoring against the same truth
@@ -69,14 +69,14 @@ class ScoreWidget(Container):
                                  prefer=lambda layer: looks_like_mask(layer) and not predicted_here(layer))
         self.baseline = LayerChoice(viewer, Labels, label="compare with", nullable=True)
         self.baseline.value = None
-        self.kind = ComboBox(label="mode", choices=["membrane", "binary", "multiclass"], value="membrane",
+        self.mode = ComboBox(label="mode", choices=["membrane", "binary", "multiclass"], value="membrane",
                              tooltip="how masks are read: membrane (IoU/Dice plus Rand error and VI), binary "
                              "(nonzero = object) or multiclass (class ids); as evaluate --mode")
         self.score_button = PushButton(text="Score")
         self.table = Table(value={"data": [], "index": [], "columns": ["slice", "iou", "dice", "rand_error", "change"]})
         self.overall = wrapping(Label(value=""))
         self.status = Label(value="")
-        super().__init__(widgets=[self.prediction, self.truth, self.baseline, self.kind,
+        super().__init__(widgets=[self.prediction, self.truth, self.baseline, self.mode,
                                   self.score_button, self.overall, self.table, self.status])
         scrolling(self, pack=False)  # fits a laptop screen; the table takes the spare height
         self.runner = JobRunner(viewer, label=self.status, run_buttons=[self.score_button])
@@ -100,17 +100,17 @@ class ScoreWidget(Container):
                 f"{tuple(truth.data.shape)}; score layers of the same stack."
             )
         base = self.baseline.value
-        kind = self.kind.value
+        mode = self.mode.value
         pred_data, truth_data = pred.data, truth.data
         base_data = base.data if base is not None else None
         names = tuple(layer.name if isinstance(layer, Image) else None for layer in (pred, truth))
 
         def job():
             def both():
-                result = yield from score_job(pred_data, truth_data, kind, image_names=names)
+                result = yield from score_job(pred_data, truth_data, mode, image_names=names)
                 before = None
                 if base_data is not None:
-                    before = yield from score_job(base_data, truth_data, kind, image_names=(None, names[1]))
+                    before = yield from score_job(base_data, truth_data, mode, image_names=(None, names[1]))
                 return result, before
             return both()
 

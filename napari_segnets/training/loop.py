@@ -279,7 +279,7 @@ def train_iter(
                         refresh_at.pop(0)
                     masks = yield from pseudo_labels_iter(
                         model, run.sampler.images, strokes, confidence=SELF_TRAINING_CONFIDENCE,
-                        device=run.device,
+                        device=run.device, classes=setup.SELF_TRAINING_CLASSES,
                     )  # fmt: skip
                     run.sampler = run.sampler.with_masks(masks)
                     pseudo_rounds += 1

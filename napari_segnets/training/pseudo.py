@@ -18,7 +18,8 @@ from .masks import IGNORE
 
 
 def pseudo_labels_iter(
-    model, images, strokes, *, confidence: float, device="cpu", ignore_index: int = IGNORE
+    model, images, strokes, *, confidence: float, device="cpu", ignore_index: int = IGNORE,
+    classes=None,
 ):
     """Strokes plus the model's confident predictions on their unpainted pixels (a generator).
 
@@ -35,6 +36,8 @@ def pseudo_labels_iter(
         Targets: class ids, ``ignore_index`` where nobody painted.
     confidence : float
         A pixel is labelled when one class has at least this probability (> 0.5).
+    classes : collection of int, optional
+        Only these classes are given as pseudo-labels (e.g. ``(0,)``: background only); default all.
 
     Returns one target per slice: the strokes where painted, the confident class elsewhere,
     ``ignore_index`` where the net is unsure. Slices nobody painted stay unlabelled (and are not
@@ -59,6 +62,8 @@ def pseudo_labels_iter(
         else:
             label = prob.argmax(0).astype(np.int64)
             sure = prob.max(0) >= confidence
+        if classes is not None:
+            sure &= np.isin(label, list(classes))
         target = strokes[i]
         new = np.where(target != ignore_index, target, np.where(sure, label, ignore_index))
         out[i] = new.astype(target.dtype, copy=False)

@@ -27,6 +27,7 @@ SPARSE_SMOOTHNESS = 0.0
 SPARSE_SELF_TRAINING = True
 SELF_TRAINING_AT = (0.5, 0.6, 0.7, 0.8, 0.9)
 SELF_TRAINING_CONFIDENCE = 0.9
+SELF_TRAINING_CLASSES = None  # the classes given as pseudo-labels (None: all)
 
 
 @dataclass
