@@ -67,7 +67,8 @@ def _data_options(p, *, masks_required: bool) -> None:
                    "(default 0: it did not pay in benchmarks/sparse_start.py)")
     p.add_argument("--self-training", action=argparse.BooleanOptionalAction, default=None,
                    help="strokes: from half-way through the run also train on the unpainted pixels the net "
-                   "is sure of, labelled by its own prediction (default: on with --sparse)")
+                   "is sure of, labelled by its own prediction (default: off; it did not pay beyond one run's spread "
+                   "in benchmarks/sparse_start.py)")
     p.add_argument("--ignore-index", type=int, default=None, metavar="V",
                    help="full masks: the value of pixels nobody labelled (default: none)")
     p.add_argument("--key", default=None, help="dataset key inside HDF5/Zarr inputs")

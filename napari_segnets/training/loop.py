@@ -159,8 +159,8 @@ def train_iter(
         Sparse strokes: from half-way through the run, also train on the unpainted pixels the
         net is sure of, labelled by its own prediction and re-made at 50, 60, 70, 80 and 90% of
         the run (:mod:`~napari_segnets.training.pseudo`). Default
-        :data:`~napari_segnets.training.setup.SPARSE_SELF_TRAINING` for strokes; full masks
-        have nothing to label.
+        :data:`~napari_segnets.training.setup.SPARSE_SELF_TRAINING` (off: no gain beyond one
+        run's spread in ``benchmarks/sparse_start.py``); full masks have nothing to label.
     normalization : dict, optional
         Intensity normalisation spec; default: the parent's, else percentile 1-99.8.
     clock : callable, optional
@@ -279,7 +279,7 @@ def train_iter(
                         refresh_at.pop(0)
                     masks = yield from pseudo_labels_iter(
                         model, run.sampler.images, strokes, confidence=SELF_TRAINING_CONFIDENCE,
-                        device=run.device, classes=setup.SELF_TRAINING_CLASSES,
+                        device=run.device,
                     )  # fmt: skip
                     run.sampler = run.sampler.with_masks(masks)
                     pseudo_rounds += 1

@@ -7,7 +7,8 @@ predicts the training slices; every unpainted pixel whose probability for one cl
 plus pseudo-labels. The pseudo-labels are re-made from the current weights at each refresh, so a
 pixel the net changes its mind about drops out again. Painted pixels always keep the user's label.
 (Self-training with confidence thresholds, as in Lee 2013 "Pseudo-label" and, for scribbles,
-Lee and Jeong 2020 "Scribble2Label".)
+Lee and Jeong 2020 "Scribble2Label".) Opt-in: see ``setup.SPARSE_SELF_TRAINING`` for what it
+measured.
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ from .masks import IGNORE
 
 
 def pseudo_labels_iter(
-    model, images, strokes, *, confidence: float, device="cpu", ignore_index: int = IGNORE,
-    classes=None,
+    model, images, strokes, *, confidence: float, device="cpu", ignore_index: int = IGNORE
 ):
     """Strokes plus the model's confident predictions on their unpainted pixels (a generator).
 
@@ -36,8 +36,6 @@ def pseudo_labels_iter(
         Targets: class ids, ``ignore_index`` where nobody painted.
     confidence : float
         A pixel is labelled when one class has at least this probability (> 0.5).
-    classes : collection of int, optional
-        Only these classes are given as pseudo-labels (e.g. ``(0,)``: background only); default all.
 
     Returns one target per slice: the strokes where painted, the confident class elsewhere,
     ``ignore_index`` where the net is unsure. Slices nobody painted stay unlabelled (and are not
@@ -62,8 +60,6 @@ def pseudo_labels_iter(
         else:
             label = prob.argmax(0).astype(np.int64)
             sure = prob.max(0) >= confidence
-        if classes is not None:
-            sure &= np.isin(label, list(classes))
         target = strokes[i]
         new = np.where(target != ignore_index, target, np.where(sure, label, ignore_index))
         out[i] = new.astype(target.dtype, copy=False)
