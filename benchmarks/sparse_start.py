@@ -239,7 +239,8 @@ def main(argv=None) -> None:
     )
     ap.add_argument(
         "--steps", type=int, default=None,
-        help="train the nets for this many steps instead of --minutes (library only)",
+        help="train the nets for this many steps instead of --minutes, through the library "
+        "(equal work under any load: for paired comparisons)",
     )  # fmt: skip
     ap.add_argument("--base", type=int, default=16, help="U-Net width (default 16, as the README)")
     ap.add_argument("--crop", type=int, default=None, help="training crop (default: the loop's)")
@@ -266,8 +267,8 @@ def main(argv=None) -> None:
         net["loss"] = args.loss
     if args.self_training:
         net["self_training"] = args.self_training == "on"
-    if USE_CLI and (args.steps or args.pretrain_denoise):
-        ap.error("--steps and --pretrain-denoise are library-only (the CLI has no such flags)")
+    if USE_CLI and args.pretrain_denoise:
+        ap.error("--pretrain-denoise is library-only (the CLI has no such flag)")
     a, b = (int(v) for v in args.score_slices.split(":"))
 
     print("machine:", machine())
