@@ -210,6 +210,7 @@ def ddp_train_iter(
         n_local = len(shard) if not isinstance(shard, tuple) else shard[0].shape[0]
         steps_per_epoch = max(1, math.ceil(n_local / batch_size))
     ddp_model = wrap(model, env)
+    finished = False
     try:
         result = yield from train_iter(
             ddp_model,
@@ -226,10 +227,24 @@ def ddp_train_iter(
             sync=lambda elapsed, reason: agree(elapsed, reason, env),
             **kwargs,
         )
+        result.model = model  # the plain model: the wrapper goes with the group
+        finished = True
     finally:
+        # Nothing that holds the process group (the DDP wrapper's reducer) may outlive it: a gloo
+        # object torn down at interpreter exit aborted a rank once ("terminate called without an
+        # active exception", SIGABRT) after a run that had finished.
+        # Validation's inference copy of the wrapper (inference.prepared's cache) holds a reducer too.
+        import gc
+
+        from ..inference.prepared import clear_prepared
+
+        del ddp_model
+        clear_prepared()
+        gc.collect()  # a module's hooks can hold it in a reference cycle
         if owns_group and dist.is_initialized():
+            if finished:  # every rank is past its last collective before any rank tears the group down
+                dist.barrier()
             dist.destroy_process_group()
-    result.model = unwrap(ddp_model)
     if not main_rank:
         result.checkpoint = None
     return result
