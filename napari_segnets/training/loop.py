@@ -275,8 +275,7 @@ def train_iter(
             t_epoch, losses = clock(), []
             for _ in range(steps_per_epoch):
                 if refresh_at and progress(step) >= refresh_at[0]:
-                    while refresh_at and progress(step) >= refresh_at[0]:
-                        refresh_at.pop(0)
+                    refresh_at = [t for t in refresh_at if t > progress(step)]  # one refresh for all passed
                     masks = yield from pseudo_labels_iter(
                         model, run.sampler.images, strokes, confidence=SELF_TRAINING_CONFIDENCE,
                         device=run.device,
