@@ -1,4 +1,4 @@
-"""Review benchmark: does the queue find the wrong objects, and do the error bars hold? EPFL/Lucchi.
+"""Review benchmark: does the queue find the wrong objects, and do the error bars hold? EPFL/Lucchi, drosophila.
 
 A U-Net-16 trained on slices 0-11 (or ``--checkpoint``) segments slices 12-29; the queue
 (:func:`napari_segnets.review.review`) ranks the objects; a simulated reviewer who knows the ground
@@ -12,6 +12,12 @@ deleted when there is none). Per seed (a model trained with that seed, and seede
 - (c) coverage of the 95% intervals for count and volume fraction over repeated reviews that follow
   the queue with a random audit every ``--audit-every`` picks, against the truth and against the
   numbers after every predicted object is reviewed (the truth less the objects no prediction touches).
+
+Other data (``--data drosophila``: Gerhard et al. 2013, ssTEM 4.6 x 4.6 x 50 nm, mitochondria; slices
+0-7 train, 8-19 are reviewed, with the views of ``--views``; orthoplane makes no sense at 50 nm
+sections). ``--train-data lucchi --data drosophila`` trains the model (and the novelty autoencoder, whose
+reference slices are then the training data's) on one sample and reviews another: the cross-sample case
+the novelty signal is for. ``--train-slices`` and ``--review-slices`` (``A:B``) change the split.
 
 ``--dump DIR`` writes per seed what (c) and (a') need (the queue's numeric columns and shape, the
 simulated reviewer's wrong / count_after / voxels_after per object, the truth count and volume
@@ -31,6 +37,8 @@ more rank (weight 1), and the fitted rule with novelty among its signals.
     PYTHONPATH=. python benchmarks/review.py --seeds 0 1 2 --novelty-minutes 0 --review-n 10 --ks 5 10 15 \
         --checkpoint 'WORK/lucchi-0-11-seed{seed}.safetensors' --dump DUMPS       # models reused, dumps kept
     PYTHONPATH=. python benchmarks/review.py --from-dump DUMPS --review-n 10       # (c) and (a') only
+    PYTHONPATH=. python benchmarks/review.py --data drosophila --views xy flip_y flip_x rot90 --review-n 20
+    PYTHONPATH=. python benchmarks/review.py --train-data lucchi --data drosophila --views xy flip_y flip_x rot90
 """
 
 from __future__ import annotations
@@ -45,11 +53,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 from _training_common import load, machine, table  # noqa: E402
 
-VOXEL = (5.0, 5.0, 5.0)
-TRAIN, HELD_OUT = slice(0, 12), slice(12, 30)
+# per dataset: the slices a model trains on and the slices it reviews when both are that dataset
+SPLITS = {"lucchi": ("0:12", "12:30"), "drosophila": ("0:8", "8:20")}
 
 
-def train_model(image, labels, args, seed: int, out: Path):
+def parse_slices(text: str, depth: int) -> slice:
+    """``"A:B"`` -> slice(A, B) within a stack of ``depth`` slices (refused when empty or outside)."""
+    try:
+        a, b = (int(v) for v in text.split(":"))
+    except ValueError:
+        raise SystemExit(f"slices {text!r}: write them as A:B, e.g. 0:12") from None
+    if not 0 <= a < b <= depth:
+        raise SystemExit(f"slices {text!r}: the stack has slices 0-{depth - 1}; give A:B with 0 <= A < B <= {depth}")
+    return slice(a, b)
+
+
+def span(s: slice) -> str:
+    """slice(0, 12) -> "0-11" (for titles and file names)."""
+    return f"{s.start}-{s.stop - 1}"
+
+
+def train_model(image, labels, args, seed: int, out: Path, train: slice):
     import torch
 
     from napari_segnets import checkpoints
@@ -59,22 +83,22 @@ def train_model(image, labels, args, seed: int, out: Path):
 
     torch.manual_seed(seed)
     model = build("unet", base=args.base)
-    drive(train_iter(model, SliceDataset(image[TRAIN], labels[TRAIN]), epochs=10_000, steps_per_epoch=50,
+    drive(train_iter(model, SliceDataset(image[train], labels[train]), epochs=10_000, steps_per_epoch=50,
                      minutes=args.minutes, batch_size=2, crop=min(256, image.shape[-1]), lr=2e-3,
                      loss="bce_dice", schedule="cosine", device="cpu", seed=seed, foreground_crop=0.5,
                      channels_last=True, checkpoint=out))
     return checkpoints.load(out)
 
 
-def train_autoencoder(image, args, seed: int, out: Path):
-    """The README's autoencoder (U-Net without skips, ``train --task autoencode``) on the unlabelled slices 0-11."""
+def train_autoencoder(image, args, seed: int, out: Path, train: slice):
+    """The README's autoencoder (U-Net without skips, ``train --task autoencode``) on the unlabelled training slices."""
     from napari_segnets import checkpoints
     from napari_segnets.models import build
     from napari_segnets.progress import drive
     from napari_segnets.training import SliceDataset, train_iter
 
     ae = build("unet", task="autoencode", base=args.base, skips=False, seed=seed)
-    drive(train_iter(ae, SliceDataset(image[TRAIN], None, name="unlabelled training slices"), task="autoencode",
+    drive(train_iter(ae, SliceDataset(image[train], None, name="unlabelled training slices"), task="autoencode",
                      epochs=10_000, steps_per_epoch=50, minutes=args.novelty_minutes, device="cpu", seed=seed,
                      foreground_crop=0.0, channels_last=True, checkpoint=out))
     return checkpoints.load(out)
@@ -163,10 +187,12 @@ def orthoplane_rows(model, image, truth_fg, norm, seed, names):
         secs[v] = time.perf_counter() - t0
         print(f"  view {v}: {secs[v]:.1f} s", flush=True)
     combos = {"xy": ("xy",), "orthoplane xy+xz+yz": PLANES, "flips+turn (TTA)": ("xy", "flip_y", "flip_x", "rot90"),
-              "all 6 views": tuple(views)}
+              f"all {len(views)} views": tuple(views)}
+    seen = []
     for name, members in combos.items():
-        if not set(members) <= set(views):
+        if not set(members) <= set(views) or set(members) in seen:
             continue
+        seen.append(set(members))
         p = np.mean([views[v] for v in members], axis=0)
         a = p >= 0.5
         iou = float((a & truth_fg).sum() / max((a | truth_fg).sum(), 1))
@@ -298,9 +324,16 @@ def from_dump(folder: Path, args, argv) -> None:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default="lucchi", choices=sorted(SPLITS), help="the stack reviewed")
+    ap.add_argument("--train-data", default=None, choices=sorted(SPLITS),
+                    help="the stack the model and autoencoder train on (default: --data)")
+    ap.add_argument("--train-slices", default=None, metavar="A:B",
+                    help="training slices (default: lucchi 0:12, drosophila 0:8; all when --train-data differs)")
+    ap.add_argument("--review-slices", default=None, metavar="A:B",
+                    help="reviewed slices (default: lucchi 12:30, drosophila 8:20)")
     ap.add_argument("--checkpoint", default=None,
-                    help="a model trained on slices 0-11 (else one is trained); '{seed}' in it is replaced "
-                         "by each seed (reuse a run's lucchi-0-11-seed{seed}.safetensors)")
+                    help="a model trained on the training slices (else one is trained); '{seed}' in it is "
+                         "replaced by each seed (reuse a run's lucchi-0-11-seed{seed}.safetensors)")
     ap.add_argument("--minutes", type=float, default=5.0, help="training budget per seed")
     ap.add_argument("--base", type=int, default=16, help="U-Net width when training")
     ap.add_argument("--views", nargs="+", default=None,
@@ -315,7 +348,7 @@ def main(argv=None) -> None:
     ap.add_argument("--audit-every", type=int, default=3)
     ap.add_argument("--min-size", type=float, default=1e6, help="nm^3, for predicted and truth objects")
     ap.add_argument("--novelty-minutes", type=float, default=2.0,
-                    help="train an autoencoder on slices 0-11 for this long per seed and measure the novelty "
+                    help="train an autoencoder on the training slices for this long per seed and measure the novelty "
                     "signal in (a) and (a'); 0 = off")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--workdir", default="/tmp/segnets-review-bench")
@@ -345,22 +378,38 @@ def main(argv=None) -> None:
     )
 
     print("machine:", machine(), flush=True)
-    image, labels = load("lucchi")
-    if args.crop:
-        cy, cx = (image.shape[1] - args.crop) // 2, (image.shape[2] - args.crop) // 2
-        image = np.ascontiguousarray(image[:, cy:cy + args.crop, cx:cx + args.crop])
-        labels = np.ascontiguousarray(labels[:, cy:cy + args.crop, cx:cx + args.crop])
+    from napari_segnets.sample_data import load_public
+
+    train_name = args.train_data or args.data
+    image, labels = load(args.data)
+    voxel = tuple(float(v) for v in load_public(args.data)[2]["voxel_size"])
+    t_image, t_labels = (image, labels) if train_name == args.data else load(train_name)
+
+    def crop(a):
+        if not args.crop:
+            return a
+        cy, cx = (a.shape[1] - args.crop) // 2, (a.shape[2] - args.crop) // 2
+        return np.ascontiguousarray(a[:, cy:cy + args.crop, cx:cx + args.crop])
+
+    image, labels, t_image, t_labels = crop(image), crop(labels), crop(t_image), crop(t_labels)
+    review_sl = parse_slices(args.review_slices or SPLITS[args.data][1], len(image))
+    train_sl = parse_slices(args.train_slices or (SPLITS[train_name][0] if train_name == args.data
+                                                  else f"0:{len(t_image)}"), len(t_image))
+    if train_name == args.data and set(range(*train_sl.indices(len(image)))) & set(range(*review_sl.indices(len(image)))):
+        raise SystemExit(f"training slices {span(train_sl)} and reviewed slices {span(review_sl)} overlap")
+    tag = f"{train_name}-{span(train_sl)}"
+    print(f"model: {tag} (voxel {voxel} nm reviewed); reviewed: {args.data} slices {span(review_sl)}", flush=True)
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
-    img, lab = image[HELD_OUT], labels[HELD_OUT]
-    truth = objects.label_objects(lab, voxel_size=VOXEL, min_size=args.min_size)
+    img, lab = image[review_sl], labels[review_sl]
+    truth = objects.label_objects(lab, voxel_size=voxel, min_size=args.min_size)
     ortho, prec, gain, cover, refit = [], [], [], [], []
     for seed in seeds:
         t0 = time.perf_counter()
         if args.checkpoint:
             model, meta = checkpoints.load(args.checkpoint.replace("{seed}", str(seed)))
         else:
-            model, meta = train_model(image, labels, args, seed, work / f"lucchi-0-11-seed{seed}.safetensors")
+            model, meta = train_model(t_image, t_labels, args, seed, work / f"{tag}-seed{seed}.safetensors", train_sl)
         model.eval()
         print(f"seed {seed}: model ready in {time.perf_counter() - t0:.0f} s", flush=True)
         names = tuple(args.views or ("xy", "xz", "yz", "flip_y", "flip_x", "rot90"))
@@ -369,13 +418,13 @@ def main(argv=None) -> None:
         novelty, t_novelty = None, 0.0
         if args.novelty_minutes > 0:
             t0 = time.perf_counter()
-            ae, ae_meta = train_autoencoder(image, args, seed, work / f"lucchi-0-11-ae-seed{seed}.safetensors")
+            ae, ae_meta = train_autoencoder(t_image, args, seed, work / f"{tag}-ae-seed{seed}.safetensors", train_sl)
             print(f"seed {seed}: autoencoder ready in {time.perf_counter() - t0:.0f} s", flush=True)
             t0 = time.perf_counter()
-            novelty = novelty_inputs(ae, ae_meta, img, image[TRAIN])
+            novelty = novelty_inputs(ae, ae_meta, img, t_image[train_sl])
             t_novelty = time.perf_counter() - t0
         t0 = time.perf_counter()
-        rv = drive(review_views_iter(views, img, voxel_size=VOXEL, min_size=args.min_size))
+        rv = drive(review_views_iter(views, img, voxel_size=voxel, min_size=args.min_size))
         t_review = time.perf_counter() - t0 + sum(secs.values())
         q, pred = rv.table, rv.labels
         if novelty is not None:  # the columns review_views_iter(novelty=...) adds; the queue stays as it is
@@ -419,7 +468,7 @@ def main(argv=None) -> None:
         refit += r_rows
         print(f"seed {seed}: done", flush=True)
 
-    print("\n## Orthoplane inference, held-out slices 12-29 (foreground IoU, threshold 0.5)\n")
+    print(f"\n## Views, {args.data} slices {span(review_sl)}, model {tag} (foreground IoU, threshold 0.5)\n")
     print(table(ortho, ["seed", "prediction", "IoU", "seconds", "x time of xy"]))
     print("\n## (a) Top 20% of the queue: share of wrong objects (goal >= 2.5x the base rate)\n")
     nov_a = ["novelty alone top 20%", "default+novelty top 20%", "novelty (s)"] if args.novelty_minutes > 0 else []

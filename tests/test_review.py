@@ -448,3 +448,16 @@ def test_review_benchmark_reruns_the_coverage_from_its_dumps(tmp_path, capsys):
     assert "coverage count (all predicted reviewed)" in text and "10 of 17 objects reviewed" in text
     row = next(line for line in text.splitlines() if line.startswith("| 4 |"))
     assert row.split("|")[2].strip() == row.split("|")[3].strip() == "4"  # four reviews, each with an estimate
+
+
+def test_review_benchmark_reads_its_slice_ranges_and_refuses_bad_ones():
+    """--train-slices / --review-slices A:B: parsed within the stack, refused with a sentence otherwise."""
+    from benchmarks.review import SPLITS, parse_slices, span
+
+    assert parse_slices("0:8", 20) == slice(0, 8) and span(parse_slices("8:20", 20)) == "8-19"
+    for data, (train, held) in SPLITS.items():  # the defaults fit each dataset's stack and do not overlap
+        a, b = parse_slices(train, 100), parse_slices(held, 100)
+        assert a.stop <= b.start, data
+    for bad, why in (("8", "A:B"), ("5:3", "0 <= A < B"), ("0:21", "slices 0-19")):
+        with pytest.raises(SystemExit, match=why):
+            parse_slices(bad, 20)
