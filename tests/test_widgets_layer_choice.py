@@ -51,7 +51,7 @@ def test_a_ground_truth_opened_as_an_image_is_offered_and_scored(make_napari_vie
     widget = ScoreWidget(viewer)
     assert widget.prediction.value is pred
     assert widget.truth.value is gt, "the mask image, not the EM image"
-    widget.mode.value = "binary"
+    assert widget.mode.value == "binary", "the default, as evaluate --mode: nonzero = object"
     assert widget.run() is not None
     wait_for(qtbot, widget)
     assert not notes.errors, notes.errors

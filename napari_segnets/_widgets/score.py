@@ -50,7 +50,7 @@ def score_job(pred, truth, mode, *, image_names=(None, None)):
 
 
 class ScoreWidget(Container):
-    """IoU, Dice and Rand error per slice and overall, as a table.
+    """IoU and Dice (and, in membrane mode, Rand error and VI) per slice and overall, as a table.
 
     Sub-widgets: ``prediction``, ``truth``, ``baseline`` (optional earlier
     prediction, e.g. before the last fine-tune), ``mode`` (how masks are read, as
@@ -69,11 +69,12 @@ class ScoreWidget(Container):
                                  prefer=lambda layer: looks_like_mask(layer) and not predicted_here(layer))
         self.baseline = LayerChoice(viewer, Labels, label="compare with", nullable=True)
         self.baseline.value = None
-        self.mode = ComboBox(label="mode", choices=["membrane", "binary", "multiclass"], value="membrane",
-                             tooltip="how masks are read: membrane (IoU/Dice plus Rand error and VI), binary "
-                             "(nonzero = object) or multiclass (class ids); as evaluate --mode")
+        # binary by default, as evaluate --mode: a 0/255 mask's objects are its nonzero pixels
+        self.mode = ComboBox(label="mode", choices=["binary", "multiclass", "membrane"], value="binary",
+                             tooltip="how masks are read: binary (nonzero = object), multiclass (class ids) or "
+                             "membrane (IoU/Dice plus Rand error and VI); as evaluate --mode")
         self.score_button = PushButton(text="Score")
-        self.table = Table(value={"data": [], "index": [], "columns": ["slice", "iou", "dice", "rand_error", "change"]})
+        self.table = Table(value={"data": [], "index": [], "columns": ["slice", "iou", "dice", "change"]})
         self.overall = wrapping(Label(value=""))
         self.status = Label(value="")
         super().__init__(widgets=[self.prediction, self.truth, self.baseline, self.mode,
