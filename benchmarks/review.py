@@ -442,7 +442,8 @@ def main(argv=None) -> None:
         p_queue = float(wrong[:top].mean()) if n else float("nan")
         prec.append({"seed": seed, "objects": n, "truth objects": int(truth.max()), "wrong": int(wrong.sum()),
                      "base rate": base, "top 20% precision": p_queue, "x base rate": p_queue / base if base else
-                     float("nan"), "smallest 20% precision": float(wrong[small].mean()) if n else float("nan"),
+                     float("nan"), "best possible x": min(1.0, wrong.sum() / top) / base if base else float("nan"),
+                     "smallest 20% precision": float(wrong[small].mean()) if n else float("nan"),
                      "review (s)": t_review})
         with_novelty = {**DEFAULT_WEIGHTS, "novelty": 1.0}
         if novelty is not None and n:
@@ -470,10 +471,11 @@ def main(argv=None) -> None:
 
     print(f"\n## Views, {args.data} slices {span(review_sl)}, model {tag} (foreground IoU, threshold 0.5)\n")
     print(table(ortho, ["seed", "prediction", "IoU", "seconds", "x time of xy"]))
-    print("\n## (a) Top 20% of the queue: share of wrong objects (goal >= 2.5x the base rate)\n")
+    print("\n## (a) Top 20% of the queue: share of wrong objects (goal >= 2.5x the base rate; "
+          "best possible x: a top 20% of wrong objects only)\n")
     nov_a = ["novelty alone top 20%", "default+novelty top 20%", "novelty (s)"] if args.novelty_minutes > 0 else []
     print(table(prec, ["seed", "objects", "truth objects", "wrong", "base rate", "top 20% precision",
-                       "x base rate", "smallest 20% precision", "review (s)", *nov_a]))
+                       "x base rate", "best possible x", "smallest 20% precision", "review (s)", *nov_a]))
     print("\n## (b) After reviewing k objects: queue vs random (mean of "
           f"{args.random_draws} draws)\n")
     print(table(gain, ["seed", "k", "IoU none", "IoU queue", "IoU random", "F1 none", "F1 queue", "F1 random",

@@ -461,3 +461,28 @@ def test_review_benchmark_reads_its_slice_ranges_and_refuses_bad_ones():
     for bad, why in (("8", "A:B"), ("5:3", "0 <= A < B"), ("0:21", "slices 0-19")):
         with pytest.raises(SystemExit, match=why):
             parse_slices(bad, 20)
+
+
+def test_the_stake_weighs_the_likelihood_in_both_rules():
+    """error_volume = mask_change x voxels; between equally suspicious objects the one with more at
+    stake comes first, and the fitted rule keeps the stake's share on top of its probability."""
+    from napari_segnets.review.score import STAKE, percentile_ranks, stake_share
+
+    _labels, q = _queue()
+    assert np.allclose(q[STAKE], np.asarray(q["mask_change"]) * np.asarray(q["voxels"]))
+    n = 40
+    rng = np.random.default_rng(3)
+    likely = rng.random(n)
+    big = np.where(np.arange(n) % 2 == 0, 1000.0, 10.0)  # even rows: much more at stake
+    table = objects.ObjectTable({"id": np.arange(1, n + 1), "mask_change": np.repeat(likely[::2], 2),
+                                 "voxels": big, STAKE: np.repeat(likely[::2], 2) * big})
+    s = default_score(table)
+    assert (s[0::2] > s[1::2]).all(), "the same likelihood, more at stake: ranked higher"
+    wrong = {i + 1: bool(table["mask_change"][i] > 0.5) for i in range(n)}
+    fitted = fit_score(table, wrong)
+    assert fitted.names == ["mask_change"], "the stake is not a likelihood signal"
+    p = fitted.probability(table)
+    assert np.allclose(p[0::2], p[1::2])
+    share = stake_share()
+    assert 0 < share < 0.5
+    assert np.allclose(fitted.score(table), (1 - share) * p + share * percentile_ranks(table[STAKE]))

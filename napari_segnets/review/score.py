@@ -5,9 +5,17 @@ the table (0 = least suspicious, 1 = most; ties share their mean rank, a signal 
 counts 0.5), and the score is the weighted mean of those ranks with :data:`DEFAULT_WEIGHTS`.
 Ranks make signals of different units comparable without tuning.
 
+One signal is not a likelihood but the stake: ``error_volume`` (about how many voxels a fix would
+change). Ranked by likelihood alone, the queue leads with specks, which are likely wrong but change
+little when fixed; a reviewer then trails random choice in IoU after k objects. Its weight (4 of
+12.5) keeps the likely-wrong objects first among objects of similar stake (benchmarks/RESULTS.md,
+issue 15).
+
 Fitted rule: once the user has reviewed objects, :func:`fit_score` fits a logistic regression
 (scikit-learn, balanced classes, standardised signals) of "was wrong" (fixed or deleted) against
-"was right" (accepted); the score is then the fitted probability of being wrong.
+"was right" (accepted) on the likelihood signals; the score is then that fitted probability of
+being wrong in place of the likelihood signals' ranks, plus the stake's rank with the same share as
+in the default rule.
 """
 
 from __future__ import annotations
@@ -26,7 +34,11 @@ DEFAULT_WEIGHTS = {
     "size_outlier": 1.0,
     "elongation": 0.5,
     "cut_one_slice": 1.0,
+    # what is at stake: without it the queue leads with specks (likely wrong, little to fix) and
+    # trails random choice in IoU after k reviews; measured in benchmarks/RESULTS.md (issue 15)
+    "error_volume": 4.0,
 }
+STAKE = "error_volume"  # what a fix would change: weighs the likelihood, is not one
 MIN_PER_CLASS = 5  # reviewed objects of each outcome needed before a fitted rule replaces the default
 
 
@@ -53,8 +65,15 @@ def default_score(table, weights: dict | None = None) -> np.ndarray:
     return total / max(sum(weights.values()), 1e-12)
 
 
+def stake_share(weights: dict | None = None) -> float:
+    """The stake's share of the default rule's weights (what the fitted rule keeps for it)."""
+    weights = DEFAULT_WEIGHTS if weights is None else weights
+    return weights.get(STAKE, 0.0) / max(sum(weights.values()), 1e-12)
+
+
 def features(table, names=None) -> np.ndarray:
-    names = [n for n in (names or SIGNALS) if n in table.columns]
+    """The likelihood signals (every signal but the stake) of ``table`` as a matrix, and their names."""
+    names = [n for n in (names or SIGNALS) if n in table.columns and n != STAKE]
     x = np.stack([np.asarray(table[n], float) for n in names], 1) if names else np.zeros((len(table), 0))
     return np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0), names
 
@@ -65,12 +84,20 @@ class FittedScore:
     def __init__(self, model, names, n_right: int, n_wrong: int):
         self.model, self.names, self.n_right, self.n_wrong = model, names, n_right, n_wrong
 
-    def score(self, table) -> np.ndarray:
+    def probability(self, table) -> np.ndarray:
         """P(wrong) of every row; a signal the table lacks (fitted on a log of other queues, e.g. 3D
         objects or with novelty) counts as 0, as a missing value does in the fit."""
         cols = [np.asarray(table[n], float) if n in table.columns else np.zeros(len(table)) for n in self.names]
         x = np.stack(cols, 1) if cols else np.zeros((len(table), 0))
         return self.model.predict_proba(np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0))[:, 1]
+
+    def score(self, table) -> np.ndarray:
+        """The queue's score: P(wrong), weighed by the stake's rank as the default rule weighs it."""
+        p = self.probability(table)
+        share = stake_share()
+        if STAKE not in table.columns or share == 0:
+            return p
+        return (1 - share) * p + share * percentile_ranks(table[STAKE])
 
     def describe(self) -> str:
         coef = self.model[-1].coef_[0]
@@ -118,10 +145,11 @@ def fit_score_from_records(records, *, min_per_class: int = MIN_PER_CLASS):
     for r in records:
         if r.get("kind") == "decision" and isinstance(r.get("queue"), dict):
             latest[(r.get("queue_id", ""), int(r["object"]))] = r
-    rows = [r for r in latest.values() if any(n in r["queue"] for n in SIGNALS)]
+    likelihood = [n for n in SIGNALS if n != STAKE]
+    rows = [r for r in latest.values() if any(n in r["queue"] for n in likelihood)]
     if not rows:
         return None
-    names = [n for n in SIGNALS if any(n in r["queue"] for r in rows)]
+    names = [n for n in likelihood if any(n in r["queue"] for r in rows)]
     cols = {"id": np.arange(1, len(rows) + 1)}
     for n in names:
         cols[n] = np.array([np.nan if r["queue"].get(n) is None else float(r["queue"][n]) for r in rows])

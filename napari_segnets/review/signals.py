@@ -20,6 +20,7 @@ SIGNALS = {
     "split_merge": "fraction of views where the object splits, merges with a neighbour or vanishes",
     "boundary_entropy": "mean binary entropy (bits) of the mean probability on the object's boundary",
     "low_confidence": "1 - the mean probability inside the object",
+    "error_volume": "mask_change x the object's voxels: about how many voxels a fix would change (what is at stake)",
     "flicker": "mean |area jump| between neighbouring slices / mean area",
     "size_outlier": "|robust z-score| of log volume against the table (tiny or huge)",
     "elongation": "sqrt of the largest / smallest principal moment (physical units)",
@@ -168,6 +169,9 @@ def add_signals(table, labels, views, *, voxel_size=None, threshold: float = 0.5
     columns ``novelty_level1`` ... are added after the signals); None = no novelty columns.
     """
     found = view_signals(labels, views, threshold=threshold)
+    if "voxels" in table.columns:  # a likely error weighs by what a fix would change
+        size = dict(zip(table.ids.tolist(), np.asarray(table["voxels"], float).tolist()))
+        found["error_volume"] = {i: c * size.get(i, np.nan) for i, c in found["mask_change"].items()}
     found.update(shape_signals(labels, table, voxel_size))
     found.update(novelty or {})
     extra = [n for n in (novelty or {}) if n not in SIGNALS]
