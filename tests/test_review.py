@@ -486,3 +486,26 @@ def test_the_stake_weighs_the_likelihood_in_both_rules():
     share = stake_share()
     assert 0 < share < 0.5
     assert np.allclose(fitted.score(table), (1 - share) * p + share * percentile_ranks(table[STAKE]))
+
+
+def test_error_bars_do_not_put_a_deleted_specks_zero_on_big_objects():
+    """Many small false objects and big right ones: the volume is a ratio of sums (a deleted speck
+    weighs by its size), so the interval sits on the truth instead of far below it."""
+    rng = np.random.default_rng(0)
+    small, big = 30, 20
+    voxels = np.concatenate([np.full(small, 100), np.full(big, 10_000)])
+    wrong = np.concatenate([rng.random(small) < 0.6, np.zeros(big, bool)])
+    after = np.where(wrong, 0, np.round(voxels * rng.normal(1.0, 0.03, small + big))).astype(int)
+    shape = (10, 100, 1000)
+    table = objects.ObjectTable({"id": np.arange(1, small + big + 1), "voxels": voxels,
+                                 "score": rng.random(small + big)}, shape=shape)
+    truth = {i + 1: {"count_after": int(not w), "voxels_after": int(a)} for i, (w, a) in enumerate(zip(wrong, after))}
+    full_vf = after.sum() / np.prod(shape)
+    hits, mids = 0, []
+    for s in range(20):
+        pick = np.random.default_rng(50 + s).choice(table.ids, 15, replace=False)
+        eb = error_bars(table, {int(i): truth[int(i)] for i in pick}, n_boot=500, seed=s)
+        hits += eb["volume_fraction_low"] <= full_vf <= eb["volume_fraction_high"]
+        mids.append(eb["volume_fraction"])
+    assert hits >= 18, hits
+    assert abs(np.median(mids) / full_vf - 1) < 0.05, np.median(mids) / full_vf

@@ -20,7 +20,8 @@ def register(sub) -> None:
         description="Predict the stack several ways (flips and a quarter turn of each slice; --views can "
         "add the xz and yz planes), number the objects of the mean prediction, and score each object by "
         "how much the views disagree on it, the uncertainty on its boundary, how it flickers between "
-        "slices and how far its size and shape are from the others. The CSV lists rank, id, score, "
+        "slices and how far its size and shape are from the others, weighed by what is at stake (about "
+        "how many voxels a fix would change). The CSV lists rank, id, score, "
         "centroid (z, y, x), bounding box, the signals and the measurements; ids refer to the labels "
         "written with --labels-out.",
     )

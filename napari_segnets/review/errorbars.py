@@ -1,26 +1,33 @@
 """Error bars on the measurements: how wrong the unreviewed objects probably are, from the reviewed ones.
 
-Method (a Bayesian-bootstrap predictive interval with a weak error prior). Reviewed objects count
-exactly as the reviewer left them (accepted: 1 object of its own volume; fixed: the pieces and voxels
-it became; deleted: 0). Each reviewed object gives one *outcome*: its ``count_after`` and its volume
-ratio ``voxels_after / voxels_before``. The head of the queue (every object ranked above the best-
-ranked unreviewed one) is known exactly and says little about the rest, which the queue ranked lower;
-the rest (the unreviewed objects and the reviewed ones among them: the random audits) is one group,
-or ``strata`` equal groups by score, neighbours pooled until each holds ``min_per_stratum`` (3)
-reviewed objects; when the rest holds fewer, the lowest objects of the head join it. In each of
-``n_boot`` draws, per group, the outcome probabilities are drawn from a Dirichlet posterior: weight 1
-for each reviewed outcome of the group plus a weak prior of ``prior`` (0.1) pseudo-objects split
-evenly between two error outcomes, "false object" (count 0, ratio 0) and "hides a second object"
-(count 2, ratio 2: a merge, or an object the model missed beside it). Then every unreviewed object of
-the group draws its own outcome from those probabilities and adds that count and its own voxels
-times that ratio. A draw's count and volume fraction are the reviewed objects' exact values plus the
-unreviewed objects' draws, so the interval is a predictive interval for the unreviewed objects' total
-(it holds the object-to-object variation, not only the uncertainty of a mean); an all-accepted review
-still leaves each unreviewed object a small chance of being wrong, and reviewing every object gives
-the exact numbers with no width. The values shown are the medians of the draws; the 95% interval
-runs from the draw at the 2.5th percentile to the draw at the 97.5th (order statistics, so the count
-is in whole objects). The prior is neutral on average (one object fewer or one more, its volume gone
-or doubled), so it widens the interval without moving it;
+Method (a Bayesian-bootstrap interval with a weak error prior). Reviewed objects count exactly as
+the reviewer left them (accepted: 1 object of its own volume; fixed: the pieces and voxels it became;
+deleted: 0). Each reviewed object gives one *outcome*: its ``count_after`` and its ``voxels_after``
+against its ``voxels_before``. The head of the queue (every object ranked above the best-ranked
+unreviewed one) is known exactly and says little about the rest, which the queue ranked lower; the
+rest (the unreviewed objects and the reviewed ones among them: the random audits) is one group, or
+``strata`` equal groups by score, neighbours pooled until each holds ``min_per_stratum`` (3) reviewed
+objects; when the rest holds fewer, the lowest objects of the head join it. In each of ``n_boot``
+draws, per group, weights are drawn from a Dirichlet posterior: 1 for each reviewed outcome of the
+group plus a weak prior of ``prior`` (0.1) pseudo-objects split evenly between two error outcomes,
+"false object" (count 0, no voxels) and "hides a second object" (count 2, twice the voxels: a merge,
+or an object the model missed beside it), each the size of the group's average unreviewed object.
+
+- Count (a predictive draw): every unreviewed object of the group draws its own outcome with those
+  weights and adds its count, so the interval holds the object-to-object variation, not only the
+  uncertainty of a mean.
+- Volume (a ratio estimator, as survey sampling estimates a total from a known size): the group's
+  unreviewed voxels times the weighted ratio sum(voxels after) / sum(voxels before) of its reviewed
+  objects. Each outcome weighs by its object's size, so deleted specks do not take the volume of the
+  big objects with them. Drawing a ratio per object instead (the previous method) put a speck's 0 on
+  big objects: on the Drosophila sample its intervals lay below the truth in up to 25% of reviews.
+
+A draw's count and volume fraction are the reviewed objects' exact values plus the unreviewed
+objects' draws; an all-accepted review still leaves each unreviewed object a small chance of being
+wrong, and reviewing every object gives the exact numbers with no width. The values shown are the
+medians of the draws; the 95% interval runs from the draw at the 2.5th percentile to the draw at the
+97.5th (order statistics, so the count is in whole objects). The prior is neutral on average (one
+object fewer or one more, its volume gone or doubled), so it widens the interval without moving it;
 its weight, 0.1, was chosen on synthetic reviews (``tests/test_review.py`` ``_realistic``: 17
 objects, 15% wrong, 10 reviewed), where 0 covered the volume fraction in 65% of reviews.
 
@@ -41,7 +48,7 @@ MIN_PER_STRATUM = 3
 PRIOR = 0.1
 # the prior's outcomes: (count_after, voxels_after / voxels_before)
 PRIOR_OUTCOMES = ((0.0, 0.0), (2.0, 2.0))
-METHOD = "Bayesian-bootstrap predictive interval with a weak error prior"
+METHOD = "Bayesian bootstrap with a weak error prior (count: predictive draws; volume: ratio estimator)"
 
 
 def _groups(scores: np.ndarray, reviewed: np.ndarray, strata: int, min_per_stratum: int) -> np.ndarray:
@@ -82,10 +89,10 @@ def _groups(scores: np.ndarray, reviewed: np.ndarray, strata: int, min_per_strat
     return out
 
 
-def _draw_group(rng, outcome_c, outcome_r, alpha, vox_un, n_draws):
-    """Per draw: the summed count and voxels of a group's unreviewed objects (predictive draws)."""
-    n_un, n_atoms = len(vox_un), len(alpha)
-    counts, voxels = np.zeros(n_draws), np.zeros(n_draws)
+def _draw_group(rng, outcome_c, alpha, n_un, n_draws):
+    """Per draw: the summed count of a group's ``n_un`` unreviewed objects (predictive draws)."""
+    n_atoms = len(alpha)
+    counts = np.zeros(n_draws)
     chunk = max(1, min(n_draws, 2_000_000 // max(n_un, 1)))
     for s in range(0, n_draws, chunk):
         b = min(chunk, n_draws - s)
@@ -98,8 +105,16 @@ def _draw_group(rng, outcome_c, outcome_r, alpha, vox_un, n_draws):
         idx = np.searchsorted((cum + offset).ravel(), (u + offset).ravel(), side="right").reshape(b, n_un)
         idx = np.minimum(idx - offset * n_atoms, n_atoms - 1)
         counts[s:s + b] = outcome_c[idx].sum(1)
-        voxels[s:s + b] = (outcome_r[idx] * vox_un[None, :]).sum(1)
-    return counts, voxels
+    return counts
+
+
+def _ratio_group(rng, after, before, alpha, vox_un, n_draws):
+    """Per draw: the group's unreviewed voxels times a Bayesian-bootstrap ratio of the reviewed
+    objects' voxels after to before (a ratio estimator: each outcome weighs by its object's size)."""
+    w = rng.gamma(alpha, size=(n_draws, len(alpha)))
+    ratio = (w @ after) / np.maximum(w @ before, 1e-12)
+    return ratio * float(np.sum(vox_un))
+
 
 
 def error_bars(table, decisions: dict, *, score: str = "score", level: float = 0.95, n_boot: int = 2000,
@@ -143,7 +158,6 @@ def error_bars(table, decisions: dict, *, score: str = "score", level: float = 0
                         for i, r in zip(ids.tolist(), reviewed)])
     v_after = np.array([float(decisions[int(i)]["voxels_after"]) if r else np.nan
                         for i, r in zip(ids.tolist(), reviewed)])
-    ratio = np.where(reviewed, v_after / np.maximum(before, 1.0), np.nan)
     group = _groups(np.asarray(table[score], float), reviewed, strata, min_per_stratum)
     total_vox = float(np.prod(table.shape)) if table.shape else float("nan")
     rng = np.random.default_rng(seed)
@@ -165,10 +179,12 @@ def error_bars(table, decisions: dict, *, score: str = "score", level: float = 0
                     "text": f"{k} of {n} objects reviewed: review some (with random audits) before error "
                             "bars can be estimated"}
         oc = np.concatenate([c_after[rev], prior_c])[keep]
-        orr = np.concatenate([ratio[rev], prior_r])[keep]
-        dc, dv = _draw_group(rng, oc, orr, alpha[keep], before[unrev], n_draws)
-        counts += dc
-        voxels += dv
+        counts += _draw_group(rng, oc, alpha[keep], len(unrev), n_draws)
+        # the prior's pseudo-objects have the size of the group's average unreviewed object
+        mean_un = float(np.mean(before[unrev]))
+        ob = np.concatenate([before[rev], np.full(len(PRIOR_OUTCOMES), mean_un)])[keep]
+        oa = np.concatenate([v_after[rev], prior_r * mean_un])[keep]
+        voxels += _ratio_group(rng, oa, ob, alpha[keep], before[unrev], n_draws)
     vf = voxels / total_vox
     a = (1 - level) / 2
     count = float(np.median(counts))
