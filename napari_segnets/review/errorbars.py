@@ -116,7 +116,6 @@ def _ratio_group(rng, after, before, alpha, vox_un, n_draws):
     return ratio * float(np.sum(vox_un))
 
 
-
 def error_bars(table, decisions: dict, *, score: str = "score", level: float = 0.95, n_boot: int = 2000,
                strata: int = 1, min_reviewed: int = MIN_REVIEWED, min_per_stratum: int = MIN_PER_STRATUM,
                prior: float = PRIOR, seed: int = 0) -> dict:

@@ -1,4 +1,4 @@
-"""One score per object: how likely it is wrong, from its signals.
+"""One score per object: how likely it is wrong, weighed by what a fix would change, from its signals.
 
 Default rule (no reviewed objects yet): each signal is turned into its percentile rank within
 the table (0 = least suspicious, 1 = most; ties share their mean rank, a signal the table lacks
