@@ -67,3 +67,25 @@ def test_evaluate_prints_object_scores(tmp_path, capsys):
     assert main(["evaluate", "--prediction", truth, "--truth", truth, "--objects"]) == 0
     out = capsys.readouterr().out
     assert "objects (IoU >= 0.5)" in out and "f1: 1.0000" in out
+    assert "smaller than a tenth" not in out  # no specks: no note
+
+
+def test_evaluate_says_when_the_count_is_mostly_specks(tmp_path, capsys):
+    """A prediction with many specks beside the right objects: the count error is reported as it is,
+    and a sentence gives the specks' number, the scores without them and the --min-voxels that drops them."""
+    import tifffile
+
+    truth = np.zeros((4, 64, 64), np.uint8)
+    for cy, cx in ((12, 12), (12, 44), (44, 12), (44, 44)):
+        truth[:, cy - 6:cy + 6, cx - 6:cx + 6] = 255  # four 576-voxel objects, 0/255 as labs keep masks
+    pred = truth.copy()
+    for k in range(8):  # eight 16-voxel specks (kept: over 2x2x2) far from the objects
+        pred[k % 4, 28 + (k // 4) * 4:32 + (k // 4) * 4, 2 + 7 * k:6 + 7 * k] = 255
+    tifffile.imwrite(tmp_path / "truth.tif", truth)
+    tifffile.imwrite(tmp_path / "pred.tif", pred)
+    assert main(["evaluate", "--prediction", str(tmp_path / "pred.tif"), "--truth", str(tmp_path / "truth.tif"),
+                 "--objects", "--json"]) == 0
+    obj = json.loads(capsys.readouterr().out)["objects"]
+    assert obj["n_pred"] == 12 and obj["count_error"] == 8 and obj["f1"] == pytest.approx(2 * 4 / (12 + 4))
+    assert obj["note"].startswith("8 of 12 predicted objects are smaller than a tenth of the median true object")
+    assert "Without them: 4 objects, F1 1.000, count error +0" in obj["note"] and "--min-voxels 58" in obj["note"]

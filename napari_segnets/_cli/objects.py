@@ -211,9 +211,41 @@ def evaluate_objects(pred, truth, ignore_index=None) -> dict:
         values = np.unique(arr)
         return objects.label_objects(arr) if len(values[values != 0]) <= 1 else arr
 
-    result = objects.score_objects(instances(pred), instances(truth, ignore_index))
+    pred_objects, truth_objects = instances(pred), instances(truth, ignore_index)
+    result = objects.score_objects(pred_objects, truth_objects)
     result.pop("matches", None)
+    note = speck_note(pred_objects, truth_objects)
+    if note:
+        result["note"] = note
     return result
+
+
+def speck_note(pred_objects, truth_objects, fraction: float = 0.1) -> str:
+    """A sentence when many predicted objects are far smaller than the true ones, or "".
+
+    Counts and object F1 then mostly measure specks, which ``objects --min-voxels`` (or
+    ``--min-size`` with the voxel size) drops before counting; the sentence says how many there
+    are, the cut, and the object scores without them.
+    """
+    import numpy as np
+
+    from .. import objects
+
+    truth_sizes = np.bincount(np.asarray(truth_objects).ravel())[1:]
+    truth_sizes = truth_sizes[truth_sizes > 0]
+    pred_sizes = np.bincount(np.asarray(pred_objects).ravel())[1:]
+    if truth_sizes.size == 0 or not (pred_sizes > 0).any():
+        return ""
+    cut = int(np.ceil(fraction * float(np.median(truth_sizes))))
+    small = np.flatnonzero((pred_sizes > 0) & (pred_sizes < cut)) + 1
+    if small.size < max(3, 0.1 * int((pred_sizes > 0).sum())):
+        return ""
+    kept = np.where(np.isin(pred_objects, small), 0, pred_objects)
+    without = objects.score_objects(kept, truth_objects)
+    return (f"{small.size} of {int((pred_sizes > 0).sum())} predicted objects are smaller than a tenth of the "
+            f"median true object ({cut} voxels). Without them: {without['n_pred']} objects, F1 "
+            f"{without['f1']:.3f}, count error {without['count_error']:+d}. `napari-segnets objects "
+            f"--min-voxels {cut}` (or --min-size with the voxel size) drops them before counting.")
 
 
 OBJECT_KEYS = ("n_pred", "n_truth", "precision", "recall", "f1", "ap", "ap50", "ap75", "count_error",
@@ -225,3 +257,5 @@ def print_object_scores(result: dict) -> None:
     for key in OBJECT_KEYS:
         value = result.get(key)
         print(f"{key:>22}: {value:.4f}" if isinstance(value, float) else f"{key:>22}: {value}")
+    if result.get("note"):
+        print(result["note"])
