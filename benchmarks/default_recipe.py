@@ -9,6 +9,7 @@ predicted with the README's default ``predict`` and scored with ``evaluate``.
 
     python benchmarks/default_recipe.py                      # 5, 15 and 30 minutes (the real run)
     python benchmarks/default_recipe.py --minutes 0.2        # a smoke run
+    python benchmarks/default_recipe.py --dataset drosophila --minutes 5   # another sample (slices 0-13 -> 14-19)
 """
 
 from __future__ import annotations
@@ -27,6 +28,14 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "epfl_lucchi_mitochondria"
 TRAIN, TEST = slice(0, 24), slice(24, 30)
+# --dataset: folder, image file, 0/255 mask file, training slices, scored slices
+DATASETS = {
+    "lucchi": ("epfl_lucchi_mitochondria", "training_slices000-029.tif",
+               "training_groundtruth_slices000-029.tif", TRAIN, TEST),
+    # Gerhard et al. 2013, Drosophila larval VNC, ssTEM 4.6 x 4.6 x 50 nm: another sample and microscope
+    "drosophila": ("drosophila_vnc_sstem_gerhard2013", "stack1_raw.tif", "stack1_mitochondria.tif",
+                   slice(0, 14), slice(14, 20)),
+}
 
 
 def readme_command(readme: Path = REPO / "README.md") -> list[str]:
@@ -103,26 +112,31 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--minutes", default="5,15,30", help="budgets, comma-separated (default 5,15,30)")
     p.add_argument("--seed", type=int, default=0, help="added as --seed when not 0 (default 0)")
-    p.add_argument("--data", type=Path, default=DATA, help="the EPFL/Lucchi folder")
+    p.add_argument("--dataset", choices=sorted(DATASETS), default="lucchi",
+                   help="lucchi: EPFL slices 0-23 -> 24-29 (default); drosophila: Gerhard 2013 slices 0-13 -> 14-19")
+    p.add_argument("--data", type=Path, default=None, help="the dataset's folder (default: ../shared/data/...)")
     p.add_argument("--keep", type=Path, default=None, help="copy each trained checkpoint into this folder")
     args = p.parse_args(argv)
 
     import tifffile
 
-    image = tifffile.imread(args.data / "training_slices000-029.tif")
-    mask = tifffile.imread(args.data / "training_groundtruth_slices000-029.tif")
+    folder, image_file, mask_file, train, test = DATASETS[args.dataset]
+    data = args.data or REPO.parent / "shared" / "data" / folder
+    image = tifffile.imread(data / image_file)
+    mask = tifffile.imread(data / mask_file)
     assert set(np.unique(mask)) <= {0, 255}, "expected the raw 0/255 masks"
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         files = {"train_img": work / "train.tif", "train_mask": work / "train_masks.tif",
                  "test_img": work / "test.tif", "test_mask": work / "test_masks.tif"}
-        for key, arr, part in (("train_img", image, TRAIN), ("train_mask", mask, TRAIN),
-                               ("test_img", image, TEST), ("test_mask", mask, TEST)):
+        for key, arr, part in (("train_img", image, train), ("train_mask", mask, train),
+                               ("test_img", image, test), ("test_mask", mask, test)):
             tifffile.imwrite(files[key], arr[part], photometric="minisblack")
         for minutes in [float(m) for m in args.minutes.split(",")]:
             rows.append(run(minutes, args.seed, work, files, args.keep))
-    print(f"\n# default recipe (README command), EPFL slices 0-23 -> 24-29, seed {args.seed}")
+    print(f"\n# default recipe (README command), {args.dataset} slices {train.start}-{train.stop - 1} -> "
+          f"{test.start}-{test.stop - 1}, seed {args.seed}")
     print(f"# {_machine()}")
     print("| minutes | IoU | Dice | steps | epochs (best) | wall s |")
     print("| --- | --- | --- | --- | --- | --- |")
