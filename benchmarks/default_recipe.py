@@ -26,16 +26,10 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data" / "epfl_lucchi_mitochondria"
-TRAIN, TEST = slice(0, 24), slice(24, 30)
-# --dataset: folder, image file, 0/255 mask file, training slices, scored slices
-DATASETS = {
-    "lucchi": ("epfl_lucchi_mitochondria", "training_slices000-029.tif",
-               "training_groundtruth_slices000-029.tif", TRAIN, TEST),
-    # Gerhard et al. 2013, Drosophila larval VNC, ssTEM 4.6 x 4.6 x 50 nm: another sample and microscope
-    "drosophila": ("drosophila_vnc_sstem_gerhard2013", "stack1_raw.tif", "stack1_mitochondria.tif",
-                   slice(0, 14), slice(14, 20)),
-}
+# --dataset -> (training slices, scored slices); the files are the project's public datasets
+# (napari_segnets.io.public: lucchi = EPFL; drosophila = Gerhard et al. 2013, Drosophila larval VNC,
+# ssTEM 4.6 x 4.6 x 50 nm: another sample and microscope)
+SPLITS = {"lucchi": (slice(0, 24), slice(24, 30)), "drosophila": (slice(0, 14), slice(14, 20))}
 
 
 def readme_command(readme: Path = REPO / "README.md") -> list[str]:
@@ -112,18 +106,21 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--minutes", default="5,15,30", help="budgets, comma-separated (default 5,15,30)")
     p.add_argument("--seed", type=int, default=0, help="added as --seed when not 0 (default 0)")
-    p.add_argument("--dataset", choices=sorted(DATASETS), default="lucchi",
+    p.add_argument("--dataset", choices=sorted(SPLITS), default="lucchi",
                    help="lucchi: EPFL slices 0-23 -> 24-29 (default); drosophila: Gerhard 2013 slices 0-13 -> 14-19")
-    p.add_argument("--data", type=Path, default=None, help="the dataset's folder (default: ../shared/data/...)")
+    p.add_argument("--data", type=Path, default=None,
+                   help="the data root or the dataset's folder (default: $SEGNETS_DATA, then ../shared/data)")
     p.add_argument("--keep", type=Path, default=None, help="copy each trained checkpoint into this folder")
     args = p.parse_args(argv)
 
     import tifffile
 
-    folder, image_file, mask_file, train, test = DATASETS[args.dataset]
-    data = args.data or REPO.parent / "shared" / "data" / folder
-    image = tifffile.imread(data / image_file)
-    mask = tifffile.imread(data / mask_file)
+    from napari_segnets.io.public import DATASETS, find_dataset
+
+    train, test = SPLITS[args.dataset]
+    folder, spec = find_dataset(args.dataset, args.data), DATASETS[args.dataset]
+    image = tifffile.imread(folder / spec["image"])  # the files as the lab keeps them, byte for byte
+    mask = tifffile.imread(folder / spec["labels"])
     assert set(np.unique(mask)) <= {0, 255}, "expected the raw 0/255 masks"
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

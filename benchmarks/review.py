@@ -378,11 +378,11 @@ def main(argv=None) -> None:
     )
 
     print("machine:", machine(), flush=True)
-    from napari_segnets.sample_data import load_public
+    from napari_segnets.io.public import DATASETS
 
     train_name = args.train_data or args.data
     image, labels = load(args.data)
-    voxel = tuple(float(v) for v in load_public(args.data)[2]["voxel_size"])
+    voxel = tuple(float(v) for v in DATASETS[args.data]["voxel_size"])
     t_image, t_labels = (image, labels) if train_name == args.data else load(train_name)
 
     def crop(a):
@@ -395,7 +395,7 @@ def main(argv=None) -> None:
     review_sl = parse_slices(args.review_slices or SPLITS[args.data][1], len(image))
     train_sl = parse_slices(args.train_slices or (SPLITS[train_name][0] if train_name == args.data
                                                   else f"0:{len(t_image)}"), len(t_image))
-    if train_name == args.data and set(range(*train_sl.indices(len(image)))) & set(range(*review_sl.indices(len(image)))):
+    if train_name == args.data and train_sl.start < review_sl.stop and review_sl.start < train_sl.stop:
         raise SystemExit(f"training slices {span(train_sl)} and reviewed slices {span(review_sl)} overlap")
     tag = f"{train_name}-{span(train_sl)}"
     print(f"model: {tag} (voxel {voxel} nm reviewed); reviewed: {args.data} slices {span(review_sl)}", flush=True)

@@ -345,7 +345,7 @@ def main(argv=None) -> None:
                 else:
                     name_r = name
                 if args.dense:
-                    name_r += ", every pixel of the 6 slices painted"
+                    name_r += f", every pixel of the {len(TRAIN_SLICES)} slices painted"
                 rows.append({"method": name_r, "budget (min)": budget, "steps": steps,
                              "painted": f"{painted_end:.2%}",
                              **_scores(prob, test_truth)})  # fmt: skip

@@ -39,6 +39,7 @@ DEFAULT_WEIGHTS = {
     "error_volume": 4.0,
 }
 STAKE = "error_volume"  # what a fix would change: weighs the likelihood, is not one
+LIKELIHOOD = tuple(n for n in SIGNALS if n != STAKE)  # what the fitted rule fits on
 MIN_PER_CLASS = 5  # reviewed objects of each outcome needed before a fitted rule replaces the default
 
 
@@ -73,7 +74,7 @@ def stake_share(weights: dict | None = None) -> float:
 
 def features(table, names=None) -> np.ndarray:
     """The likelihood signals (every signal but the stake) of ``table`` as a matrix, and their names."""
-    names = [n for n in (names or SIGNALS) if n in table.columns and n != STAKE]
+    names = [n for n in (names or LIKELIHOOD) if n in table.columns and n != STAKE]
     x = np.stack([np.asarray(table[n], float) for n in names], 1) if names else np.zeros((len(table), 0))
     return np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0), names
 
@@ -145,11 +146,10 @@ def fit_score_from_records(records, *, min_per_class: int = MIN_PER_CLASS):
     for r in records:
         if r.get("kind") == "decision" and isinstance(r.get("queue"), dict):
             latest[(r.get("queue_id", ""), int(r["object"]))] = r
-    likelihood = [n for n in SIGNALS if n != STAKE]
-    rows = [r for r in latest.values() if any(n in r["queue"] for n in likelihood)]
+    rows = [r for r in latest.values() if any(n in r["queue"] for n in LIKELIHOOD)]
     if not rows:
         return None
-    names = [n for n in likelihood if any(n in r["queue"] for r in rows)]
+    names = [n for n in LIKELIHOOD if any(n in r["queue"] for r in rows)]
     cols = {"id": np.arange(1, len(rows) + 1)}
     for n in names:
         cols[n] = np.array([np.nan if r["queue"].get(n) is None else float(r["queue"][n]) for r in rows])
