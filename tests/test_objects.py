@@ -252,16 +252,41 @@ def test_specks_are_dropped_by_default_in_voxels():
     np.testing.assert_array_equal(out, ob.label_objects(vol))
 
 
-def test_small_objects_note_names_the_count_and_the_size_that_drops_them():
-    labels = np.zeros((10, 60, 60), np.uint32)
-    for k in range(6):  # six 1000-voxel objects ...
-        labels[:, 10 * k:10 * k + 10, :10] = k + 1
-    labels[0, 0, 30:33] = 7  # ... and two much smaller ones
-    labels[5, 30, 30:35] = 8
-    note = ob.small_objects_note(labels, (5.0, 5.0, 5.0))
-    assert note.startswith("2 of 8 objects are smaller than a tenth of the median object (1.2e4 nm^3)")
-    assert note.endswith("--min-size 1.2e4 drops them.")
-    assert "100 voxels" in ob.small_objects_note(labels)
-    kept = ob.label_objects(labels > 0, voxel_size=(5.0, 5.0, 5.0), min_size=1.25e4)
-    assert kept.max() == 1  # the six touching slabs are one object; the two small ones are gone
-    assert ob.small_objects_note(labels[:, :, :10]) == ""  # none smaller: nothing to say
+def _slabs_and_fragments():
+    labels = np.zeros((10, 60, 60), np.uint8)
+    for k in range(6):  # six 990-voxel objects ...
+        labels[:, 10 * k + 1:10 * k + 10, 1:12] = 1
+    labels[0, 0, 30:33] = 1  # ... and fragments: 3, 12 and 40 voxels
+    labels[5:7, 30:32, 30:33] = 1
+    labels[2:4, 40:45, 40:44] = 1
+    return labels
+
+
+def test_typical_size_is_the_volume_weighted_median_that_fragments_do_not_move():
+    sizes = [1000] * 6 + [40] * 50  # fifty fragments: the plain median is a fragment's size
+    assert np.median(sizes) == 40 and ob.typical_size(sizes) == 1000
+    assert ob.typical_size([]) == 0.0
+    assert ob.fragment_cut(sizes) == 100 and ob.fragment_cut(sizes, 0) == 0
+    assert ob.fragment_cut([1000, 10, 10, 10]) == 0  # fewer than 5 objects: no typical size, no cut
+    with pytest.raises(InputError, match="fraction"):
+        ob.fragment_cut(sizes, 1.5)
+
+
+def test_fragments_are_dropped_when_asked_in_memory_and_block_wise_alike():
+    """``min_fraction`` drops objects under that share of the typical object (the core keeps them unless
+    asked, so ground truth is labelled whole); the report says how many and the cut, and the note says so."""
+    vol = _slabs_and_fragments()
+    assert ob.label_objects(vol, min_voxels=0).max() == 9  # 6 slabs + 3 fragments
+    assert ob.label_objects(vol).max() == 8  # the 3-voxel one is a speck: dropped anyway
+    report = {}
+    kept = ob.label_objects(vol, min_fraction=0.1, report=report)
+    assert kept.max() == 6 and report == {"fragments": 2, "fragment_cut": 99}
+    out = np.zeros(vol.shape, np.uint32)
+    block_report = {}
+    assert ob.label_blockwise(vol, out, block=(4, 20, 20), min_fraction=0.1, report=block_report) == 6
+    np.testing.assert_array_equal(out, kept)
+    assert block_report == report
+    note = ob.fragments_note(report, (5.0, 5.0, 5.0))
+    assert note == ("2 fragments under a tenth of the typical object (99 voxels, 1.2e4 nm^3) dropped; "
+                    "--min-fraction 0 keeps them.")
+    assert ob.fragments_note({"fragments": 0, "fragment_cut": 99}) == ""

@@ -70,22 +70,51 @@ def test_evaluate_prints_object_scores(tmp_path, capsys):
     assert "smaller than a tenth" not in out  # no specks: no note
 
 
-def test_evaluate_says_when_the_count_is_mostly_specks(tmp_path, capsys):
-    """A prediction with many specks beside the right objects: the count error is reported as it is,
-    and a sentence gives the specks' number, the scores without them and the --min-voxels that drops them."""
+def test_evaluate_drops_fragments_as_objects_does_and_says_what_they_were_worth(tmp_path, capsys):
+    """A prediction with many fragments beside the right objects: the prediction is numbered as `objects`
+    numbers it (fragments under a tenth of the typical object dropped), the truth whole; a sentence gives the
+    fragments' number and the scores with them; --min-fraction 0 scores them all."""
     import tifffile
 
     truth = np.zeros((4, 64, 64), np.uint8)
     for cy, cx in ((12, 12), (12, 44), (44, 12), (44, 44)):
         truth[:, cy - 6:cy + 6, cx - 6:cx + 6] = 255  # four 576-voxel objects, 0/255 as labs keep masks
+    truth[0, 62:64, 0:4] = 255  # and a true piece of 8 voxels at the edge: the truth keeps it
     pred = truth.copy()
-    for k in range(8):  # eight 16-voxel specks (kept: over 2x2x2) far from the objects
+    for k in range(8):  # eight 16-voxel fragments (over 2x2x2) far from the objects
         pred[k % 4, 28 + (k // 4) * 4:32 + (k // 4) * 4, 2 + 7 * k:6 + 7 * k] = 255
     tifffile.imwrite(tmp_path / "truth.tif", truth)
     tifffile.imwrite(tmp_path / "pred.tif", pred)
-    assert main(["evaluate", "--prediction", str(tmp_path / "pred.tif"), "--truth", str(tmp_path / "truth.tif"),
-                 "--objects", "--json"]) == 0
+    args = ["evaluate", "--prediction", str(tmp_path / "pred.tif"), "--truth", str(tmp_path / "truth.tif"),
+            "--objects", "--json"]
+    assert main(args) == 0
     obj = json.loads(capsys.readouterr().out)["objects"]
-    assert obj["n_pred"] == 12 and obj["count_error"] == 8 and obj["f1"] == pytest.approx(2 * 4 / (12 + 4))
-    assert obj["note"].startswith("8 of 12 predicted objects are smaller than a tenth of the median true object")
-    assert "Without them: 4 objects, F1 1.000, count error +0" in obj["note"] and "--min-voxels 58" in obj["note"]
+    assert obj["n_truth"] == 5 and obj["n_pred"] == 4 and obj["count_error"] == -1  # the edge piece went too
+    assert obj["f1"] == pytest.approx(2 * 4 / (4 + 5))
+    assert obj["note"] == ("9 fragments under a tenth of the typical object (58 voxels) dropped; "
+                           "`objects --min-fraction 0` keeps them. With them: 13 objects, F1 0.556, "
+                           "count error +8.")
+    assert main([*args, "--min-fraction", "0"]) == 0
+    obj = json.loads(capsys.readouterr().out)["objects"]
+    assert obj["n_pred"] == 13 and obj["count_error"] == 8 and "note" not in obj
+
+
+def test_objects_drops_fragments_by_default_and_says_so(tmp_path, capsys):
+    import tifffile
+
+    from napari_segnets.io import read
+
+    mask = np.zeros((4, 64, 64), np.uint8)
+    for cy, cx in ((12, 12), (12, 44), (44, 12), (44, 44)):
+        mask[:, cy - 6:cy + 6, cx - 6:cx + 6] = 255
+    for k in range(8):
+        mask[k % 4, 28 + (k // 4) * 4:32 + (k // 4) * 4, 2 + 7 * k:6 + 7 * k] = 255
+    tifffile.imwrite(tmp_path / "pred.tif", mask)
+    out = tmp_path / "objects.tif"
+    assert main(["objects", "--input", str(tmp_path / "pred.tif"), "--out", str(out), "--voxel-size", "5,5,5"]) == 0
+    captured = capsys.readouterr()
+    assert "4 objects" in captured.out
+    assert "8 fragments under a tenth of the typical object (58 voxels, 7.2e3 nm^3) dropped" in captured.err
+    assert int(np.asarray(read(out)[0]).max()) == 4
+    assert main(["objects", "--input", str(tmp_path / "pred.tif"), "--out", str(out), "--min-fraction", "0"]) == 0
+    assert "12 objects" in capsys.readouterr().out

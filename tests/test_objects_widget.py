@@ -233,23 +233,31 @@ def test_the_table_follows_napari_undo_and_redo(made):
     assert len(measured) == count
 
 
-def test_making_objects_says_how_many_are_much_smaller_than_typical(make_napari_viewer, qtbot):
-    """No min size given: the status names the objects under a tenth of the median and the min size that
-    drops them; specks (under 2x2x2 voxels) are gone already."""
+def test_making_objects_drops_fragments_and_says_so_unless_told(make_napari_viewer, qtbot):
+    """By default objects under a tenth of the typical object are dropped as fragments (as the CLI does) and
+    the status says how many and how to keep them; 'drop < typical ×' = 0 keeps them. Specks (under 2x2x2
+    voxels) are gone either way."""
     from napari_segnets._widgets import ObjectsWidget
 
     viewer = make_napari_viewer()
     mask = np.zeros((6, 40, 120), np.uint8)
     for k in range(6):
         mask[1:5, 5:15, 20 * k + 2:20 * k + 12] = 255  # six 400-voxel boxes
-    mask[2:5, 25:28, 5:8] = 255  # 27 voxels: much smaller than the others
+    mask[2:5, 25:28, 5:8] = 255  # 27 voxels: a fragment
     mask[3, 35, 60] = 255  # a 1-voxel speck
     viewer.add_labels(mask, name="mito", scale=SCALE)
     widget = ObjectsWidget(viewer)
     widget.source.value = viewer.layers["mito"]
+    assert widget.fragments.value == "0.1"
     widget.make_objects()
     wait_for(qtbot, widget)
     qtbot.waitUntil(lambda: widget.measurements is not None and not widget.runner.running, timeout=60_000)
-    assert len(widget.measurements) == 7
-    assert "1 of 7 objects are smaller than a tenth of the median object (2e4 nm^3)" in widget.status.value
-    assert "'min size nm³' = 2e4 drops them" in widget.status.value
+    assert len(widget.measurements) == 6
+    assert "1 fragment under a tenth of the typical object (40 voxels, 2e4 nm^3) dropped" in widget.status.value
+    assert "'drop < typical ×' = 0 keeps them" in widget.status.value
+    widget.fragments.value = "0"
+    widget.make_objects()
+    wait_for(qtbot, widget)
+    qtbot.waitUntil(lambda: widget.measurements is not None and len(widget.measurements) == 7
+                    and not widget.runner.running, timeout=60_000)
+    assert "fragment" not in widget.status.value

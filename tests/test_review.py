@@ -345,9 +345,15 @@ def test_review_drops_specks_as_objects_does_unless_told():
     views = {"xy": prob, "flip_x": prob}  # both keep the speck (p 0.55 on 2 x 2 voxels of one slice)
     image = np.zeros(prob.shape, np.uint8)
     default = drive(review_views_iter(views, image, voxel_size=VOXEL))
-    kept = drive(review_views_iter(views, image, voxel_size=VOXEL, min_voxels=0))
+    kept = drive(review_views_iter(views, image, voxel_size=VOXEL, min_voxels=0, min_fraction=0))
     assert len(kept.table) == len(default.table) + 1  # the 4-voxel speck (under 2x2x2) is the one dropped
     assert kept.labels[5, 2, 44] > 0 and default.labels[5, 2, 44] == 0
+    # kept as an object, it is a fragment (under a tenth of the typical object): the review keeps fragments
+    # unless told (the reviewer judges them), and drops them as `objects` does when asked
+    assert len(drive(review_views_iter(views, image, voxel_size=VOXEL, min_voxels=0)).table) == len(kept.table)
+    fragment = drive(review_views_iter(views, image, voxel_size=VOXEL, min_voxels=0, min_fraction=0.1))
+    assert len(fragment.table) == len(default.table) and fragment.labels[5, 2, 44] == 0
+    assert any(n.startswith("1 fragment under a tenth of the typical object (87 voxels") for n in fragment.notes)
 
 
 def test_default_views_leave_the_costly_planes_out():

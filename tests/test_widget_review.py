@@ -12,7 +12,7 @@ from tests._widget_helpers import Notes, wait_for
 pytestmark = pytest.mark.gui
 
 SCALE = (20.0, 5.0, 5.0)
-DISCS = ((14, 14, 7, 180), (14, 46, 5, 180), (46, 16, 8, 180), (44, 44, 6, 180), (56, 56, 2, 180),
+DISCS = ((14, 14, 7, 180), (14, 46, 5, 180), (46, 16, 8, 180), (44, 44, 6, 180), (56, 56, 3, 180),
          (30, 30, 4, 60))  # the last is dim: above the "fine-tuned" model's threshold only
 N = 5  # objects the first model finds
 
@@ -25,7 +25,7 @@ def _stack():
     img = rng.random((4, 64, 64)) * 40
     for cy, cx, r, amplitude in DISCS:
         img[(y - cy) ** 2 + (x - cx) ** 2 <= r * r] += amplitude
-    img[0, 56:58, 56:58] -= 180  # the smallest disc misses a slice: a shape signal
+    img[0, 52:61, 52:61] -= 180  # the smallest disc (over a tenth of the typical object) misses a slice: a shape signal
     return img.clip(0, 255).astype(np.uint8)
 
 

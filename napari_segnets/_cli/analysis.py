@@ -158,7 +158,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         pred = (pred >= args.threshold).astype(np.uint8) if mode != "multiclass" else np.rint(pred).astype(np.int64)
     if args.objects and mode == "multiclass":
         raise InputError("--objects scores binary masks or object labels; leave out --mode multiclass.")
-    objects = objects_cli.evaluate_objects(pred, truth, args.ignore_index) if args.objects else None
+    objects = (objects_cli.evaluate_objects(pred, truth, args.ignore_index, args.min_fraction)
+               if args.objects else None)
     if args.binarize:
         keep = truth == args.ignore_index if args.ignore_index is not None else None
         pred = (pred != 0).astype(np.uint8)

@@ -20,7 +20,8 @@ def register(sub) -> None:
         help="label objects (3D instances) in a mask or probability map",
         description="Turn a mask (0/1, 0/255, bool) or probabilities (class-first, as predict writes "
         "them) into numbered objects: 3D connected components, optionally split where objects touch, "
-        "filtered by size (nm^3) and border; specks of fewer than 8 voxels (4 in 2D) are dropped. "
+        "filtered by size (nm^3) and border; specks of fewer than 8 voxels (4 in 2D) and fragments under "
+        "a tenth of the typical object are dropped. "
         "Volumes read lazily (larger than memory) are labelled "
         "block by block into Zarr with the same result.",
     )
@@ -33,6 +34,9 @@ def register(sub) -> None:
     o.add_argument("--min-voxels", metavar="N", type=int, default=None,
                    help="remove specks of fewer voxels (default: 8 = 2x2x2 in 3D, 4 in 2D or per slice; "
                    "0 keeps every object)")
+    o.add_argument("--min-fraction", metavar="F", type=float, default=None,
+                   help="remove fragments: objects under F x the typical object (the volume-weighted median "
+                   "size; default 0.1, chosen on real predictions; 0 keeps every object)")
     o.add_argument("--split", nargs="?", const="distance", choices=("distance", "probability"), default=None,
                    help="split touching objects by a watershed on the distance transform (default) or "
                    "the probability map")
@@ -92,7 +96,9 @@ def run_objects(args: argparse.Namespace) -> int:
     voxel = parse_voxel(args.voxel_size, meta.get("voxel_size"), spatial, "the input")
     options = dict(voxel_size=voxel, min_size=args.min_size, min_voxels=args.min_voxels, drop_border=args.drop_border,
                    per_slice=args.per_slice, channel=args.channel, threshold=args.threshold,
-                   seed_threshold=args.seed_threshold, probability_scale=scale)
+                   seed_threshold=args.seed_threshold, probability_scale=scale,
+                   min_fraction=objects.FRAGMENT_FRACTION if args.min_fraction is None else args.min_fraction,
+                   report={})
     if not isinstance(data, np.ndarray) and spatial == 3:
         if out.suffix.lower() != ".zarr":
             raise InputError(
@@ -105,10 +111,9 @@ def run_objects(args: argparse.Namespace) -> int:
                                                            split_depth=args.split_depth, **options), args)
         count = int(labels.max()) if labels.size else 0
         write_labels(out, labels, {"voxel_size": voxel})
-        if not args.min_size:  # say how many objects are much smaller than the typical one
-            note = objects.small_objects_note(labels, voxel, how="--min-size")
-            if note:
-                common.info(f"note: {note}")
+    note = objects.fragments_note(options["report"], voxel)
+    if note:
+        common.info(f"note: {note}")
     from ..config import write_effective
 
     write_effective(out, args._name, common.options_of(args), path_keys=PATHS)
@@ -194,58 +199,41 @@ def print_summary(summary: dict) -> None:
 def add_evaluate_option(parser) -> None:
     """``evaluate --objects``: also score objects."""
     parser.add_argument("--objects", action="store_true", default=False,
-                        help="also score objects: F1 at IoU 0.5, AP 0.5:0.95, count and volume-fraction errors")
+                        help="also score objects: F1 at IoU 0.5, AP 0.5:0.95, count and volume-fraction errors "
+                        "(the prediction numbered as `objects` does, fragments dropped)")
+    parser.add_argument("--min-fraction", metavar="F", type=float, default=None,
+                        help="with --objects: drop predicted fragments under F x the typical object "
+                        "(default 0.1, as `objects`; 0 keeps them)")
 
 
-def evaluate_objects(pred, truth, ignore_index=None) -> dict:
-    """Object scores of a prediction against ground truth (masks are numbered as 3D objects first;
-    ``ignore_index`` pixels of the truth count as background)."""
+def evaluate_objects(pred, truth, ignore_index=None, min_fraction=None) -> dict:
+    """Object scores of a prediction against ground truth. Masks are numbered as 3D objects first:
+    the prediction as ``napari-segnets objects`` does by default (fragments under ``min_fraction``
+    of the typical object dropped; default :data:`~napari_segnets.objects.FRAGMENT_FRACTION`), the
+    truth whole (``ignore_index`` pixels count as background). Label images are scored as given."""
     import numpy as np
 
     from .. import objects
 
-    def instances(arr, drop=None):
+    fraction = objects.FRAGMENT_FRACTION if min_fraction is None else min_fraction
+
+    def instances(arr, drop=None, **options):
         arr = np.asarray(arr)
         if drop is not None:  # unlabelled ground truth counts as background for objects
             arr = np.where(arr == drop, 0, arr)
         values = np.unique(arr)
-        return objects.label_objects(arr) if len(values[values != 0]) <= 1 else arr
+        return objects.label_objects(arr, **options) if len(values[values != 0]) <= 1 else arr
 
-    pred_objects, truth_objects = instances(pred), instances(truth, ignore_index)
+    report: dict = {}
+    pred_objects = instances(pred, min_fraction=fraction, report=report)
+    truth_objects = instances(truth, ignore_index)
     result = objects.score_objects(pred_objects, truth_objects)
     result.pop("matches", None)
-    note = speck_note(pred_objects, truth_objects)
-    if note:
-        result["note"] = note
+    if report.get("fragments"):  # say what they were worth
+        kept = objects.score_objects(instances(pred), truth_objects)
+        result["note"] = (f"{objects.fragments_note(report, how='`objects --min-fraction 0`')} With them: "
+                          f"{kept['n_pred']} objects, F1 {kept['f1']:.3f}, count error {kept['count_error']:+d}.")
     return result
-
-
-def speck_note(pred_objects, truth_objects, fraction: float = 0.1) -> str:
-    """A sentence when many predicted objects are far smaller than the true ones, or "".
-
-    Counts and object F1 then mostly measure specks, which ``objects --min-voxels`` (or
-    ``--min-size`` with the voxel size) drops before counting; the sentence says how many there
-    are, the cut, and the object scores without them.
-    """
-    import numpy as np
-
-    from .. import objects
-
-    truth_sizes = np.bincount(np.asarray(truth_objects).ravel())[1:]
-    truth_sizes = truth_sizes[truth_sizes > 0]
-    pred_sizes = np.bincount(np.asarray(pred_objects).ravel())[1:]
-    if truth_sizes.size == 0 or not (pred_sizes > 0).any():
-        return ""
-    cut = int(np.ceil(fraction * float(np.median(truth_sizes))))
-    small = np.flatnonzero((pred_sizes > 0) & (pred_sizes < cut)) + 1
-    if small.size < max(3, 0.1 * int((pred_sizes > 0).sum())):
-        return ""
-    kept = np.where(np.isin(pred_objects, small), 0, pred_objects)
-    without = objects.score_objects(kept, truth_objects)
-    return (f"{small.size} of {int((pred_sizes > 0).sum())} predicted objects are smaller than a tenth of the "
-            f"median true object ({cut} voxels). Without them: {without['n_pred']} objects, F1 "
-            f"{without['f1']:.3f}, count error {without['count_error']:+d}. `napari-segnets objects "
-            f"--min-voxels {cut}` (or --min-size with the voxel size) drops them before counting.")
 
 
 OBJECT_KEYS = ("n_pred", "n_truth", "precision", "recall", "f1", "ap", "ap50", "ap75", "count_error",

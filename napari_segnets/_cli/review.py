@@ -38,6 +38,9 @@ def register(sub) -> None:
                    help="drop objects smaller than this volume in nm^3 (nm^2 for 2D images)")
     r.add_argument("--min-voxels", metavar="N", type=int, default=None,
                    help="drop specks of fewer voxels (default: 8 = 2x2x2 in 3D, 4 in 2D; 0 keeps every object)")
+    r.add_argument("--min-fraction", metavar="F", type=float, default=None,
+                   help="drop fragments: objects under F x the typical object, as `objects` does with 0.1 (default 0: "
+                   "the review shows every object, so its count intervals hold the small true ones too)")
     r.add_argument("--split", nargs="?", const="distance", choices=("distance", "probability"), default=None,
                    help="split touching objects (see `objects --split`)")
     r.add_argument("--threshold", type=float, default=0.5, help="probability threshold (default: 0.5)")
@@ -89,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     result = common.run_job(
         review.review_iter(model, image, voxel_size=voxel, views=views, normalization=info.get("normalization"),
                            threshold=args.threshold, min_size=args.min_size, min_voxels=args.min_voxels,
-                           split=args.split,
+                           split=args.split, **({} if args.min_fraction is None else {"min_fraction": args.min_fraction}),
                            device=args.device, tile=args.tile, autoencoder=ae, reference=reference,
                            autoencoder_normalization=ae_info.get("normalization")),
         args,

@@ -20,6 +20,7 @@ from magicgui.widgets import (
 from napari.layers import Image, Labels
 
 from ..errors import InputError
+from ..objects.instances import FRAGMENT_FRACTION
 from ._common import (
     LayerChoice,
     current_index,
@@ -45,7 +46,8 @@ class ObjectsWidget(Reviewing, Proofreading, Container):
     """Objects and their measurements.
 
     Sub-widgets tests can set: ``source`` (Labels or probability Image layer), ``image``
-    (intensities), ``voxel`` ("z,y,x" nm), ``min_size``, ``split``, ``drop_border``,
+    (intensities), ``voxel`` ("z,y,x" nm), ``min_size``, ``fragments`` (share of the typical
+    object under which objects are dropped), ``split``, ``drop_border``,
     ``per_slice``, ``make_button``, ``objects_layer``, ``compare``, ``measure_button``,
     ``table`` (a QTableWidget), edit buttons, ``csv_path``, ``store``, ``plot_measure``, ``plot``,
     ``status``; the folding ``review`` section (see :class:`Reviewing`). State: ``measurements``
@@ -59,6 +61,8 @@ class ObjectsWidget(Reviewing, Proofreading, Container):
         self.image = LayerChoice(viewer, Image, label="intensity", nullable=True)
         self.voxel = LineEdit(label="voxel nm z,y,x")
         self.min_size = LineEdit(label="min size nm³", value="0")
+        # fragments: objects under this share of the typical object are dropped (0 keeps them)
+        self.fragments = LineEdit(label="drop < typical ×", value=f"{FRAGMENT_FRACTION:g}")
         self.split = ComboBox(label="split", choices=["none", "distance", "probability"], value="none")
         self.drop_border = CheckBox(text="drop border objects")
         self.per_slice = CheckBox(text="per slice")
@@ -90,7 +94,7 @@ class ObjectsWidget(Reviewing, Proofreading, Container):
         table_box = Container(labels=False)
         table_box.native.layout().addWidget(self.table)
         super().__init__(widgets=[
-            self.source, self.image, row(self.voxel, self.min_size, labels=True),
+            self.source, self.image, self.voxel, row(self.min_size, self.fragments, labels=True),
             self.split, row(self.drop_border, self.per_slice, labels=True),
             row(self.make_button, self.cancel_button),
             self.review,
@@ -151,7 +155,7 @@ class ObjectsWidget(Reviewing, Proofreading, Container):
         return guarded(self._make, self.status)
 
     def _make(self):
-        from ..objects import foreground, label_objects_iter, small_objects_note
+        from ..objects import foreground, fragments_note, label_objects_iter
 
         src = self.source.require("mask or probability layer")
         data = src.data[0] if getattr(src, "multiscale", False) else src.data
@@ -162,7 +166,8 @@ class ObjectsWidget(Reviewing, Proofreading, Container):
         voxel = self.voxel_size(min(spatial, 3))
         options = dict(voxel_size=voxel, min_size=_number(self.min_size.value, "min size") or None,
                        split=None if self.split.value == "none" else self.split.value,
-                       drop_border=self.drop_border.value, per_slice=self.per_slice.value)
+                       drop_border=self.drop_border.value, per_slice=self.per_slice.value,
+                       min_fraction=_number(self.fragments.value, "drop < typical ×") or None, report={})
         array = np.asarray(data)
         foreground(array, what=f"'{src.name}'")  # a grey image is refused here, before any work
 
@@ -172,7 +177,7 @@ class ObjectsWidget(Reviewing, Proofreading, Container):
                                            metadata={"segnets": {"voxel_size": voxel, "source": src.name}})
             self.objects_layer.value = layer
             made.append(layer)
-            note = "" if options["min_size"] else small_objects_note(labels, voxel, how="'min size nm³' =")
+            note = fragments_note(options["report"], voxel, how="'drop < typical ×' = 0")
             self._size_note = (layer, note)  # shown again when the new layer is measured
             return f"{int(labels.max())} objects in '{name}'" + (f"; {note}" if note else "")
 

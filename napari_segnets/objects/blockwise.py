@@ -28,7 +28,7 @@ import numpy as np
 from ..errors import InputError
 from ..progress import Progress, drive
 from ._input import check_voxel_size, foreground
-from .instances import border_faces, smallest_object, structure
+from .instances import border_faces, fragment_filter, smallest_object, structure
 
 DEFAULT_BLOCK = (32, 512, 512)
 MIN_BLOCK_VOXELS, MAX_BLOCK_VOXELS = 4 * 2**20, 32 * 2**20
@@ -58,7 +58,8 @@ def label_blockwise_iter(source, out, *, voxel_size=None, min_size: float | None
                          min_voxels: int | None = None,
                          drop_border: bool = False, per_slice: bool = False, channel: int | None = None,
                          threshold: float = 0.5, seed_threshold: float | None = None, block=None,
-                         split=None, connectivity: int = 1, probability_scale: float | None = None):
+                         split=None, connectivity: int = 1, probability_scale: float | None = None,
+                         min_fraction: float | None = None, report: dict | None = None):
     """Label a 3D volume block by block into ``out``; a progress generator returning the object count.
 
     Parameters
@@ -90,11 +91,13 @@ def label_blockwise_iter(source, out, *, voxel_size=None, min_size: float | None
     block = auto_block(source, fg.shape, block)
     if len(block) != 3 or min(block) < 1:
         raise InputError(f"block must be three positive sizes (z, y, x), got {block}.")
+    filters = {"smallest": smallest, "drop_border": drop_border, "per_slice": per_slice,
+               "min_fraction": min_fraction, "report": report}
     if isinstance(out, str | os.PathLike):
-        return (yield from _to_new_zarr(fg, Path(out), voxel, smallest, drop_border, per_slice, block))
+        return (yield from _to_new_zarr(fg, Path(out), voxel, block, filters))
     if tuple(out.shape) != fg.shape:
         raise InputError(f"The output has shape {tuple(out.shape)} but the volume {fg.shape}.")
-    return (yield from _label_into(fg, out, smallest, drop_border, per_slice, block))
+    return (yield from _label_into(fg, out, block, **filters))
 
 
 def label_blockwise(source, out, **kwargs) -> int:
@@ -102,7 +105,7 @@ def label_blockwise(source, out, **kwargs) -> int:
     return drive(label_blockwise_iter(source, out, **kwargs))
 
 
-def _to_new_zarr(fg, path: Path, voxel, smallest, drop_border, per_slice, block):
+def _to_new_zarr(fg, path: Path, voxel, block, filters: dict):
     import zarr
 
     from ..io import atomic_path
@@ -126,7 +129,7 @@ def _to_new_zarr(fg, path: Path, voxel, smallest, drop_border, per_slice, block)
         # plane chunks (fast browsing in napari) aligned with the blocks (no read-modify-write)
         chunks = (1, min(block[1], fg.shape[1]), min(block[2], fg.shape[2]))
         arr = group.create_array("0", shape=fg.shape, dtype=np.uint32, chunks=chunks)
-        count = yield from _label_into(fg, arr, smallest, drop_border, per_slice, block)
+        count = yield from _label_into(fg, arr, block, **filters)
     return count
 
 
@@ -136,7 +139,7 @@ def _blocks(shape, block):
         yield origin, tuple(slice(o, min(o + b, s)) for o, b, s in zip(origin, block, shape))
 
 
-def _label_into(fg, out, smallest, drop_border, per_slice, block):
+def _label_into(fg, out, block, *, smallest, drop_border, per_slice, min_fraction=None, report=None):
     from scipy import ndimage as ndi
 
     shape = fg.shape
@@ -191,7 +194,7 @@ def _label_into(fg, out, smallest, drop_border, per_slice, block):
         offset += n
         yield Progress("label blocks", i + 1, total, f"block {i + 1}/{len(all_blocks)}: {offset} pieces")
     table = _final_table(offset, pairs, np.concatenate(sizes), np.concatenate(firsts), np.concatenate(seeded),
-                         np.concatenate(border), smallest)
+                         np.concatenate(border), smallest, min_fraction, report)
     count = int(table.max()) if table.size else 0
     for i, (_origin, sl) in enumerate(all_blocks):
         out[sl] = table[np.asarray(out[sl])]
@@ -199,7 +202,7 @@ def _label_into(fg, out, smallest, drop_border, per_slice, block):
     return count
 
 
-def _final_table(n, pairs, sizes, firsts, seeded, border, smallest) -> np.ndarray:
+def _final_table(n, pairs, sizes, firsts, seeded, border, smallest, min_fraction=None, report=None) -> np.ndarray:
     """global piece id -> final object id (0 = dropped), numbered by first voxel in raster order."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
@@ -219,6 +222,8 @@ def _final_table(n, pairs, sizes, firsts, seeded, border, smallest) -> np.ndarra
     if smallest > 1:
         keep &= size >= smallest
     keep[comp[0]] = False  # the background's own component
+    if min_fraction:
+        keep = fragment_filter(np.where(keep, size, 0).astype(np.int64), keep, min_fraction, report)
     kept = np.flatnonzero(keep)
     final = np.zeros(m, np.uint32)
     final[kept[np.argsort(first[kept], kind="stable")]] = np.arange(1, len(kept) + 1, dtype=np.uint32)
