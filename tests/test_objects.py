@@ -290,3 +290,8 @@ def test_fragments_are_dropped_when_asked_in_memory_and_block_wise_alike():
     assert note == ("2 fragments under a tenth of the typical object (99 voxels, 1.2e4 nm^3) dropped; "
                     "--min-fraction 0 keeps them.")
     assert ob.fragments_note({"fragments": 0, "fragment_cut": 99}) == ""
+    for bad in (-0.1, 1.0, True):  # refused before any work, even with too few objects for a typical size
+        with pytest.raises(InputError, match="fragment fraction"):
+            ob.label_objects(vol[:1], min_fraction=bad)
+        with pytest.raises(InputError, match="fragment fraction"):
+            ob.label_blockwise(vol, out, min_fraction=bad)

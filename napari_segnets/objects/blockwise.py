@@ -28,7 +28,7 @@ import numpy as np
 from ..errors import InputError
 from ..progress import Progress, drive
 from ._input import check_voxel_size, foreground
-from .instances import border_faces, fragment_filter, smallest_object, structure
+from .instances import border_faces, fragment_cut, fragment_filter, smallest_object, structure
 
 DEFAULT_BLOCK = (32, 512, 512)
 MIN_BLOCK_VOXELS, MAX_BLOCK_VOXELS = 4 * 2**20, 32 * 2**20
@@ -88,6 +88,7 @@ def label_blockwise_iter(source, out, *, voxel_size=None, min_size: float | None
         raise InputError(f"Block-wise labelling takes a 3D volume, got shape {fg.shape}; label 2D images in memory.")
     voxel = check_voxel_size(voxel_size, 3)
     smallest = smallest_object(min_size, voxel, min_voxels, 3, per_slice)
+    fragment_cut((), min_fraction)  # refuses a bad fraction before any work
     block = auto_block(source, fg.shape, block)
     if len(block) != 3 or min(block) < 1:
         raise InputError(f"block must be three positive sizes (z, y, x), got {block}.")

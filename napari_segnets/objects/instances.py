@@ -151,6 +151,7 @@ def label_objects_iter(source, *, voxel_size=None, min_size: float | None = None
     if split == "probability" and not fg.is_probability:
         raise InputError("Splitting on the probability map needs probabilities, not a mask; use split='distance'.")
     smallest = smallest_object(min_size, voxel, min_voxels, ndim, per_slice)
+    fragment_cut((), min_fraction)  # refuses a bad fraction before any work
     st = structure(ndim, connectivity, per_slice)
     from scipy import ndimage as ndi
 
