@@ -231,6 +231,7 @@ def coverage(q, out, truth_count: int, truth_vf: float, seed: int, args) -> tupl
     """Part (c), the interval coverage over repeated reviews, and (a'), the rule fitted on each review."""
     from napari_segnets.review import (
         DEFAULT_WEIGHTS,
+        audit_due,
         default_score,
         error_bars,
         fit_score,
@@ -250,10 +251,14 @@ def coverage(q, out, truth_count: int, truth_vf: float, seed: int, args) -> tupl
     hits = dict.fromkeys([*targets, *vf_targets], 0)
     enough, last, cover, refit, widths = 0, None, [], [], []
     for r in range(args.repeats):
-        done = []
+        done, audits = [], []
         for _ in range(min(args.review_n, n)):
+            audit = audit_due(len(done), args.audit_every)
             done.append(next_object(q, done, audit_every=args.audit_every, seed=1000 * seed + r))
-        eb = error_bars(q, {i: out[i] for i in done}, seed=r, n_boot=1000)
+            if audit:
+                audits.append(done[-1])  # recorded as an audit, as the Objects widget records it
+        eb = error_bars(q, {i: out[i] for i in done}, seed=r, n_boot=1000,
+                        audited=None if args.positional_head else audits)
         fitted = fit_score(q_plain, {i: out[i]["wrong"] for i in done})
         rest = np.array([i not in set(done) for i in ids])
         if fitted is not None and rest.sum() >= 5:
@@ -346,6 +351,9 @@ def main(argv=None) -> None:
     ap.add_argument("--repeats", type=int, default=20, help="repeated reviews for the interval coverage")
     ap.add_argument("--review-n", type=int, default=40, help="objects reviewed in each repeated review")
     ap.add_argument("--audit-every", type=int, default=3)
+    ap.add_argument("--positional-head", action="store_true",
+                    help="(c): error bars without knowing which picks were audits (logs written before "
+                    "audits were recorded), for comparison")
     ap.add_argument("--min-size", type=float, default=1e6, help="nm^3, for predicted and truth objects")
     ap.add_argument("--novelty-minutes", type=float, default=2.0,
                     help="train an autoencoder on the training slices for this long per seed and measure the novelty "

@@ -515,3 +515,31 @@ def test_error_bars_do_not_put_a_deleted_specks_zero_on_big_objects():
         mids.append(eb["volume_fraction"])
     assert hits >= 18, hits
     assert abs(np.median(mids) / full_vf - 1) < 0.05, np.median(mids) / full_vf
+
+
+def test_an_audit_just_below_the_head_stays_in_the_random_sample():
+    """The queue's first 10 objects reviewed in order, then audits: one falls on the object just below them
+    (a false object, deleted), three deep in the tail (right). Below the head 4 more false objects wait.
+    Known as an audit, the deleted one stays in the rest's random sample and the interval holds the truth;
+    placed by position (logs without the audit flag) it joins the head and the interval misses."""
+    n = 30
+    table = objects.ObjectTable({"id": np.arange(1, n + 1), "voxels": np.full(n, 1000),
+                                 "score": np.linspace(1.0, 0.0, n)}, shape=(10, 100, 100))
+    count = {i: 1 for i in range(1, n + 1)}
+    count.update({2: 0, 5: 0, 7: 2, 11: 0, 12: 0, 13: 0, 14: 0, 15: 0})
+    truth = {i: {"count_after": c, "voxels_after": 1000 * c} for i, c in count.items()}
+    audits = [11, 19, 23, 27]
+    reviewed = {i: truth[i] for i in [*range(1, 11), *audits]}
+    full = sum(count.values())
+    flagged = error_bars(table, reviewed, audited=audits, n_boot=2000)
+    assert flagged["count_low"] <= full <= flagged["count_high"], (flagged["text"], full)
+    positional = error_bars(table, reviewed, n_boot=2000)
+    assert not positional["count_low"] <= full <= positional["count_high"], (positional["text"], full)
+    # the flags travel with the decisions (the log's records), as the Objects widget writes them
+    from napari_segnets.review import decisions_for_error_bars
+
+    records = {i: {**truth[i], "audit": i in audits} for i in reviewed}
+    from_log = error_bars(table, decisions_for_error_bars(records), n_boot=2000)
+    assert from_log["text"] == flagged["text"]
+    old_log = {i: {**truth[i]} for i in reviewed}  # written before audits were recorded: positional
+    assert error_bars(table, decisions_for_error_bars(old_log), n_boot=2000)["text"] == positional["text"]

@@ -113,6 +113,7 @@ def test_rank_then_next_goes_to_the_top_object_and_accept_records_it(ranked):
     assert record["decision"] == "accept" and record["reviewer"] == "ana" and record["source"] == "em"
     assert record["checkpoint"]["sha256"] and record["queue"]["rank"] == 1 and record["queue_id"] == widget.queue_id
     assert record["voxels_after"] == int((np.asarray(layer.data) == top).sum())
+    assert record["audit"] is False  # shown as the next likely error, not as a random audit
     samples = Store(tmp_path / "store").samples()
     assert record["samples"] and sorted(s["id"] for s in samples) == sorted(record["samples"])
     assert [r["object"] for r in _log(tmp_path)] == [top]
@@ -123,14 +124,19 @@ def test_rank_then_next_goes_to_the_top_object_and_accept_records_it(ranked):
     third = widget.next_error()  # every third pick (the default) is a random audit, seeded
     assert "random audit" in widget.review_info.value and third == next_object(queue, [top, queue["id"][1]],
                                                                               audit_every=3, seed=0)
+    assert widget.current_audit  # recorded with its decision: the error bars' random sample
     # a row of the queue clicked in the table becomes the object to decide on
     last = int(queue["id"][-1])
     widget.table.selectRow(widget.table.row_of(last))
     assert widget.current == last and layer.selected_label == last
     assert f"object {last}, rank {N} of {N}" in widget.review_info.value
+    first = int(queue["id"][0])
+    widget.table.selectRow(widget.table.row_of(first))
+    assert widget.current == first and not widget.current_audit  # chosen by the user, not at random
     while widget.next_error() is not None:
         widget.decide("accept")
     assert "all 5 objects" in widget.review_info.value
+    assert any(r["audit"] for r in _log(tmp_path)) and not all(r["audit"] for r in _log(tmp_path))
     assert "count 5, 95% interval 5-5" in widget.error_bars_label.value, widget.error_bars_label.value
 
 

@@ -74,6 +74,7 @@ class Reviewing:
         self.queue_table = None
         self.queue_id = None
         self.current = None
+        self.current_audit = False  # the current object was shown as a random audit
         self.decisions: dict[int, dict] = {}
         self.carried: dict[int, tuple] = {}
         self._queue = {}
@@ -216,8 +217,7 @@ class Reviewing:
             self.review_info.value = f"all {len(table)} objects of the queue are reviewed"
             self._show_signals(None)
             return None
-        audit = bool(every) and (len(done) + 1) % every == 0
-        self.show_object(object_id, audit=audit)
+        self.show_object(object_id, audit=review.audit_due(len(done), every))
         return object_id
 
     def show_object(self, object_id: int, *, audit: bool = False) -> None:
@@ -226,6 +226,7 @@ class Reviewing:
 
         info = review.describe_object(self.queue_table, object_id)
         self.current = int(object_id)
+        self.current_audit = bool(audit)  # recorded with the decision: the error bars' random sample
         self.go_to(object_id, center=info["center"])
         self._syncing = True
         try:
@@ -274,7 +275,7 @@ class Reviewing:
             log, object_id=object_id, decision=decision, labels=queue["labels"], fixed=fixed,
             image=queue["image"], store=Store(root), source=queue["source"], checkpoint=queue["checkpoint"],
             row=table.row(object_id), reviewer=self.reviewer.value.strip(), queue_id=self.queue_id,
-            replaces=self.decisions.get(object_id))
+            replaces=self.decisions.get(object_id), audit=self.current_audit)
         if decision == "delete" and (np.asarray(layer.data) == object_id).any():
             self.apply(edit.delete(layer.data, [object_id]))  # the proofreading delete: Undo brings it back
         self.decisions[object_id] = record

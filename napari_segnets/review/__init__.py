@@ -29,6 +29,7 @@ from .errorbars import decisions_for_error_bars, error_bars
 from .novelty import novelty_signals
 from .queue import (
     Review,
+    audit_due,
     default_views,
     describe_object,
     next_object,
@@ -55,6 +56,7 @@ __all__ = [
     "FittedScore",
     "Review",
     "add_signals",
+    "audit_due",
     "decisions_for_error_bars",
     "default_score",
     "default_views",

@@ -151,7 +151,7 @@ def _region(mask: np.ndarray, margin: int):
 def record_decision(log: DecisionLog, *, object_id: int, decision: str, labels, fixed=None, image=None,
                     store=None, source: str = "", checkpoint=None, row: dict | None = None,
                     reviewer: str = "", note: str = "", margin: int = 8, split: str = "train",
-                    queue_id: str = "", replaces: dict | None = None) -> dict:
+                    queue_id: str = "", replaces: dict | None = None, audit: bool = False) -> dict:
     """Record one decision and, with a ``store``, add the reviewed region to it.
 
     Parameters
@@ -181,6 +181,10 @@ def record_decision(log: DecisionLog, *, object_id: int, decision: str, labels, 
         The object's earlier record when the reviewer changes their mind: its store samples
         that the new ones do not supersede are removed (tombstoned), so the store never teaches
         both answers.
+    audit : bool
+        The object was shown as a random audit (:func:`~napari_segnets.review.queue.next_object`),
+        not as the next likely error: the error bars use audits as a random sample of the objects
+        the queue has not reached.
 
     Returns
     -------
@@ -215,7 +219,7 @@ def record_decision(log: DecisionLog, *, object_id: int, decision: str, labels, 
         "kind": "decision", "object": int(object_id), "decision": decision,
         "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "reviewer": reviewer or os.environ.get("USER", ""), "source": str(source), "checkpoint": ckpt,
-        "note": note, "queue_id": str(queue_id),
+        "note": note, "queue_id": str(queue_id), "audit": bool(audit),
         "count_after": count_after, "voxels_before": int(obj.sum()), "voxels_after": int(after.sum()),
         "queue": {k: _plain(v) for k, v in (row or {}).items()}, "samples": [],
     }

@@ -188,6 +188,11 @@ def ranked(table, score=None):
                        shape=table.shape)
 
 
+def audit_due(n_reviewed: int, audit_every: int) -> bool:
+    """Whether the next pick, after ``n_reviewed`` objects, is a random audit (every ``audit_every``-th)."""
+    return bool(audit_every) and (int(n_reviewed) + 1) % int(audit_every) == 0
+
+
 def next_object(table, reviewed=(), *, audit_every: int = 0, seed: int = 0) -> int | None:
     """The id to review next: the highest-ranked object not yet reviewed.
 
@@ -200,7 +205,7 @@ def next_object(table, reviewed=(), *, audit_every: int = 0, seed: int = 0) -> i
     left = [int(i) for i in table.ids if int(i) not in done]  # table rows are in queue order
     if not left:
         return None
-    if audit_every and (len(done) + 1) % audit_every == 0:
+    if audit_due(len(done), audit_every):
         rng = np.random.default_rng([int(seed), len(done)])
         return left[int(rng.integers(len(left)))]
     return left[0]
