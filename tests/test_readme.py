@@ -6,6 +6,7 @@ itself (nothing is listed here), so a command added there is tested without touc
 - "Command line": the bash blocks run in order, as written, in an empty temporary directory, with
   only their budgets shortened by textual substitution (:data:`SHORTER`); each run must succeed and
   every file a command names with ``--out``/``--plot``/``--mosaic`` must exist afterwards.
+- The Python example runs as written (its ``minutes=`` shortened) next to the sample data.
 - "Set up": the ``pip install`` lines are checked, not re-run (installing torch and the package again
   takes minutes and a network): every extra they name exists in pyproject.toml and a pinned torch is
   the torch installed here. The test-suite command is checked the same way (it is this suite). The
@@ -225,3 +226,18 @@ def test_command_line_section_runs_in_order(bin_dir, tmp_path):
     assert outputs, "no command names an output"
     missing = [o for o in outputs if not (work / o).exists()]
     assert not missing, f"README commands ran but did not write {missing}"
+
+
+def test_python_example_runs(tmp_path):
+    """The README's Python example runs as written (its training budget shortened), from a folder that holds
+    the sample data as a clone does, and ends with measured objects."""
+    blocks = re.findall(r"^```python\n(.*?)^```", README.read_text(), re.S | re.M)
+    assert blocks, "the README has no Python example"
+    code = re.sub(r"minutes=(\d+(?:\.\d+)?)", lambda m: f"minutes={float(m.group(1)) / 100:g}", "\n".join(blocks))
+    (tmp_path / "sample_data").symlink_to(REPO / "sample_data")
+    check = "\nassert len(table) == int(mito.max()), (int(mito.max()), len(table))\n"  # any model quality
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+               OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-c", code + check], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
