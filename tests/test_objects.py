@@ -263,13 +263,25 @@ def _slabs_and_fragments():
 
 
 def test_typical_size_is_the_volume_weighted_median_that_fragments_do_not_move():
-    sizes = [1000] * 6 + [40] * 50  # fifty fragments: the plain median is a fragment's size
+    sizes = [1000] * 6 + [40] * 20  # twenty fragments: the plain median is a fragment's size
     assert np.median(sizes) == 40 and ob.typical_size(sizes) == 1000
     assert ob.typical_size([]) == 0.0
     assert ob.fragment_cut(sizes) == 100 and ob.fragment_cut(sizes, 0) == 0
     assert ob.fragment_cut([1000, 10, 10, 10]) == 0  # fewer than 5 objects: no typical size, no cut
     with pytest.raises(InputError, match="fraction"):
         ob.fragment_cut(sizes, 1.5)
+    # objects under the cut that hold more than a fifth of the voxels are not fragments: a merged network of
+    # 10,000 voxels beside ten real 500-voxel objects keeps them
+    network = [10_000] + [500] * 10
+    assert ob.fragment_cut(network) == 0 and ob.fragment_cut(network, guard=False) == 1000
+    vol = np.zeros((4, 40, 400), np.uint8)
+    vol[:, :25, :100] = 1  # the network
+    for k in range(10):
+        vol[:, 30:35, 10 + 35 * k:35 + 35 * k] = 1  # ten 500-voxel objects
+    report = {}
+    assert ob.label_objects(vol, min_fraction=0.1, report=report).max() == 11
+    assert report["fragments"] == 0 and report["not_fragments"] == 10
+    assert ob.fragments_note(report).startswith("10 objects under a tenth of the typical object hold 33% of the")
 
 
 def test_fragments_are_dropped_when_asked_in_memory_and_block_wise_alike():
@@ -280,7 +292,7 @@ def test_fragments_are_dropped_when_asked_in_memory_and_block_wise_alike():
     assert ob.label_objects(vol).max() == 8  # the 3-voxel one is a speck: dropped anyway
     report = {}
     kept = ob.label_objects(vol, min_fraction=0.1, report=report)
-    assert kept.max() == 6 and report == {"fragments": 2, "fragment_cut": 99}
+    assert kept.max() == 6 and report == {"fragments": 2, "fragment_cut": 99, "fraction": 0.1}
     out = np.zeros(vol.shape, np.uint32)
     block_report = {}
     assert ob.label_blockwise(vol, out, block=(4, 20, 20), min_fraction=0.1, report=block_report) == 6
