@@ -302,7 +302,7 @@ class CropSampler:
         w = np.asarray(weights, dtype=np.float64)
         self._p = w / w.sum()
 
-    def with_masks(self, masks) -> "CropSampler":
+    def with_masks(self, masks) -> CropSampler:
         """The same sampler (crop, foreground share, augmenter) over new masks of the same slices."""
         return CropSampler(
             self.images, masks, crop=self.crop, ignore_index=self.ignore_index,
