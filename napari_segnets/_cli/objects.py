@@ -217,20 +217,26 @@ def evaluate_objects(pred, truth, ignore_index=None, min_fraction=None) -> dict:
 
     fraction = objects.FRAGMENT_FRACTION if min_fraction is None else min_fraction
 
-    def instances(arr, drop=None, **options):
+    def instances(arr, drop=None):
+        """Objects, and whether ``arr`` was a mask (a label image is taken as given)."""
         arr = np.asarray(arr)
         if drop is not None:  # unlabelled ground truth counts as background for objects
             arr = np.where(arr == drop, 0, arr)
         values = np.unique(arr)
-        return objects.label_objects(arr, **options) if len(values[values != 0]) <= 1 else arr
+        mask = len(values[values != 0]) <= 1
+        return (objects.label_objects(arr) if mask else arr), mask
 
     report: dict = {}
-    pred_objects = instances(pred, min_fraction=fraction, report=report)
-    truth_objects = instances(truth, ignore_index)
+    every_object, mask = instances(pred)  # labelled once; the fragment filter is the last step of `objects`
+    pred_objects = every_object
+    if mask:
+        keep = objects.fragment_filter(np.bincount(every_object.ravel()), None, fraction, report)
+        pred_objects = objects.canonical(every_object, keep)
+    truth_objects, _ = instances(truth, ignore_index)
     result = objects.score_objects(pred_objects, truth_objects)
     result.pop("matches", None)
     if report.get("fragments"):  # say what they were worth
-        kept = objects.score_objects(instances(pred), truth_objects)
+        kept = objects.score_objects(every_object, truth_objects)
         result["note"] = (f"{objects.fragments_note(report, how='`objects --min-fraction 0`')} With them: "
                           f"{kept['n_pred']} objects, F1 {kept['f1']:.3f}, count error {kept['count_error']:+d}.")
     return result

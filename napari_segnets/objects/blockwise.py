@@ -224,7 +224,7 @@ def _final_table(n, pairs, sizes, firsts, seeded, border, smallest, min_fraction
         keep &= size >= smallest
     keep[comp[0]] = False  # the background's own component
     if min_fraction:
-        keep = fragment_filter(np.where(keep, size, 0).astype(np.int64), keep, min_fraction, report)
+        keep = fragment_filter(size.astype(np.int64), keep, min_fraction, report)
     kept = np.flatnonzero(keep)
     final = np.zeros(m, np.uint32)
     final[kept[np.argsort(first[kept], kind="stable")]] = np.arange(1, len(kept) + 1, dtype=np.uint32)

@@ -122,9 +122,12 @@ def fragment_cut(sizes, fraction: float | None = FRAGMENT_FRACTION, *, guard: bo
     if sizes.size < MIN_OBJECTS_FOR_TYPICAL:
         return 0
     cut = int(math.ceil(float(fraction) * typical_size(sizes)))
-    if guard and sizes[sizes < cut].sum() > MAX_FRAGMENT_SHARE * sizes.sum():
-        return 0
-    return cut
+    return 0 if guard and _too_big_for_fragments(sizes, cut) else cut
+
+
+def _too_big_for_fragments(sizes: np.ndarray, cut: int) -> bool:
+    """Whether the objects under ``cut`` hold more than :data:`MAX_FRAGMENT_SHARE` of the voxels."""
+    return bool(sizes[sizes < cut].sum() > MAX_FRAGMENT_SHARE * sizes.sum())
 
 
 def _share_words(fraction) -> str:
@@ -317,13 +320,13 @@ def fragment_filter(sizes: np.ndarray, keep: np.ndarray | None, fraction: float 
     sizes = np.asarray(sizes)
     kept = (sizes > 0) if keep is None else np.array(keep, bool, copy=True)
     kept[0] = False
-    cut = fragment_cut(sizes[kept], fraction)
-    fragments = kept & (sizes < cut)
+    cut = fragment_cut(sizes[kept], fraction, guard=False)
+    small = kept & (sizes < cut)
+    guarded = bool(cut) and _too_big_for_fragments(sizes[kept], cut)  # real objects beside a giant: kept
+    fragments = small & (not guarded)
     if report is not None:
-        report.update(fragments=int(fragments.sum()), fragment_cut=cut, fraction=fraction)
-        unguarded = 0 if cut else fragment_cut(sizes[kept], fraction, guard=False)
-        if unguarded:  # the guard kept them: say so
-            small = kept & (sizes < unguarded)
+        report.update(fragments=int(fragments.sum()), fragment_cut=0 if guarded else cut, fraction=fraction)
+        if guarded:
             report.update(not_fragments=int(small.sum()),
                           not_fragments_share=float(sizes[small].sum() / max(sizes[kept].sum(), 1)))
     return kept & ~fragments
