@@ -282,6 +282,8 @@ def test_typical_size_is_the_volume_weighted_median_that_fragments_do_not_move()
     assert ob.label_objects(vol, min_fraction=0.1, report=report).max() == 11
     assert report["fragments"] == 0 and report["not_fragments"] == 10
     assert ob.fragments_note(report).startswith("10 objects under a tenth of the typical object hold 33% of the")
+    assert ob.fragments_note(report).endswith("kept; --min-size drops small objects, --split separates touching ones.")
+    assert ob.fragments_note(report, remedy="a smaller 'min size'").endswith("kept; a smaller 'min size'.")
 
 
 def test_fragments_are_dropped_when_asked_in_memory_and_block_wise_alike():

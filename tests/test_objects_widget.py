@@ -261,3 +261,25 @@ def test_making_objects_drops_fragments_and_says_so_unless_told(make_napari_view
     qtbot.waitUntil(lambda: widget.measurements is not None and len(widget.measurements) == 7
                     and not widget.runner.running, timeout=60_000)
     assert "fragment" not in widget.status.value
+
+
+def test_objects_kept_as_too_big_a_share_for_fragments_are_explained_in_the_widgets_words(make_napari_viewer, qtbot):
+    """Ten real objects beside a merged network are kept (the fragment guard), and the note names the
+    panel's own fields, not the command line's flags."""
+    from napari_segnets._widgets import ObjectsWidget
+
+    viewer = make_napari_viewer()
+    mask = np.zeros((4, 40, 400), np.uint8)
+    mask[:, :25, :100] = 255  # the network
+    for k in range(10):
+        mask[:, 30:35, 10 + 35 * k:35 + 35 * k] = 255  # ten 500-voxel objects
+    viewer.add_labels(mask, name="mito", scale=SCALE)
+    widget = ObjectsWidget(viewer)
+    widget.source.value = viewer.layers["mito"]
+    widget.make_objects()
+    wait_for(qtbot, widget)
+    qtbot.waitUntil(lambda: widget.measurements is not None and not widget.runner.running, timeout=60_000)
+    assert len(widget.measurements) == 11
+    assert "10 objects under a tenth of the typical object" in widget.status.value
+    assert "'min size nm³' drops small objects, 'split' separates touching ones" in widget.status.value
+    assert "--" not in widget.status.value

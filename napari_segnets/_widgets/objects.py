@@ -177,7 +177,8 @@ class ObjectsWidget(Reviewing, Proofreading, Container):
                                            metadata={"segnets": {"voxel_size": voxel, "source": src.name}})
             self.objects_layer.value = layer
             made.append(layer)
-            note = fragments_note(options["report"], voxel, how="'drop < typical ×' = 0")
+            note = fragments_note(options["report"], voxel, how="'drop < typical ×' = 0",
+                                  remedy="'min size nm³' drops small objects, 'split' separates touching ones")
             self._size_note = (layer, note)  # shown again when the new layer is measured
             return f"{int(labels.max())} objects in '{name}'" + (f"; {note}" if note else "")
 

@@ -134,15 +134,17 @@ def _share_words(fraction) -> str:
     return "a tenth" if fraction is None or float(fraction) == 0.1 else f"{float(fraction):g} x"
 
 
-def fragments_note(report: dict, voxel_size=None, *, how: str = "--min-fraction 0") -> str:
+def fragments_note(report: dict, voxel_size=None, *, how: str = "--min-fraction 0",
+                   remedy: str = "--min-size drops small objects, --split separates touching ones") -> str:
     """A sentence on the fragments a labelling dropped, or kept as too big a share to be fragments
-    (from its ``report``), or ""."""
+    (from its ``report``), or "". ``how`` says how to keep dropped fragments and ``remedy`` what else
+    to use when they were kept, each in the caller's words (CLI flags or widget fields)."""
     share = _share_words(report.get("fraction"))
     kept = int(report.get("not_fragments", 0))
     if kept:
         return (f"{kept} objects under {share} of the typical object hold {report['not_fragments_share']:.0%} "
                 "of the object volume, too much for fragments (beside a few huge objects, e.g. merged ones): "
-                "kept; --min-size drops small objects, --split separates touching ones.")
+                f"kept; {remedy}.")
     dropped, cut = int(report.get("fragments", 0)), int(report.get("fragment_cut", 0))
     if not dropped:
         return ""
