@@ -26,7 +26,7 @@ META_KEY = "napari_segnets"
 COMPUTED = ("arch", "config", "task", "versions", "content_hash", "created")
 _MAX_HEADER = 100 * 1024 * 1024
 
-__all__ = ["content_hash", "export_onnx", "export_torchscript", "load", "read_metadata", "save"]
+__all__ = ["content_hash", "export_onnx", "export_torchscript", "load", "read_metadata", "save", "strokes_note"]
 
 
 def content_hash(tensors: dict) -> str:
@@ -190,6 +190,26 @@ def read_metadata(path) -> dict:
     if not isinstance(meta, dict) or "config" not in meta:
         raise CheckpointError(f"The metadata in {path} has no model config: the file is damaged.")
     return meta
+
+
+def strokes_note(meta: dict) -> str:
+    """A sentence for whoever predicts with a model trained on sparse strokes (from its metadata), or "".
+
+    Strokes placed away from the boundaries (as a user paints them: through objects and background)
+    do not show where a boundary lies. On the EPFL strokes of ``benchmarks/sparse_start.py`` eight such
+    models counted the objects well once fragments were dropped (20-24 for 20), but the total volume of
+    their objects was 0.84-1.22 of the truth's (a 15-minute model on full masks: 1.02); see
+    ``benchmarks/RESULTS.md``.
+    """
+    training = (meta or {}).get("training") or {}
+    if training.get("annotation") != "sparse":
+        return ""
+    painted = training.get("painted")
+    share = f" ({painted:.1%} of the pixels painted)" if isinstance(painted, int | float) else ""
+    return (f"This model learnt from strokes{share}, which do not show where a boundary lies: its objects "
+            "can be too big or too small (in the project's benchmark their total volume was 16% low to 22% "
+            "high). Check the boundaries, or paint strokes along them and train again, before publishing "
+            "volumes or surfaces.")
 
 
 def _is_zoo_package(path: Path) -> bool:

@@ -166,6 +166,8 @@ def test_cli_trains_on_0_255_masks_and_refuses_an_all_background_mask(tmp_path, 
     assert main([str(a) for a in [*common, "--masks", tmp_path / "mask255.tif", "--out", out]]) == 0
     model, meta = checkpoints.load(out)
     assert model.out_channels == 1  # 0/255 is binary
+    assert meta["training"]["annotation"] == "full" and "painted" not in meta["training"]
+    assert checkpoints.strokes_note(meta) == ""
     capsys.readouterr()
     bad = tmp_path / "bad.safetensors"
     assert main([str(a) for a in [*common, "--masks", tmp_path / "empty.tif", "--out", bad]]) == 2
@@ -174,9 +176,10 @@ def test_cli_trains_on_0_255_masks_and_refuses_an_all_background_mask(tmp_path, 
     assert not bad.exists()
 
 
-def test_cli_trains_on_sparse_strokes(tmp_path):
+def test_cli_trains_on_sparse_strokes(tmp_path, capsys):
     import tifffile
 
+    from napari_segnets import checkpoints
     from napari_segnets._cli import main
 
     image, mask = blobs(2)
@@ -191,6 +194,15 @@ def test_cli_trains_on_sparse_strokes(tmp_path):
             "--steps-per-epoch", 1, "--crop", 32, "--batch-size", 1, "--device", "cpu",
             "--out", out, "--no-progress"]
     assert main([str(a) for a in argv]) == 0 and out.is_file()
+    # the checkpoint records the strokes, and predicting with it says what strokes do not teach
+    training = checkpoints.read_metadata(out)["training"]
+    assert training["annotation"] == "sparse"
+    assert training["painted"] == pytest.approx(np.count_nonzero(strokes) / strokes.size, rel=1e-4)
+    capsys.readouterr()
+    assert main(["predict", "--checkpoint", str(out), "--input", str(tmp_path / "img.tif"),
+                 "--out", str(tmp_path / "p.tif"), "--no-progress", "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert "note: This model learnt from strokes (" in err and "where a boundary lies" in err
 
 
 def test_evaluate_reports_an_empty_truth_as_undefined(tmp_path, capsys):

@@ -82,7 +82,12 @@ def test_minutes_give_an_eta_and_the_preview_never_covers_the_image(widget_and_l
         assert translate[-1] >= img.data.shape[-1] * img.scale[-1]
 
 
-def test_sparse_strokes_train_from_the_widget(widget_and_layers, qtbot, tmp_path):
+def test_sparse_strokes_train_from_the_widget(widget_and_layers, qtbot, tmp_path, monkeypatch):
+    """Strokes train from the widget; the checkpoint records them, and Segment says what that means."""
+    from _widget_helpers import Notes
+
+    from napari_segnets import checkpoints
+
     viewer, widget, img, truth = widget_and_layers
     layer = widget.add_stroke_layer()
     painted = layer.data.copy()
@@ -94,6 +99,22 @@ def test_sparse_strokes_train_from_the_widget(widget_and_layers, qtbot, tmp_path
     wait_for(qtbot, widget)
     assert widget.result is not None, widget.status.value
     assert np.isfinite(widget.result.history[0]["loss"])
+    training = checkpoints.read_metadata(tmp_path / "m.safetensors")["training"]
+    assert training["annotation"] == "sparse"
+    assert training["painted"] == pytest.approx(np.count_nonzero(painted) / painted.size, rel=1e-4)  # every slice
+    # segmenting with it says that strokes do not show where boundaries lie
+    from napari_segnets._widgets import SegmentWidget
+    from napari_segnets._widgets._session import REGISTRY
+
+    notes = Notes(monkeypatch)
+    seg = SegmentWidget(viewer)
+    seg.image.value = img
+    seg.checkpoint.model.value = REGISTRY.names()[-1]
+    seg.scope.value = "current slice"
+    seg.device.value = "cpu"
+    assert seg.run() is not None, seg.status.value
+    wait_for(qtbot, seg)
+    assert any("learnt from strokes" in n and "boundar" in n for n in notes.infos), notes.infos
 
 
 def test_a_cancelled_training_says_where_its_best_checkpoint_is_and_offers_it(

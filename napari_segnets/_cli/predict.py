@@ -134,4 +134,19 @@ def run(args: argparse.Namespace) -> int:
         f"in {result.seconds:.1f} s"
     )
     common.info(f"effective config: {cfg} (repeat with --config)")
+    _strokes_note(args.checkpoint)
     return 0
+
+
+def _strokes_note(checkpoint) -> None:
+    """Say so when the model learnt from strokes (its boundaries were never shown to it)."""
+    from .. import checkpoints
+    from ..errors import CheckpointError
+
+    try:
+        meta = checkpoints.read_metadata(checkpoint)
+    except (CheckpointError, OSError, ValueError):  # e.g. TorchScript: no training record to read
+        return
+    note = checkpoints.strokes_note(meta)
+    if note:
+        common.info(f"note: {note}")

@@ -234,8 +234,12 @@ class SegmentWidget(Container):
                 live.refresh()
 
         def done(result):
+            from .. import checkpoints
+
             array, meta = result
             self.last_layer = self._show(layer, entry, kind, name, array, z)
+            if kind == "labels" and (note := checkpoints.strokes_note(meta)):
+                notify_info(note)  # a model trained on strokes: its boundaries were never shown to it
             from ._temp import temporary_root
 
             if temporary_root(self.last_layer.data) is not None:
@@ -347,3 +351,4 @@ class SegmentWidget(Container):
         elif full.ndim == 3:
             predicted = set(range(full.shape[0]))
         info["predicted"] = sorted(predicted)
+

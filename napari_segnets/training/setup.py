@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..errors import CheckpointError, InputError
 from .augment import make_augmenter
 from .datasets import CropSampler, SliceDataset
@@ -61,6 +63,10 @@ class Run:
     smoothness: float = 0.0
     # self-training (sparse strokes): the share of the run at which pseudo-labels are refreshed
     self_training_at: tuple = ()
+    # what the masks were: "full" or "sparse" strokes, and for strokes the painted share of the pixels
+    # (recorded in the checkpoint: checkpoints.strokes_note warns whoever measures its objects)
+    annotation: str = "full"
+    painted: float | None = None
 
 
 def as_dataset(
@@ -117,6 +123,13 @@ def _load_into(model, path, role: str, mismatch: str):
     except RuntimeError as exc:
         raise InputError(mismatch) from exc
     return model, meta
+
+
+def _painted(data: SliceDataset) -> float:
+    """The share of the training pixels that carry a label (strokes: the painted share)."""
+    targets = [t for t in data.labels() if t is not None]
+    total = sum(t.size for t in targets)
+    return float(sum(int(np.count_nonzero(t != IGNORE)) for t in targets) / total) if total else 0.0
 
 
 def _make_optimizer(name, params, lr, weight_decay):
@@ -346,6 +359,8 @@ def prepare_run(
         class_names=parent_meta.get("class_names"),
         smoothness=float(smoothness) if task == "segment" else 0.0,
         self_training_at=SELF_TRAINING_AT if self_training and task == "segment" else (),
+        annotation="sparse" if sparse and task == "segment" else "full",
+        painted=_painted(data) if sparse and task == "segment" else None,
     )
     if val is not None:
         run.val_images = val.normalized(norm)
