@@ -233,25 +233,31 @@ def test_the_table_follows_napari_undo_and_redo(made):
     assert len(measured) == count
 
 
+def _objects_of(viewer, qtbot, mask):
+    """An Objects widget that has made and measured the objects of ``mask`` with its defaults."""
+    from napari_segnets._widgets import ObjectsWidget
+
+    viewer.add_labels(mask, name="mito", scale=SCALE)
+    widget = ObjectsWidget(viewer)
+    widget.source.value = viewer.layers["mito"]
+    widget.make_objects()
+    wait_for(qtbot, widget)
+    qtbot.waitUntil(lambda: widget.measurements is not None and not widget.runner.running, timeout=60_000)
+    return widget
+
+
 def test_making_objects_drops_fragments_and_says_so_unless_told(make_napari_viewer, qtbot):
     """By default objects under a tenth of the typical object are dropped as fragments (as the CLI does) and
     the status says how many and how to keep them; 'drop < typical ×' = 0 keeps them. Specks (under 2x2x2
     voxels) are gone either way."""
-    from napari_segnets._widgets import ObjectsWidget
-
     viewer = make_napari_viewer()
     mask = np.zeros((6, 40, 120), np.uint8)
     for k in range(6):
         mask[1:5, 5:15, 20 * k + 2:20 * k + 12] = 255  # six 400-voxel boxes
     mask[2:5, 25:28, 5:8] = 255  # 27 voxels: a fragment
     mask[3, 35, 60] = 255  # a 1-voxel speck
-    viewer.add_labels(mask, name="mito", scale=SCALE)
-    widget = ObjectsWidget(viewer)
-    widget.source.value = viewer.layers["mito"]
+    widget = _objects_of(viewer, qtbot, mask)
     assert widget.fragments.value == "0.1"
-    widget.make_objects()
-    wait_for(qtbot, widget)
-    qtbot.waitUntil(lambda: widget.measurements is not None and not widget.runner.running, timeout=60_000)
     assert len(widget.measurements) == 6
     assert "1 fragment under a tenth of the typical object (40 voxels, 2e4 nm^3) dropped" in widget.status.value
     assert "'drop < typical ×' = 0 keeps them" in widget.status.value
@@ -266,19 +272,12 @@ def test_making_objects_drops_fragments_and_says_so_unless_told(make_napari_view
 def test_objects_kept_as_too_big_a_share_for_fragments_are_explained_in_the_widgets_words(make_napari_viewer, qtbot):
     """Ten real objects beside a merged network are kept (the fragment guard), and the note names the
     panel's own fields, not the command line's flags."""
-    from napari_segnets._widgets import ObjectsWidget
-
     viewer = make_napari_viewer()
     mask = np.zeros((4, 40, 400), np.uint8)
     mask[:, :25, :100] = 255  # the network
     for k in range(10):
         mask[:, 30:35, 10 + 35 * k:35 + 35 * k] = 255  # ten 500-voxel objects
-    viewer.add_labels(mask, name="mito", scale=SCALE)
-    widget = ObjectsWidget(viewer)
-    widget.source.value = viewer.layers["mito"]
-    widget.make_objects()
-    wait_for(qtbot, widget)
-    qtbot.waitUntil(lambda: widget.measurements is not None and not widget.runner.running, timeout=60_000)
+    widget = _objects_of(viewer, qtbot, mask)
     assert len(widget.measurements) == 11
     assert "10 objects under a tenth of the typical object" in widget.status.value
     assert "'min size nm³' drops small objects, 'split' separates touching ones" in widget.status.value
