@@ -193,7 +193,9 @@ def list_events(gen):
             return events
 
 
-def test_autoencoder_with_denoising_trains_and_validates():
+def test_autoencoder_with_denoising_trains_and_validates(tmp_path):
+    from napari_segnets import checkpoints
+
     image, _ = blobs(3)
     result = train(
         tiny(task="autoencode"),
@@ -205,12 +207,15 @@ def test_autoencoder_with_denoising_trains_and_validates():
         epochs=2,
         steps_per_epoch=4,
         lr=3e-3,
+        checkpoint=tmp_path / "ae.safetensors",
         **FAST,
     )
     val = result.history[-1]["val"]
     assert (
         np.isfinite(result.history[-1]["loss"]) and val["score"] == -val["mse"] and val["psnr"] > 0
     )
+    training = checkpoints.read_metadata(result.checkpoint)["training"]  # no masks: no annotation recorded
+    assert "annotation" not in training and "painted" not in training
 
 
 def test_multiclass_integer_labels_train():

@@ -351,4 +351,3 @@ class SegmentWidget(Container):
         elif full.ndim == 3:
             predicted = set(range(full.shape[0]))
         info["predicted"] = sorted(predicted)
-

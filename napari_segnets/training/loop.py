@@ -334,7 +334,7 @@ def train_iter(
                 "best_epoch": best_epoch,
                 "seed": seed,
                 "pseudo_label_rounds": pseudo_rounds,
-                "annotation": run.annotation,
+                **({} if run.annotation is None else {"annotation": run.annotation}),
                 **({} if run.painted is None else {"painted": round(run.painted, 6)}),
             }
             meta = dict(

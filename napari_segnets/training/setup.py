@@ -63,9 +63,10 @@ class Run:
     smoothness: float = 0.0
     # self-training (sparse strokes): the share of the run at which pseudo-labels are refreshed
     self_training_at: tuple = ()
-    # what the masks were: "full" or "sparse" strokes, and for strokes the painted share of the pixels
-    # (recorded in the checkpoint: checkpoints.strokes_note warns whoever measures its objects)
-    annotation: str = "full"
+    # what the masks were: "full" or "sparse" strokes (None: autoencoding, no masks), and for strokes the
+    # painted share of the pixels (recorded in the checkpoint: checkpoints.strokes_note warns whoever
+    # measures its objects)
+    annotation: str | None = "full"
     painted: float | None = None
 
 
@@ -359,7 +360,7 @@ def prepare_run(
         class_names=parent_meta.get("class_names"),
         smoothness=float(smoothness) if task == "segment" else 0.0,
         self_training_at=SELF_TRAINING_AT if self_training and task == "segment" else (),
-        annotation="sparse" if sparse and task == "segment" else "full",
+        annotation=("sparse" if sparse else "full") if task == "segment" else None,
         painted=_painted(data) if sparse and task == "segment" else None,
     )
     if val is not None:
