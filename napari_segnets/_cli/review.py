@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     result = common.run_job(
         review.review_iter(model, image, voxel_size=voxel, views=views, normalization=info.get("normalization"),
                            threshold=args.threshold, min_size=args.min_size, min_voxels=args.min_voxels,
-                           split=args.split, **({} if args.min_fraction is None else {"min_fraction": args.min_fraction}),
+                           split=args.split, min_fraction=args.min_fraction,
                            device=args.device, tile=args.tile, autoencoder=ae, reference=reference,
                            autoencoder_normalization=ae_info.get("normalization")),
         args,

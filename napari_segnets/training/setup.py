@@ -126,9 +126,8 @@ def _load_into(model, path, role: str, mismatch: str):
     return model, meta
 
 
-def _painted(data: SliceDataset) -> float:
-    """The share of the training pixels that carry a label (strokes: the painted share)."""
-    targets = [t for t in data.labels() if t is not None]
+def _painted(targets: list) -> float:
+    """The share of the pixels of ``targets`` that carry a label (strokes: the painted share)."""
     total = sum(t.size for t in targets)
     return float(sum(int(np.count_nonzero(t != IGNORE)) for t in targets) / total) if total else 0.0
 
@@ -361,7 +360,7 @@ def prepare_run(
         smoothness=float(smoothness) if task == "segment" else 0.0,
         self_training_at=SELF_TRAINING_AT if self_training and task == "segment" else (),
         annotation=("sparse" if sparse else "full") if task == "segment" else None,
-        painted=_painted(data) if sparse and task == "segment" else None,
+        painted=_painted(masks) if sparse and task == "segment" else None,
     )
     if val is not None:
         run.val_images = val.normalized(norm)
